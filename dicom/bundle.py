@@ -1,0 +1,88 @@
+"""All four renderings of one draft, written into a folder so that none is ever half there.
+
+Each file is written to a temporary name in the same folder and renamed into place
+(``os.replace`` is atomic on one file system), so a reader sees either the old or the new file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydicom import Dataset
+
+from dicom.draft import DraftReport
+from dicom.fhir import fhir_diagnostic_report
+from dicom.pdf import write_encapsulated_pdf
+from dicom.read import Study
+from dicom.sr import write_sr
+
+REPORT_FILES = {
+    "json": "report.json",
+    "sr": "report.sr.dcm",
+    "pdf": "report.pdf.dcm",
+    "fhir": "report.fhir.json",
+}
+
+
+def write_report_bundle(
+    draft: DraftReport,
+    study: Study,
+    out_dir: Path,
+    details: Mapping[str, object] | None = None,
+) -> dict[str, Path]:
+    """Writes report.json, report.sr.dcm, report.pdf.dcm and report.fhir.json into ``out_dir``.
+
+    Everything is rendered in memory first, so a failure in any writer leaves the folder as
+    it was. ``details`` (engine, timings, labels…) go into report.json only: the SR and the
+    FHIR resource carry the clinical content, not how it was produced.
+    Returns the paths keyed 'json', 'sr', 'pdf' and 'fhir'.
+    """
+    sr = write_sr(draft, study)
+    pdf = write_encapsulated_pdf(draft, study)
+    summary = {
+        **draft.to_dict(),
+        "study_instance_uid": study.study_instance_uid,
+        "sr_sop_instance_uid": str(sr.SOPInstanceUID),
+        "pdf_sop_instance_uid": str(pdf.SOPInstanceUID),
+        "source_sop_instance_uids": [image.sop_instance_uid for image in study.frontal_images],
+        **(details or {}),
+    }
+    payloads = {
+        "json": _json_bytes(summary),
+        "sr": dicom_bytes(sr),
+        "pdf": dicom_bytes(pdf),
+        "fhir": _json_bytes(fhir_diagnostic_report(draft, study)),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return {kind: write_atomically(out_dir / REPORT_FILES[kind], b) for kind, b in payloads.items()}
+
+
+def _json_bytes(document: object) -> bytes:
+    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def dicom_bytes(ds: Dataset) -> bytes:
+    """A data set as Part 10 file bytes (preamble and File Meta included)."""
+    with tempfile.SpooledTemporaryFile() as buffer:
+        ds.save_as(buffer, enforce_file_format=True)
+        buffer.seek(0)
+        return buffer.read()
+
+
+def write_atomically(path: Path, data: bytes) -> Path:
+    """Writes ``data`` to a temporary file beside ``path``, then renames it into place."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        Path(temporary).replace(path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,136 @@
+"""SR, encapsulated PDF and FHIR drafts, checked with dciodvfy, dsrdump and fhir.resources."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pydicom
+import pytest
+from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+
+import dicom
+from dicom.bundle import REPORT_FILES, write_report_bundle
+from dicom.draft import AlgorithmIdentity, DraftReport
+from dicom.fhir import fhir_diagnostic_report
+from dicom.pdf import write_encapsulated_pdf
+from dicom.sr import write_sr
+from tests.dicom.factories import PATIENT_ID, PATIENT_NAME
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def study(frontal_file: Path) -> dicom.Study:
+    return dicom.read_study(frontal_file)
+
+
+def _dciodvfy_errors(tool: str, path: Path) -> list[str]:
+    result = subprocess.run([tool, str(path)], capture_output=True, text=True, check=False)
+    return [
+        line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")
+    ]
+
+
+def test_sr_has_draft_flags_evidence_and_source_patient(
+    draft: DraftReport, study: dicom.Study, tmp_path: Path, dciodvfy: str
+) -> None:
+    sr = write_sr(draft, study)
+    path = tmp_path / "sr.dcm"
+    sr.save_as(path, enforce_file_format=True)
+    read = pydicom.dcmread(path)
+    assert (read.CompletionFlag, read.VerificationFlag, read.PreliminaryFlag) == (
+        "PARTIAL",
+        "UNVERIFIED",
+        "PRELIMINARY",
+    )
+    assert "draft" in read.CompletionFlagDescription.lower()
+    assert read.SOPClassUID == pydicom.uid.EnhancedSRStorage
+    assert str(read.PatientName) == PATIENT_NAME and read.PatientID == PATIENT_ID
+    assert read.StudyInstanceUID == study.study_instance_uid
+    assert read.AccessionNumber == "ACC-99812"
+    evidence = read.CurrentRequestedProcedureEvidenceSequence[0]
+    cited = evidence.ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+    assert cited.ReferencedSOPInstanceUID == study.frontal_images[0].sop_instance_uid
+    (equipment,) = [
+        item
+        for item in read.ContributingEquipmentSequence
+        if item.get("DeviceUID") == draft.algorithm.device_uid
+    ]
+    assert equipment.ManufacturerModelName == "EchoCXR test model"
+    assert equipment.PurposeOfReferenceCodeSequence[0].CodeValue == "109102"  # Processing Equipment
+    assert _dciodvfy_errors(dciodvfy, path) == []
+
+
+def test_dsrdump_renders_the_tid_2000_tree(
+    draft: DraftReport, study: dicom.Study, tmp_path: Path, dsrdump: str
+) -> None:
+    path = tmp_path / "sr.dcm"
+    write_sr(draft, study).save_as(path, enforce_file_format=True)
+    tree = subprocess.run(
+        [dsrdump, "+Pl", "+Pc", str(path)], capture_output=True, text=True, check=True
+    )
+    for line in (
+        '<CONTAINER:(18748-4,LN,"Diagnostic Imaging Report")',
+        '(121005,DCM,"Observer Type")=(121007,DCM,"Device")',
+        '<contains CONTAINER:(59776-5,LN,"Findings")',
+        '<contains TEXT:(121071,DCM,"Finding")="The heart is normal in size. Small right',
+        '<contains CONTAINER:(19005-8,LN,"Impressions")',
+        '(121049,DCM,"Language of Content Item and Descendants")',
+    ):
+        assert line in tree.stdout
+
+
+def test_uids_are_deterministic_per_study_model_and_checkpoint(
+    draft: DraftReport, study: dicom.Study, algorithm: AlgorithmIdentity
+) -> None:
+    first, again = write_sr(draft, study), write_sr(draft, study)
+    assert first.SOPInstanceUID == again.SOPInstanceUID
+    assert first.SeriesInstanceUID == again.SeriesInstanceUID
+    retrained = AlgorithmIdentity(**{**algorithm.__dict__, "checkpoint_sha256": "f" * 64})
+    other = write_sr(DraftReport(draft.findings, draft.impression, retrained), study)
+    assert other.SOPInstanceUID != first.SOPInstanceUID
+
+
+def test_encapsulated_pdf_passes_dciodvfy(
+    draft: DraftReport, study: dicom.Study, tmp_path: Path, dciodvfy: str
+) -> None:
+    pdf = write_encapsulated_pdf(draft, study)
+    path = tmp_path / "pdf.dcm"
+    pdf.save_as(path, enforce_file_format=True)
+    read = pydicom.dcmread(path)
+    assert read.Modality == "DOC" and read.MIMETypeOfEncapsulatedDocument == "application/pdf"
+    assert bytes(read.EncapsulatedDocument).startswith(b"%PDF-")
+    assert str(read.PatientName) == PATIENT_NAME
+    assert _dciodvfy_errors(dciodvfy, path) == []
+
+
+def test_fhir_report_is_partial_and_names_the_model(draft: DraftReport, study: dicom.Study) -> None:
+    resource = fhir_diagnostic_report(draft, study)
+    parsed = DiagnosticReport.model_validate(resource)
+    assert parsed.status == "partial"
+    assert parsed.conclusion == draft.impression
+    assert parsed.imagingStudy and parsed.contained
+    identifier = parsed.imagingStudy[0].identifier
+    assert identifier and identifier.value == f"urn:oid:{study.study_instance_uid}"
+    kinds = {item.get_resource_type() for item in parsed.contained}
+    assert kinds == {"Device", "Provenance"}
+
+
+def test_bundle_writes_four_files_and_leaves_no_temporaries(
+    draft: DraftReport, study: dicom.Study, tmp_path: Path
+) -> None:
+    written = write_report_bundle(draft, study, tmp_path / "out")
+    assert {p.name for p in written.values()} == set(REPORT_FILES.values())
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(REPORT_FILES.values())
+    summary = json.loads(written["json"].read_text())
+    assert summary["findings"] == draft.findings
+    assert pydicom.dcmread(written["sr"]).SOPInstanceUID == summary["sr_sop_instance_uid"]
+
+
+def test_invalid_drafts_are_refused(algorithm: AlgorithmIdentity) -> None:
+    with pytest.raises(dicom.ReportInputError, match="both are empty"):
+        DraftReport(findings=" ", impression="", algorithm=algorithm)
+    with pytest.raises(dicom.ReportInputError, match="checkpoint_sha256"):
+        AlgorithmIdentity(**{**algorithm.__dict__, "checkpoint_sha256": "abc"})
