@@ -1,0 +1,1 @@
+"""Training and evaluation data: the phantom generator (``phantom``) and render caches."""
