@@ -1,0 +1,269 @@
+"""``echocxr bench``, ``echocxr train-rad`` and ``echocxr distill``: the diffusion-side commands.
+
+``bench`` decodes the same phantom studies with every engine in one process (same threads, same
+machine, same run) and writes, per engine, speed (ms and forwards per report, speedup over
+``ar``) and quality (label F1 against the phantom ground truth, BLEU-4, ROUGE-L, repeat rate).
+
+A row is ``ENGINE[@LABEL]``: ``diffusion-onestep@rad`` is the one-step engine on the stage-2
+checkpoint (no distillation), ``diffusion-onestep@factorized`` on the factorized baseline. Each
+row reads the checkpoint given by ``--checkpoint ROW=DIR``; by default ``ar`` reads the shipped
+AR checkpoint and the others ``model/checkpoints/dcd-b{B}``.
+
+Heavy imports (torch, the model, the metrics) happen inside the functions so ``echocxr --help``
+stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from model.cli import DEFAULT_CACHE, fail
+
+if TYPE_CHECKING:
+    from model.checkpoint import LoadedCheckpoint
+    from model.data.datasets import StudyDataset
+
+CHECKPOINTS = Path(__file__).parent / "checkpoints"
+
+
+class BenchError(ValueError):
+    """A row spec or checkpoint option the benchmark cannot use."""
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """One table row: an engine on a checkpoint trained with block size ``block_size``."""
+
+    name: str
+    engine: str
+    checkpoint: Path
+    block_size: int | None
+
+
+def parse_rows(engines: str, checkpoints: list[str], block_size: int) -> list[BenchRow]:
+    """``ar,diffusion-onestep@rad`` + ``ROW=DIR`` overrides -> rows (``ar`` first if present)."""
+    overrides = {}
+    for item in checkpoints:
+        name, sep, directory = item.partition("=")
+        if not sep or not directory:
+            raise BenchError(f"--checkpoint takes ROW=DIR, got {item!r}")
+        overrides[name] = Path(directory)
+    rows = []
+    for name in [n.strip() for n in engines.split(",") if n.strip()]:
+        engine = name.split("@")[0]
+        default = CHECKPOINTS / ("ar-tiny" if engine == "ar" else f"dcd-b{block_size}")
+        rows.append(
+            BenchRow(
+                name, engine, overrides.get(name, default), None if engine == "ar" else block_size
+            )
+        )
+    unknown = set(overrides) - {row.name for row in rows}
+    if unknown:
+        raise BenchError(f"--checkpoint names rows that are not benchmarked: {sorted(unknown)}")
+    if not rows:
+        raise BenchError("--engines lists no engine")
+    return sorted(rows, key=lambda row: row.engine != "ar")
+
+
+def decode_all(
+    loaded: LoadedCheckpoint, row: BenchRow, dataset: StudyDataset, batch_size: int
+) -> dict[str, Any]:
+    """Generate every study's report with one engine; time only the decoding."""
+    import torch
+
+    from model.data.qa import REPORT_PROMPT
+    from model.decoding import get_engine
+    from model.tokenizer import pad_rows
+
+    engine = get_engine(row.engine)
+    vlm, tokenizer = loaded.vlm, loaded.tokenizer
+    prompt = tokenizer.chat_prompt(REPORT_PROMPT)
+    texts, seconds, forwards, tokens = [], 0.0, 0, 0
+    for first in range(0, len(dataset), batch_size):
+        indices = range(first, min(len(dataset), first + batch_size))
+        pixels = torch.stack([dataset[i]["pixels"] for i in indices])  # type: ignore[misc]
+        ids, mask = pad_rows([prompt] * len(indices), tokenizer.pad_id, left=True)
+        with torch.inference_mode():
+            context, context_mask = vlm.build_context(pixels, ids, mask)
+        out = engine.generate(
+            vlm, context, context_mask, max_new_tokens=vlm.config.max_response_tokens
+        )
+        texts += [tokenizer.decode(row_ids) for row_ids in out.token_ids]
+        seconds += out.seconds
+        forwards += out.forwards * len(indices)  # every report of the batch waited for each forward
+        tokens += sum(len(row_ids) for row_ids in out.token_ids)
+    n = len(dataset)
+    return {
+        "texts": texts,
+        "ms_per_report": 1000 * seconds / n,
+        "forwards_per_report": forwards / n,
+        "tokens_per_report": tokens / n,
+    }
+
+
+def quality(texts: list[str], dataset: StudyDataset) -> dict[str, float]:
+    """Label F1 against the phantom ground truth, BLEU-4, ROUGE-L and the repeat rate."""
+    from clinical_eval import label, label_f1, score
+    from clinical_eval.audit import repetition_stats
+
+    references = [record.report_text for record in dataset.records]
+    f1 = label_f1(
+        [dict(labels) for labels in label(texts)], [record.labels for record in dataset.records]
+    )
+    language = score(texts, references, metrics=["bleu", "rouge_l"])
+    return {
+        "macro_f1_14": f1["chexpert_rule_f1_macro14_unc0"],
+        "micro_f1_5": f1["chexpert_rule_f1_micro5_unc0"],
+        "bleu4": language["bleu4"],
+        "rouge_l": language["rouge_l"],
+        "repeat_rate": repetition_stats(texts)["share_with_repeated_sentence"],
+    }
+
+
+def run_bench(
+    rows: list[BenchRow], dataset: StudyDataset, batch_size: int, threads: int
+) -> list[dict[str, Any]]:
+    """Every row on the same studies in this process; speedups relative to the ``ar`` row."""
+    import torch
+
+    from model.checkpoint import load_checkpoint
+
+    torch.set_num_threads(threads)
+    results = []
+    for row in rows:
+        loaded = load_checkpoint(row.checkpoint)
+        if row.block_size is not None and loaded.vlm.config.block_size != row.block_size:
+            raise BenchError(
+                f"row {row.name!r}: {row.checkpoint} was trained with block size "
+                f"{loaded.vlm.config.block_size}, not the --block-size {row.block_size} benchmarked"
+            )
+        decoded = decode_all(loaded, row, dataset, batch_size)
+        result = {
+            "row": row.name,
+            "engine": row.engine,
+            "checkpoint": str(row.checkpoint),
+            "model_id": loaded.model_id,
+            "block_size": row.block_size,
+            "batch_size": batch_size,
+            **{k: v for k, v in decoded.items() if k != "texts"},
+            **quality(decoded["texts"], dataset),
+        }
+        result["tokens_per_forward"] = result["tokens_per_report"] / max(
+            result["forwards_per_report"], 1e-9
+        )
+        results.append(result)
+        logging.getLogger(__name__).info("%s: %.1f ms/report", row.name, result["ms_per_report"])
+    ar = next((r for r in results if r["engine"] == "ar"), None)
+    for result in results:
+        result["speedup_vs_ar"] = ar["ms_per_report"] / result["ms_per_report"] if ar else None
+    return results
+
+
+def write_json_atomically(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def bench(
+    engines: Annotated[
+        str, typer.Option(help="Comma-separated rows, ENGINE[@LABEL], e.g. ar,diffusion-onestep.")
+    ],
+    json_out: Annotated[
+        Path, typer.Option("--json", help="Where to write the per-engine results (JSON).")
+    ],
+    block_size: Annotated[int, typer.Option(help="Block size B of the diffusion rows.")] = 8,
+    n: Annotated[int, typer.Option(help="Phantom studies to decode.")] = 500,
+    split: Annotated[str, typer.Option(help="Phantom split: test or val.")] = "test",
+    checkpoint: Annotated[
+        list[str] | None, typer.Option(help="ROW=DIR, the checkpoint of a row (repeatable).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Studies decoded together.")] = 1,
+    threads: Annotated[
+        int, typer.Option(help="torch CPU threads (the same for every engine).")
+    ] = 1,
+    phantom_seed: Annotated[int, typer.Option(help="Seed of the phantom generator.")] = 0,
+    cache_dir: Annotated[
+        Path, typer.Option(help="Where rendered images are cached.")
+    ] = DEFAULT_CACHE,
+) -> None:
+    """Compare decoding engines on the same phantom studies: speed and clinical quality."""
+    from model.checkpoint import CheckpointError, read_manifest
+    from model.data.datasets import StudyDataset, phantom_cache
+    from model.decoding import EngineError
+
+    if split not in ("test", "val") or n < 1 or batch_size < 1 or threads < 1:
+        raise fail("need --split test|val and positive --n, --batch-size and --threads")
+    try:
+        rows = parse_rows(engines, checkpoint or [], block_size)
+        image_size = int(read_manifest(rows[0].checkpoint)["model"]["image_size"])
+        dataset = StudyDataset(
+            phantom_cache(cache_dir, phantom_seed, n, split, image_size), qa_per_study=0
+        )
+        started = time.time()
+        results = run_bench(rows, dataset, batch_size, threads)
+    except (BenchError, CheckpointError, EngineError) as err:
+        raise fail(str(err)) from err
+    write_json_atomically(
+        json_out,
+        {"split": split, "n": n, "threads": threads, "started": started, "engines": results},
+    )
+    for r in results:
+        typer.echo(
+            f"{r['row']:<32} {r['ms_per_report']:8.1f} ms  {r['forwards_per_report']:6.1f} fwd  "
+            f"x{r['speedup_vs_ar'] or 0:5.2f}  macroF1 {r['macro_f1_14']:.3f}  "
+            f"repeat {r['repeat_rate']:.3f}"
+        )
+
+
+def run_stage(stage: str, config: Path, out: Path, seed: int, cache_dir: Path) -> None:
+    """Run (or resume) stage ``rad`` or ``dcd`` from its recipe; one-line errors, exit code 1."""
+    from model.checkpoint import CheckpointError
+    from model.diffusion import DiffusionError, RADConfig, train_rad
+    from model.distill import DCDConfig, distill
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    try:
+        if stage == "rad":
+            path = train_rad(RADConfig.from_file(config), out, cache_dir, seed)
+        else:
+            path = distill(DCDConfig.from_file(config), out, cache_dir, seed)
+    except (DiffusionError, CheckpointError) as err:
+        raise fail(str(err)) from err
+    typer.echo(f"{stage.upper()} checkpoint written to {path}")
+
+
+RecipeOption = Annotated[Path, typer.Option(help="Recipe JSON, e.g. model/configs/rad-b8.json.")]
+OutOption = Annotated[
+    Path, typer.Option(help="Run directory: snapshots and the final checkpoint/.")
+]
+SeedOption = Annotated[int, typer.Option(help="Seed of batch order and noise.")]
+CacheOption = Annotated[Path, typer.Option(help="Where rendered training images are cached.")]
+
+
+def train_rad(
+    config: RecipeOption,
+    out: OutOption,
+    seed: SeedOption = 0,
+    cache_dir: CacheOption = DEFAULT_CACHE,
+) -> None:
+    """Stage 2 (RAD): turn the AR checkpoint into a block-diffusion model; re-run to resume."""
+    run_stage("rad", config, out, seed, cache_dir)
+
+
+def distill(
+    config: RecipeOption,
+    out: OutOption,
+    seed: SeedOption = 0,
+    cache_dir: CacheOption = DEFAULT_CACHE,
+) -> None:
+    """Stage 3 (DCD): distil the RAD teacher into a one-step-per-block student; re-run to resume."""
+    run_stage("dcd", config, out, seed, cache_dir)

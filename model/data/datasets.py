@@ -1,0 +1,170 @@
+"""Training data: study records and a pre-rendered uint8 image cache.
+
+Rendering a phantom radiograph costs far more than a training step on a 2-core CPU, so each
+split is rendered once into ``images.npy`` (uint8, read back as a memory map) beside
+``records.jsonl`` (report, labels and Q&A per study). The cache directory name hashes everything
+that determines its content, and the same hash is recorded in checkpoints as the training-data hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from model.data.qa import QAPair, questions_for
+from model.data.transforms import cached_image_transform, model_input_transform
+
+IMAGES_FILE = "images.npy"
+RECORDS_FILE = "records.jsonl"
+
+
+class DatasetError(ValueError):
+    """A data directory or annotation file is missing, malformed or inconsistent."""
+
+
+@dataclass
+class StudyRecord:
+    """One study's targets: report sections, CheXpert labels and closed Q&A pairs."""
+
+    study_id: str
+    findings: str
+    impression: str
+    labels: dict[str, int | None]
+    qa: list[QAPair] = field(default_factory=list)
+
+    @property
+    def report_text(self) -> str:
+        """The response the model learns to write; :func:`model.report.parse_report` inverts it."""
+        return f"FINDINGS: {self.findings}\nIMPRESSION: {self.impression}"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, line: str) -> StudyRecord:
+        data = json.loads(line)
+        data["qa"] = [QAPair(**pair) for pair in data.get("qa", [])]
+        return cls(**data)
+
+
+def write_cache(directory: Path, studies: Iterable[tuple[np.ndarray, StudyRecord]]) -> Path:
+    """Write ``(image float [0,1] (S,S), record)`` pairs as a cache, atomically.
+
+    Everything goes to a sibling temp directory that is renamed at the end, so an interrupted
+    render never leaves a cache that looks complete.
+    """
+    directory = Path(directory)
+    tmp = directory.with_name(directory.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    images, lines = [], []
+    for image, record in studies:
+        images.append(np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8))
+        lines.append(record.to_json())
+    if not images:
+        raise DatasetError("no studies to cache")
+    np.save(tmp / IMAGES_FILE, np.stack(images))
+    (tmp / RECORDS_FILE).write_text("\n".join(lines) + "\n")
+    shutil.rmtree(directory, ignore_errors=True)
+    tmp.rename(directory)
+    return directory
+
+
+def read_cache(directory: Path) -> tuple[np.ndarray, list[StudyRecord]]:
+    """Memory-map the images and parse the records; mismatched counts are an error."""
+    directory = Path(directory)
+    if not (directory / IMAGES_FILE).is_file() or not (directory / RECORDS_FILE).is_file():
+        raise DatasetError(
+            f"{directory} is not a render cache (needs {IMAGES_FILE}, {RECORDS_FILE})"
+        )
+    images = np.load(directory / IMAGES_FILE, mmap_mode="r")
+    records = [
+        StudyRecord.from_json(line)
+        for line in (directory / RECORDS_FILE).read_text().splitlines()
+        if line
+    ]
+    if len(records) != images.shape[0]:
+        raise DatasetError(f"{directory}: {images.shape[0]} images but {len(records)} records")
+    return images, records
+
+
+def phantom_studies(
+    seed: int, n: int, split: str, image_size: int
+) -> Iterator[tuple[np.ndarray, StudyRecord]]:
+    """Render ``n`` phantom studies of one split at ``image_size`` with their ground truth."""
+    from model.data.phantom import iter_cases, render
+
+    resize = model_input_transform(image_size)
+    for case in iter_cases(seed, n, split=split):
+        image = render(case, size=image_size)
+        if image.shape != (image_size, image_size):
+            image = resize(image)[0].numpy()
+        record = StudyRecord(
+            study_id=str(case.study_id),
+            findings=case.report.findings,
+            impression=case.report.impression,
+            labels=dict(case.labels),
+            qa=questions_for(dict(case.labels), list(case.findings)),
+        )
+        yield image, record
+
+
+def phantom_cache_key(seed: int, n: int, split: str, image_size: int) -> str:
+    """Hash of what determines a phantom cache, including the generator's source code."""
+    import model.data.phantom as phantom
+
+    source = hashlib.sha256()
+    for path in sorted(Path(phantom.__file__).parent.rglob("*.py")):
+        source.update(path.read_bytes())
+    spec = f"{seed}/{n}/{split}/{image_size}/{source.hexdigest()}"
+    return hashlib.sha256(spec.encode()).hexdigest()[:16]
+
+
+def phantom_cache(root: Path, seed: int, n: int, split: str, image_size: int) -> Path:
+    """Return the cache directory for these parameters, rendering it first if absent."""
+    key = phantom_cache_key(seed, n, split, image_size)
+    directory = Path(root) / f"phantom-{split}-{n}-{image_size}-{key}"
+    if not (directory / RECORDS_FILE).is_file():
+        write_cache(directory, phantom_studies(seed, n, split, image_size))
+    return directory
+
+
+class StudyDataset(Dataset[dict[str, object]]):
+    """Images from a render cache with their records; Q&A chosen per (seed, epoch, index).
+
+    The Q&A choice depends only on those three numbers, never on global random state, so a run
+    resumed mid-epoch sees exactly the batches an uninterrupted run would.
+    """
+
+    def __init__(self, directory: Path, qa_per_study: int = 1, seed: int = 0) -> None:
+        self.images, self.records = read_cache(directory)
+        self.qa_per_study = qa_per_study
+        self.seed = seed
+        self.epoch = 0
+        self.to_tensor = cached_image_transform()
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def pick_qa(self, index: int) -> list[QAPair]:
+        pool = self.records[index].qa
+        if not pool or self.qa_per_study == 0:
+            return []
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        picks = rng.choice(len(pool), size=min(self.qa_per_study, len(pool)), replace=False)
+        return [pool[i] for i in picks]
+
+    def __getitem__(self, index: int) -> dict[str, object]:
+        pixels: torch.Tensor = self.to_tensor(np.array(self.images[index]))
+        return {"pixels": pixels, "record": self.records[index], "qa": self.pick_qa(index)}

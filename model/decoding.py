@@ -1,0 +1,163 @@
+"""Decoding engines behind one interface, and the autoregressive engine.
+
+Every engine (``ar`` here; the block-diffusion engines in ``model/sampling.py``) continues the
+same context from :meth:`model.vlm.VLM.build_context` and reports how many forward passes it ran,
+so speed comparisons between engines count the same thing.
+
+The AR engine is kept lean because it is the baseline every diffusion speed-up is measured
+against: one prefill, then one single-token forward per step against a ``DynamicCache``, under
+``torch.inference_mode``, with the attention mask preallocated once for the whole generation and
+only the last position projected to the vocabulary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+from transformers import DynamicCache
+
+if TYPE_CHECKING:
+    from model.vlm import VLM
+
+
+class EngineError(ValueError):
+    """Unknown engine name or invalid decoding option."""
+
+
+@dataclass
+class Generation:
+    """Generated ids per row (without the ``<eos>``), forward passes run and wall time."""
+
+    token_ids: list[list[int]]
+    forwards: int
+    seconds: float
+
+
+class Engine(Protocol):
+    name: str
+
+    def generate(
+        self,
+        vlm: VLM,
+        context_embeds: torch.Tensor,
+        context_mask: torch.Tensor,
+        *,
+        max_new_tokens: int,
+    ) -> Generation: ...
+
+
+def pick_next(
+    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Greedy when ``temperature == 0``, else nucleus sampling; ``(B, V) -> (B,)``."""
+    if temperature == 0.0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, -1)
+    sorted_probs, order = probs.sort(-1, descending=True)
+    # drop tokens once the mass before them already exceeds top_p (the first token always stays)
+    sorted_probs[(sorted_probs.cumsum(-1) - sorted_probs) > top_p] = 0.0
+    choice = torch.multinomial(sorted_probs, 1, generator=generator)  # (B, 1)
+    return order.gather(-1, choice).squeeze(-1)
+
+
+class AREngine:
+    """Left-to-right decoding with a KV cache; stops when every row has produced ``<eos>``.
+
+    Parameters
+    ----------
+    temperature : float
+        0 for greedy decoding (the default, used by reports and benchmarks).
+    top_p : float
+        Nucleus mass kept when sampling.
+    seed : int or None
+        Seeds the sampling generator so sampled outputs are reproducible.
+    """
+
+    name = "ar"
+
+    def __init__(
+        self, temperature: float = 0.0, top_p: float = 0.9, seed: int | None = None
+    ) -> None:
+        if temperature < 0 or not 0 < top_p <= 1:
+            raise EngineError(
+                f"need temperature >= 0 and 0 < top_p <= 1, got {temperature}, {top_p}"
+            )
+        self.temperature = temperature
+        self.top_p = top_p
+        self.seed = seed
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        vlm: VLM,
+        context_embeds: torch.Tensor,
+        context_mask: torch.Tensor,
+        *,
+        max_new_tokens: int,
+    ) -> Generation:
+        start = time.perf_counter()
+        B, Lc, _ = context_embeds.shape
+        eos_id: int = vlm.lm.config.eos_token_id  # type: ignore[assignment]
+        generator = None
+        if self.seed is not None:
+            generator = torch.Generator(context_embeds.device).manual_seed(self.seed)
+        # one mask for the whole run; each step passes a prefix view of it
+        mask = torch.ones(
+            B, Lc + max_new_tokens, dtype=context_mask.dtype, device=context_mask.device
+        )
+        mask[:, :Lc] = context_mask
+        out = torch.full(
+            (B, max_new_tokens), eos_id, dtype=torch.long, device=context_embeds.device
+        )
+        done = torch.zeros(B, dtype=torch.bool, device=context_embeds.device)
+        cache = DynamicCache()
+        logits = vlm.lm(
+            inputs_embeds=context_embeds,
+            attention_mask=context_mask,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits[:, -1]  # (B, V)
+        forwards, steps = 1, 0
+        while steps < max_new_tokens:
+            token = pick_next(logits, self.temperature, self.top_p, generator)
+            token = token.masked_fill(done, eos_id)
+            out[:, steps] = token
+            steps += 1
+            done |= token == eos_id
+            if bool(done.all()) or steps == max_new_tokens:
+                break
+            logits = vlm.lm(
+                input_ids=token[:, None],
+                attention_mask=mask[:, : Lc + steps],
+                past_key_values=cache,
+                use_cache=True,
+            ).logits[:, -1]
+            forwards += 1
+        ids = [strip_eos(row, eos_id) for row in out[:, :steps].tolist()]
+        return Generation(token_ids=ids, forwards=forwards, seconds=time.perf_counter() - start)
+
+
+def strip_eos(row: list[int], eos_id: int) -> list[int]:
+    return row[: row.index(eos_id)] if eos_id in row else row
+
+
+ENGINES: dict[str, Callable[..., Engine]] = {"ar": AREngine}
+
+
+def get_engine(name: str, **options: Any) -> Engine:
+    """Build a registered engine; the diffusion engines register themselves on import."""
+    if name not in ENGINES:  # the diffusion engines live in model/sampling.py
+        with contextlib.suppress(ModuleNotFoundError):
+            import model.sampling  # noqa: F401
+    if name not in ENGINES:
+        raise EngineError(f"unknown engine {name!r}; available: {sorted(ENGINES)}")
+    try:
+        return ENGINES[name](**options)
+    except TypeError as err:
+        raise EngineError(f"invalid options for engine {name!r}: {err}") from err

@@ -1,0 +1,407 @@
+"""Stage 2, Response-Asymmetric Diffusion (RAD): the AR model learns to denoise blocks of B tokens.
+
+References: ECHO (``../shared/ECHO_NOTES.md`` sections 2 and 4) for the asymmetric layout, BD3-LM
+(``block_diff_mask`` in kuleshov-group/bd3lms) for the vectorised noisy/clean training sequence,
+MDLM for the 1/t-weighted masked-diffusion loss.
+
+One training row is laid out as::
+
+    [ context[:s0] | tail  noisy response | tail  clean response ]
+      positions 0..s0-1   s0 ...              s0 ... (same ids as the noisy copy)
+
+``s0`` is the last multiple of B at or before the context length ``Lc``: blocks sit at absolute
+positions and the last ``Lc - s0`` context tokens (the prompt tail) share the first block with the
+response, exactly as the decoding engines in :mod:`model.sampling` place them. Only the response
+is duplicated; the long visual context is encoded once, which is the RAD saving.
+
+Who may attend to whom is one rule, :func:`attention_bias`, shared by training and every engine so
+the two cannot drift apart:
+
+- a clean token (context or clean response) sees clean tokens of its own block and earlier blocks;
+- a noisy token sees clean tokens of earlier blocks and every noisy token of its own block;
+- nobody sees padding, and clean tokens never see noisy ones.
+
+Noise: ``t ~ U(t_min, 1]`` drawn per block (each block is its own diffusion conditional in BD3-LM,
+and per-block draws put both nearly clean and fully masked blocks in every sequence, the latter
+being what one-step decoding needs); each response token of the block is masked with probability
+``t`` and its cross-entropy weighted ``1/t``. ``t_min = 0.1`` clips the weight at 10: smaller
+rates add variance and teach little the later stages use. The loss is the weighted sum divided by
+the number of supervised tokens (LLaDA's length normalisation). After ``<eos>`` the rest of its
+block is filled with ``<eos>`` and supervised, since decoding commits a whole block and stops at
+the first ``<eos>`` in it; blocks after it are padding.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import torch
+import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from transformers import LlamaForCausalLM
+
+    from model.tokenizer import Tokenizer
+    from model.train import Batch
+    from model.vlm import VLM
+
+log = logging.getLogger(__name__)
+STATE_FILE = "rad_state.pt"
+Recipe = TypeVar("Recipe")
+
+
+class DiffusionError(ValueError):
+    """Inputs that the block-diffusion layout cannot represent (empty response, bad block size)."""
+
+
+def first_block_start(context_len: int, block_size: int) -> int:
+    """``s0``: the block boundary at or before the end of the context (prompt tail after it)."""
+    if block_size < 1:
+        raise DiffusionError(f"block_size must be >= 1, got {block_size}")
+    return (context_len // block_size) * block_size
+
+
+def attention_bias(
+    q_pos: torch.Tensor,
+    q_noisy: torch.Tensor,
+    k_pos: torch.Tensor,
+    k_noisy: torch.Tensor,
+    k_valid: torch.Tensor,
+    block_size: int,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Additive attention mask ``(R, 1, Q, K)`` of the block-diffusion rule (module docstring).
+
+    Additive floats rather than booleans because transformers' eager attention adds the mask to the
+    scores (a bool mask would be added as 0/1), while sdpa accepts either. ``finfo.min`` rather than
+    ``-inf`` keeps a row with no visible key (a left pad) finite instead of NaN.
+
+    Parameters
+    ----------
+    q_pos, q_noisy : (Q,) absolute positions of the queries and whether each is a noisy token.
+    k_pos, k_noisy : (K,) the same for the keys.
+    k_valid : (R, K) bool, False for padding keys.
+    """
+    q_block, k_block = (
+        (q_pos // block_size)[:, None],
+        (k_pos // block_size)[None, :],
+    )  # (Q,1), (1,K)
+    q_noisy, k_noisy = q_noisy[:, None], k_noisy[None, :]
+    clean_to_clean = ~q_noisy & ~k_noisy & (k_block <= q_block)
+    noisy_to_clean = q_noisy & ~k_noisy & (k_block < q_block)
+    noisy_to_own_block = q_noisy & k_noisy & (k_block == q_block)
+    allowed = (clean_to_clean | noisy_to_clean | noisy_to_own_block)[None] & k_valid[
+        :, None, :
+    ]  # (R,Q,K)
+    bias = torch.zeros(allowed.shape, dtype=dtype, device=k_valid.device)
+    return bias.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]  # (R, 1, Q, K)
+
+
+@dataclass
+class Canvas:
+    """Responses cut into whole blocks after the prompt tail, as the engines will write them.
+
+    ``tokens`` (R, W) holds the response with ``<eos>`` filling the rest of its block; ``valid``
+    marks the positions that are part of some row's blocks; ``supervised`` the positions a loss may
+    use (``valid`` minus rows truncated without ``<eos>``, whose fill would be invented).
+    W = n_blocks * B - tail.
+    """
+
+    tokens: torch.Tensor
+    valid: torch.Tensor
+    supervised: torch.Tensor
+    tail: int
+    block_size: int
+
+    @property
+    def width(self) -> int:
+        return int(self.tokens.shape[1])
+
+    def block_index(self) -> torch.Tensor:
+        """(W,) the block number of each canvas position, the first block being 0."""
+        return (torch.arange(self.width, device=self.tokens.device) + self.tail) // self.block_size
+
+
+def make_canvas(
+    response_ids: torch.Tensor, response_mask: torch.Tensor, tail: int, block_size: int, eos_id: int
+) -> Canvas:
+    """Lay right-padded responses ``(R, Lr)`` (ending in ``<eos>``) onto whole blocks."""
+    lengths = response_mask.sum(1)  # (R,)
+    if bool((lengths == 0).any()):
+        raise DiffusionError("every row needs at least one response token")
+    n_blocks = math.ceil((tail + int(lengths.max())) / block_size)
+    width = n_blocks * block_size - tail
+    R, Lr = response_ids.shape
+    tokens = torch.full((R, width), eos_id, dtype=torch.long, device=response_ids.device)
+    tokens[:, : min(Lr, width)] = response_ids[:, :width]
+    j = torch.arange(width, device=response_ids.device)[None]  # (1, W)
+    real = j < lengths[:, None]
+    tokens = torch.where(real, tokens, eos_id)
+    row_end = ((tail + lengths - 1) // block_size + 1) * block_size - tail  # (R,) end of eos block
+    valid = j < row_end[:, None]
+    ends_in_eos = response_ids.gather(1, (lengths - 1)[:, None]).squeeze(1) == eos_id  # (R,)
+    supervised = real | (valid & ends_in_eos[:, None])
+    return Canvas(tokens, valid, supervised, tail, block_size)
+
+
+def sample_noise(
+    canvas: Canvas, t_min: float, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw ``t`` per (row, block) and the masked positions; returns ``(masked (R,W), t (R,W))``."""
+    R, device = canvas.tokens.shape[0], canvas.tokens.device
+    n_blocks = (canvas.tail + canvas.width) // canvas.block_size
+    t_block = t_min + (1 - t_min) * (
+        1 - torch.rand(R, n_blocks, generator=generator, device=device)
+    )  # (t_min, 1]
+    t = t_block[:, canvas.block_index()]  # (R, W)
+    masked = (torch.rand(t.shape, generator=generator, device=device) < t) & canvas.supervised
+    return masked, t
+
+
+@dataclass
+class RADSequence:
+    """One RAD forward's inputs and where the noisy response sits in it."""
+
+    inputs_embeds: torch.Tensor  # (R, s0 + 2 (tail + W), D)
+    attention_bias: torch.Tensor  # (R, 1, L, L)
+    position_ids: torch.Tensor  # (1, L)
+    noisy_slice: slice  # the W noisy response positions (after the noisy tail)
+
+
+def rad_sequence(
+    lm: LlamaForCausalLM,
+    context_embeds: torch.Tensor,
+    context_mask: torch.Tensor,
+    canvas: Canvas,
+    noisy_tokens: torch.Tensor,
+) -> RADSequence:
+    """Assemble ``[context[:s0] | tail noisy | tail clean]`` with its mask and shared positions.
+
+    ``noisy_tokens`` (R, W) is the canvas with ``<mask>`` at the noised positions (DCD passes a
+    fully masked canvas).
+    """
+    Lc = context_embeds.shape[1]
+    s0 = Lc - canvas.tail
+    embed = lm.get_input_embeddings()
+    tail = context_embeds[:, s0:]
+    inputs = torch.cat(
+        [context_embeds[:, :s0], tail, embed(noisy_tokens), tail, embed(canvas.tokens)], 1
+    )
+    span = canvas.tail + canvas.width
+    device = context_embeds.device
+    response_pos = torch.arange(s0, s0 + span, device=device)
+    positions = torch.cat([torch.arange(s0, device=device), response_pos, response_pos])
+    noisy = torch.zeros(positions.shape[0], dtype=torch.bool, device=device)
+    noisy[s0 : s0 + span] = True
+    tail_valid = context_mask[:, s0:].bool()
+    response_valid = torch.cat([tail_valid, canvas.valid], 1)  # (R, span)
+    valid = torch.cat([context_mask[:, :s0].bool(), response_valid, response_valid], 1)
+    bias = attention_bias(
+        positions, noisy, positions, noisy, valid, canvas.block_size, context_embeds.dtype
+    )
+    start = s0 + canvas.tail
+    return RADSequence(inputs, bias, positions[None], slice(start, start + canvas.width))
+
+
+def response_logits(lm: LlamaForCausalLM, sequence: RADSequence) -> torch.Tensor:
+    """Run the LM once and project only the noisy response positions: ``(R, W, V)``."""
+    hidden = lm.model(
+        inputs_embeds=sequence.inputs_embeds,
+        attention_mask=sequence.attention_bias,
+        position_ids=sequence.position_ids,
+    ).last_hidden_state
+    return lm.lm_head(hidden[:, sequence.noisy_slice])
+
+
+def rad_loss(
+    lm: LlamaForCausalLM,
+    context_embeds: torch.Tensor,
+    context_mask: torch.Tensor,
+    response_ids: torch.Tensor,
+    response_mask: torch.Tensor,
+    *,
+    block_size: int,
+    mask_id: int,
+    eos_id: int,
+    t_min: float = 0.1,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The 1/t-weighted masked-diffusion loss of one RAD forward (module docstring)."""
+    tail = context_embeds.shape[1] - first_block_start(context_embeds.shape[1], block_size)
+    canvas = make_canvas(response_ids, response_mask, tail, block_size, eos_id)
+    masked, t = sample_noise(canvas, t_min, generator)
+    noisy = canvas.tokens.masked_fill(masked, mask_id)
+    logits = response_logits(lm, rad_sequence(lm, context_embeds, context_mask, canvas, noisy))
+    ce = F.cross_entropy(logits.float().flatten(0, 1), canvas.tokens.flatten(), reduction="none")
+    weighted = (ce.view_as(t) / t) * masked
+    return weighted.sum() / canvas.supervised.sum().clamp(min=1)
+
+
+# --------------------------------------------------------------------------------------------
+# The stage-2 training run (``echocxr train-rad``)
+
+
+@dataclass
+class RADConfig:
+    """A RAD recipe (``model/configs/rad-*.json``): start checkpoint, block size and schedule.
+
+    Parameters
+    ----------
+    init_checkpoint : str
+        The stage-1 (AR) checkpoint directory the run starts from.
+    block_size : int
+        B; 4, 8 and 16 differ only in this field.
+    steps, batch_size, lr, warmup_steps, weight_decay : the AdamW schedule (cosine to 10%).
+    t_min : float
+        Lower end of the mask rate, which caps the 1/t weight.
+    train_studies, phantom_seed : the phantom training split (that of stage 1).
+    eval_every : int
+        Steps between resumable snapshots and log lines.
+    """
+
+    init_checkpoint: str = "model/checkpoints/ar-tiny"
+    block_size: int = 8
+    steps: int = 300
+    batch_size: int = 16
+    lr: float = 3e-4
+    warmup_steps: int = 20
+    weight_decay: float = 0.05
+    t_min: float = 0.1
+    train_studies: int = 4000
+    phantom_seed: int = 0
+    eval_every: int = 50
+
+    @classmethod
+    def from_file(cls, path: Path) -> RADConfig:
+        return read_recipe(cls, path, "RAD")
+
+
+def read_recipe(recipe: type[Recipe], path: Path, what: str) -> Recipe:
+    """Build a recipe dataclass from JSON; a missing file, bad JSON or unknown key is named."""
+    if not Path(path).is_file():
+        raise DiffusionError(f"{what} config {path} does not exist")
+    try:
+        return recipe(**json.loads(Path(path).read_text()))
+    except (json.JSONDecodeError, TypeError) as err:
+        raise DiffusionError(f"invalid {what} config {path}: {err}") from err
+
+
+def batch_loss(vlm: VLM, batch: Batch, tokenizer: Tokenizer, config: RADConfig) -> torch.Tensor:
+    """RAD loss of the report rows of a batch (vision and projector frozen, ECHO section 1)."""
+    rows = batch.groups[0]  # the report rows; RAD trains no Q&A turns
+    with torch.no_grad():
+        visual = vlm.embed_images(batch.pixels)[rows.image_index]
+    context, context_mask = vlm.assemble_context(visual, rows.prompt_ids, rows.prompt_mask)
+    return rad_loss(
+        vlm.lm,
+        context,
+        context_mask,
+        rows.response_ids,
+        rows.response_mask,
+        block_size=config.block_size,
+        mask_id=tokenizer.mask_id,
+        eos_id=tokenizer.eos_id,
+        t_min=config.t_min,
+    )
+
+
+def continue_as_stage(vlm: VLM, stage: str, block_size: int) -> None:
+    """Relabel a loaded model for a diffusion stage; the weights are unchanged."""
+    vlm.config.stage = stage
+    vlm.config.block_size = block_size
+    for part in (vlm.vision, vlm.projector):
+        part.requires_grad_(False)
+
+
+def train_rad(
+    config: RADConfig, out: Path, cache_root: Path, seed: int = 0, stop_after: int | None = None
+) -> Path | None:
+    """Run (or resume) stage 2 from the AR checkpoint; export ``out/checkpoint`` at the end.
+
+    Resumable like stage 1: a snapshot (weights, optimizer, step) is written atomically every
+    ``eval_every`` steps and batches depend only on (seed, step), so a resumed run matches.
+    """
+    from model.checkpoint import load_checkpoint, save_checkpoint
+    from model.config import TrainConfig
+    from model.data.datasets import StudyDataset, phantom_cache
+    from model.train import collate, data_hash, lr_at, make_optimizer, save_state
+
+    loaded = load_checkpoint(Path(config.init_checkpoint))
+    vlm, tokenizer = loaded.vlm, loaded.tokenizer
+    continue_as_stage(vlm, "rad", config.block_size)
+    schedule = TrainConfig(
+        model=vlm.config,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        warmup_steps=config.warmup_steps,
+    )
+    cache = phantom_cache(
+        cache_root, config.phantom_seed, config.train_studies, "train", vlm.config.image_size
+    )
+    dataset = StudyDataset(cache, qa_per_study=0, seed=seed)
+    optimizer = make_optimizer(vlm, schedule)
+    out.mkdir(parents=True, exist_ok=True)
+    step, history = 0, []
+    state_path = out / STATE_FILE
+    if state_path.is_file():
+        state = torch.load(state_path, weights_only=False)
+        vlm.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, history = state["step"], state["history"]
+        log.info("resumed RAD from step %d", step)
+    vlm.train()
+    start, running = time.perf_counter(), float("nan")
+    while step < config.steps:
+        order = torch.randperm(
+            len(dataset), generator=torch.Generator().manual_seed(seed * 100_003 + step)
+        )
+        batch = collate(
+            [dataset[int(i)] for i in order[: config.batch_size]],
+            tokenizer,
+            vlm.config.max_response_tokens,
+        )
+        torch.manual_seed(seed * 100_003 + step)  # the noise draw of this step
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, config.steps, schedule)
+        loss = batch_loss(vlm, batch, tokenizer, config)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vlm.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        running = loss.item() if math.isnan(running) else 0.9 * running + 0.1 * loss.item()
+        if step % config.eval_every == 0 or step == config.steps:
+            history.append(
+                {
+                    "step": step,
+                    "loss": round(running, 4),
+                    "seconds": round(time.perf_counter() - start, 1),
+                }
+            )
+            log.info("RAD step %d loss %.4f", step, running)
+            save_state(
+                state_path,
+                {
+                    "model": vlm.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "step": step,
+                    "history": history,
+                },
+            )
+        if stop_after is not None and step >= stop_after:
+            return None
+    metrics: dict[str, Any] = {"rad_history": history, "rad_config": asdict(config), "seed": seed}
+    return save_checkpoint(
+        out / "checkpoint",
+        vlm,
+        tokenizer,
+        model_id=f"echocxr-rad-b{config.block_size}-{out.name}",
+        data_sha256=data_hash((cache,)),
+        metrics=metrics,
+    )

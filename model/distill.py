@@ -1,0 +1,371 @@
+"""Stage 3, Direct Conditional Distillation (DCD): one forward per block from a multi-step teacher.
+
+References: ECHO Alg. 1 and sections 4.2-4.3 (``../shared/ECHO_NOTES.md`` section 3).
+
+Phase 1 (:func:`write_trajectories`): the frozen stage-2 teacher writes its own reports with the
+multi-step sampler, block by block, conditioned on its own previous blocks. For every generated
+position it keeps the distribution at the step the position was committed, its argmax and that
+step (:class:`model.sampling.BlockTrace`), and, for the factorized baseline, the distribution the
+same position had at step 1 (one noisy state: the fully masked block). Trajectories whose raw
+teacher output loops (a block identical to the previous one, or no ``<eos>`` before the cap) are
+discarded. Trajectories are precomputed to disk, one shard per teacher batch, because the teacher
+is the expensive part (S forwards per block) and a shard on disk makes phase 1 resumable, lets
+phase 2 run several epochs without re-running the teacher, and lets the factorized baseline train
+on exactly the same rollouts.
+
+Distributions are stored as their top ``top_k`` probabilities plus the remaining mass, so the
+KL is computed exactly on the coarsened distribution (top-k tokens + one "rest" bucket); with a
+1k vocabulary and k = 32 the rest is typically under 1e-3 of the mass.
+
+Phase 2 (:func:`dcd_loss`): the student (initialised from the teacher) sees the context, the
+teacher's blocks as clean blocks and a fully masked copy as noisy blocks, i.e. the RAD layout of
+:mod:`model.diffusion` with every response position masked; one forward trains all blocks at once:
+
+    L = sum_i w_i KL(P_teacher_i || p_student_i) / sum_i 1  +  lambda * CE(eos position)
+
+with ``w_i = step_i / mean(step)`` (ECHO's step-wise weighting: late commits depend most on the
+tokens committed before them), forward KL, over generated positions up to and including the first
+``<eos>`` (decoding truncates there). The factorized baseline swaps the targets for the step-1
+marginals and uses uniform weights.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from tqdm import tqdm
+
+from model.diffusion import (
+    DiffusionError,
+    first_block_start,
+    make_canvas,
+    rad_sequence,
+    read_recipe,
+    response_logits,
+)
+from model.sampling import BlockTrace, decode_blocks, special_id
+
+if TYPE_CHECKING:
+    from transformers import LlamaForCausalLM
+
+    from model.tokenizer import Tokenizer
+    from model.vlm import VLM
+
+log = logging.getLogger(__name__)
+TARGETS = ("conditional", "factorized")
+
+
+@dataclass
+class DCDConfig:
+    """A distillation recipe (``model/configs/dcd-*.json``).
+
+    Parameters
+    ----------
+    teacher_checkpoint : str
+        The stage-2 (RAD) checkpoint; its block size is the student's.
+    target : {"conditional", "factorized"}
+        DCD's commit-time targets, or the step-1 marginals of the factorized baseline.
+    studies : int
+        Training studies the teacher rolls out (phase 1).
+    teacher_steps : int or None
+        S of the teacher sampler; None means S = B.
+    threshold : float
+        The teacher's confidence threshold (tau).
+    top_k : int
+        Stored probabilities per position.
+    epochs, batch_size, lr : phase-2 schedule (AdamW, constant after warm-up).
+    eos_weight : float
+        lambda of the cross-entropy on the ``<eos>`` position.
+    step_weighting : bool
+        Weight positions by their commit step (False: uniform).
+    """
+
+    teacher_checkpoint: str = "runs/rad-b8/checkpoint"
+    target: str = "conditional"
+    studies: int = 1024
+    teacher_steps: int | None = None
+    threshold: float = 0.85
+    top_k: int = 32
+    phantom_seed: int = 0
+    train_studies: int = 4000
+    epochs: int = 2
+    batch_size: int = 16
+    lr: float = 2e-4
+    eos_weight: float = 1.0
+    step_weighting: bool = True
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise DiffusionError(f"target must be one of {TARGETS}, got {self.target!r}")
+
+    @classmethod
+    def from_file(cls, path: Path) -> DCDConfig:
+        return read_recipe(cls, path, "DCD")
+
+
+# --------------------------------------------------------------------------------------------
+# Phase 1: teacher trajectories
+
+
+def top_k_with_rest(probs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(..., V)`` -> ``(ids (..., k), probs (..., k + 1))``; the last column is the rest."""
+    top, ids = probs.topk(k, -1)
+    rest = (1 - top.sum(-1, keepdim=True)).clamp(min=0)
+    return ids, torch.cat([top, rest], -1)
+
+
+def repeats_a_block(tokens: torch.Tensor, block_widths: list[int]) -> torch.Tensor:
+    """(R,) True where some block of the raw output equals the block before it."""
+    blocks = list(tokens.split(block_widths, 1))
+    repeated = torch.zeros(tokens.shape[0], dtype=torch.bool, device=tokens.device)
+    for previous, block in itertools.pairwise(blocks):
+        if previous.shape == block.shape:
+            repeated |= (previous == block).all(1)
+    return repeated
+
+
+def looping_rows(tokens: torch.Tensor, block_widths: list[int], eos_id: int) -> torch.Tensor:
+    """(R,) trajectories to discard: no ``<eos>``, or a block repeated before the first one."""
+    has_eos = (tokens == eos_id).any(1)
+    first_eos = torch.where(has_eos, (tokens == eos_id).int().argmax(1), tokens.shape[1])
+    position = torch.arange(tokens.shape[1], device=tokens.device)[None]
+    before_eos = torch.where(
+        position > first_eos[:, None], -1 - position, tokens
+    )  # all distinct after eos
+    return ~has_eos | repeats_a_block(before_eos, block_widths)
+
+
+def rollout(
+    lm: LlamaForCausalLM,
+    context: torch.Tensor,
+    context_mask: torch.Tensor,
+    config: DCDConfig,
+    block_size: int,
+    max_new_tokens: int,
+) -> dict[str, torch.Tensor]:
+    """One teacher batch: commit-time and step-1 targets, steps, tokens and the keep flag."""
+    trace = BlockTrace()
+    decode_blocks(
+        lm,
+        context,
+        context_mask,
+        block_size=block_size,
+        steps=config.teacher_steps or block_size,
+        threshold=config.threshold,
+        max_new_tokens=max_new_tokens,
+        repetition_guard=False,
+        trace=trace,
+    )
+    tokens = torch.cat(trace.tokens, 1)
+    widths = [t.shape[1] for t in trace.tokens]
+    commit_ids, commit_probs = top_k_with_rest(torch.cat(trace.probs, 1), config.top_k)
+    first_ids, first_probs = top_k_with_rest(torch.cat(trace.first, 1), config.top_k)
+    return {
+        "tokens": tokens,
+        "steps": torch.cat(trace.steps, 1),
+        "keep": ~looping_rows(tokens, widths, special_id(lm, "eos_token_id")),
+        "commit_ids": commit_ids,
+        "commit_probs": commit_probs.half(),
+        "first_ids": first_ids,
+        "first_probs": first_probs.half(),
+    }
+
+
+def write_trajectories(
+    vlm: VLM, tokenizer: Tokenizer, dataset: Any, config: DCDConfig, directory: Path
+) -> list[Path]:
+    """Roll the teacher out over ``config.studies`` studies into shards; keeps existing shards."""
+    from model.train import collate
+
+    directory.mkdir(parents=True, exist_ok=True)
+    block_size = int(vlm.config.block_size or 0)
+    shards = []
+    n_batches = math.ceil(config.studies / config.batch_size)
+    for index in tqdm(range(n_batches), desc="teacher trajectories"):
+        path = directory / f"shard-{index:05d}.pt"
+        shards.append(path)
+        if path.is_file():
+            continue
+        studies = list(
+            range(index * config.batch_size, min(config.studies, (index + 1) * config.batch_size))
+        )
+        batch = collate([dataset[i] for i in studies], tokenizer, vlm.config.max_response_tokens)
+        rows = batch.groups[0]
+        with torch.inference_mode():
+            context, mask = vlm.build_context(batch.pixels, rows.prompt_ids, rows.prompt_mask)
+            shard = rollout(
+                vlm.lm, context, mask, config, block_size, vlm.config.max_response_tokens
+            )
+        shard["studies"] = torch.tensor(studies)
+        tmp = path.with_suffix(".tmp")
+        torch.save(shard, tmp)
+        tmp.replace(path)
+    return shards
+
+
+# --------------------------------------------------------------------------------------------
+# Phase 2: the student
+
+
+def coarse_kl(
+    target_ids: torch.Tensor, target_probs: torch.Tensor, student_logits: torch.Tensor
+) -> torch.Tensor:
+    """KL(target || student) per position on the top-k tokens plus one bucket for the rest."""
+    log_q = student_logits.float().log_softmax(-1)
+    log_q_top = log_q.gather(-1, target_ids)  # (R, W, k)
+    q_rest = (1 - log_q_top.exp().sum(-1, keepdim=True)).clamp(min=1e-8)
+    log_q_all = torch.cat([log_q_top, q_rest.log()], -1)  # (R, W, k+1)
+    p = target_probs.float()
+    return (p * (p.clamp(min=1e-8).log() - log_q_all)).sum(-1)
+
+
+def dcd_loss(
+    lm: LlamaForCausalLM,
+    context: torch.Tensor,
+    context_mask: torch.Tensor,
+    shard: dict[str, torch.Tensor],
+    *,
+    block_size: int,
+    mask_id: int,
+    eos_id: int,
+    target: str = "conditional",
+    step_weighting: bool = True,
+    eos_weight: float = 1.0,
+) -> torch.Tensor:
+    """Step-weighted forward KL at every generated position + CE on the ``<eos>`` position."""
+    tokens = shard["tokens"]
+    R, W = tokens.shape
+    is_eos = tokens == eos_id
+    first_eos = torch.where(is_eos.any(1), is_eos.int().argmax(1), W - 1)
+    upto = torch.arange(W, device=tokens.device)[None] <= first_eos[:, None]  # (R, W)
+    tail = context.shape[1] - first_block_start(context.shape[1], block_size)
+    canvas = make_canvas(tokens.masked_fill(~upto, eos_id), upto.long(), tail, block_size, eos_id)
+    noisy = torch.full_like(canvas.tokens, mask_id)
+    logits = response_logits(lm, rad_sequence(lm, context, context_mask, canvas, noisy))[
+        :, :W
+    ]  # (R, W, V)
+    ids, probs = (
+        (shard["commit_ids"], shard["commit_probs"])
+        if target == "conditional"
+        else (shard["first_ids"], shard["first_probs"])
+    )
+    kl = coarse_kl(ids, probs, logits)
+    weight = shard["steps"].float() if step_weighting else torch.ones_like(kl)
+    weight = weight * upto / (weight * upto).sum().clamp(min=1e-8) * upto.sum()  # mean weight 1
+    eos_rows = is_eos.any(1)
+    eos_logits = logits[torch.arange(R, device=tokens.device), first_eos][eos_rows]
+    ce = (
+        torch.nn.functional.cross_entropy(
+            eos_logits.float(), torch.full((eos_logits.shape[0],), eos_id, device=tokens.device)
+        )
+        if bool(eos_rows.any())
+        else logits.sum() * 0
+    )
+    return (weight * kl).sum() / upto.sum().clamp(min=1) + eos_weight * ce
+
+
+def kept_rows(shard: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    keep = shard["keep"]
+    return {name: value[keep] for name, value in shard.items()}
+
+
+def distill(config: DCDConfig, out: Path, cache_root: Path, seed: int = 0) -> Path:
+    """Phase 1 (resumable, to ``out/trajectories``) then phase 2; exports ``out/checkpoint``."""
+    from model.checkpoint import load_checkpoint, save_checkpoint
+    from model.data.datasets import StudyDataset, phantom_cache
+    from model.diffusion import continue_as_stage
+    from model.train import data_hash
+
+    teacher = load_checkpoint(Path(config.teacher_checkpoint))
+    vlm, tokenizer = teacher.vlm, teacher.tokenizer
+    if vlm.config.block_size is None:
+        raise DiffusionError(
+            f"{config.teacher_checkpoint} is an AR checkpoint; DCD needs the stage-2 (RAD) teacher"
+        )
+    block_size = vlm.config.block_size
+    cache = phantom_cache(
+        cache_root, config.phantom_seed, config.train_studies, "train", vlm.config.image_size
+    )
+    dataset = StudyDataset(cache, qa_per_study=0, seed=seed)
+    shards = write_trajectories(vlm, tokenizer, dataset, config, out / "trajectories")
+    continue_as_stage(vlm, "dcd", block_size)
+    optimizer = torch.optim.AdamW(
+        [p for p in vlm.lm.parameters() if p.requires_grad], lr=config.lr, weight_decay=0.0
+    )
+    history, start = [], time.perf_counter()
+    vlm.train()
+    torch.manual_seed(seed)
+    for epoch in range(config.epochs):
+        losses = []
+        for index in torch.randperm(len(shards)).tolist():
+            shard = kept_rows(torch.load(shards[index], weights_only=True))
+            if not len(shard["studies"]):
+                continue
+            losses.append(student_step(vlm, tokenizer, dataset, shard, config, optimizer))
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": round(sum(losses) / max(1, len(losses)), 4),
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+        )
+        log.info("DCD epoch %d loss %.4f", epoch + 1, history[-1]["loss"])
+    kept = sum(int(torch.load(p, weights_only=True)["keep"].sum()) for p in shards)
+    metrics = {
+        "dcd_history": history,
+        "dcd_config": asdict(config),
+        "kept_trajectories": kept,
+        "seed": seed,
+    }
+    return save_checkpoint(
+        out / "checkpoint",
+        vlm,
+        tokenizer,
+        model_id=f"echocxr-dcd-b{block_size}-{out.name}",
+        data_sha256=data_hash((cache,)),
+        metrics=metrics,
+    )
+
+
+def student_step(
+    vlm: VLM,
+    tokenizer: Tokenizer,
+    dataset: Any,
+    shard: dict[str, torch.Tensor],
+    config: DCDConfig,
+    optimizer: torch.optim.Optimizer,
+) -> float:
+    """One optimizer step of the student on the kept rows of one shard."""
+    from model.train import collate
+
+    batch = collate(
+        [dataset[int(i)] for i in shard["studies"]], tokenizer, vlm.config.max_response_tokens
+    )
+    rows = batch.groups[0]
+    with torch.no_grad():
+        visual = vlm.embed_images(batch.pixels)
+    context, mask = vlm.assemble_context(visual, rows.prompt_ids, rows.prompt_mask)
+    loss = dcd_loss(
+        vlm.lm,
+        context,
+        mask,
+        shard,
+        block_size=int(vlm.config.block_size or 0),
+        mask_id=tokenizer.mask_id,
+        eos_id=tokenizer.eos_id,
+        target=config.target,
+        step_weighting=config.step_weighting,
+        eos_weight=config.eos_weight,
+    )
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(vlm.lm.parameters(), 1.0)
+    optimizer.step()
+    return float(loss.item())

@@ -1,0 +1,324 @@
+"""Block-diffusion decoding: the multi-step sampler (the DCD teacher) and the one-step engine.
+
+Both write the response block by block, B tokens per block, at the absolute block positions that
+RAD training uses (:mod:`model.diffusion`): the prompt tail sits, unmasked, at the start of the
+first block. Per block:
+
+1. the block starts fully masked; each forward predicts every masked position;
+2. a step commits every masked position whose confidence reaches ``threshold``, and at least the
+   ``k = ceil(masked / steps_left)`` most confident ones (ECHO's "low_confidence_dynamic"); the last
+   step commits all, so with ``steps = 1`` one forward writes the whole block (greedy);
+3. generation stops for a row at the first block holding ``<eos>`` (truncated there), at a block
+   that repeats the previous one (the repetition guard: the repeat is dropped), or at the cap.
+
+The fused cache (ECHO_NOTES section 5): a forward never writes KV for its masked block. The
+finished block is re-encoded as clean keys in the NEXT forward, fused with the first step of the
+next masked block: ``[finished block n ; masked block n+1]``, 2B query tokens, and only block n's
+KV is kept (``DynamicCache.crop`` drops the masked half). The context prefill is fused the same way
+with the first masked block, so the one-step engine runs exactly one forward per block.
+
+Both engines and the AR engine call the same ``LlamaForCausalLM.forward`` with a ``DynamicCache``
+under ``torch.inference_mode``, projecting only the positions they read, so timings compare
+decoding strategies, not implementations.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+from transformers import DynamicCache
+
+from model.decoding import ENGINES, EngineError, Generation, strip_eos
+from model.diffusion import attention_bias, first_block_start
+
+if TYPE_CHECKING:
+    from transformers import LlamaForCausalLM
+
+    from model.vlm import VLM
+
+
+def special_id(lm: LlamaForCausalLM, name: str) -> int:
+    """A special token id from the LM config (``eos_token_id``, ``mask_token_id``), checked."""
+    value = getattr(lm.config, name, None)
+    if not isinstance(value, int):
+        raise EngineError(
+            f"the language model config has no single {name}; is this an EchoCXR checkpoint?"
+        )
+    return value
+
+
+class BlockForward:
+    """The KV cache of clean tokens of one batched generation, and the one forward it runs.
+
+    Masks are built once per query/key shape and reused (a multi-step block repeats the same shape
+    S-1 times); the key-validity row is preallocated for the longest canvas.
+    """
+
+    def __init__(
+        self, lm: LlamaForCausalLM, context_mask: torch.Tensor, block_size: int, max_len: int
+    ) -> None:
+        self.lm, self.block_size = lm, block_size
+        R, Lc = context_mask.shape
+        self.valid = torch.ones(R, max_len, dtype=torch.bool, device=context_mask.device)
+        self.valid[:, :Lc] = context_mask.bool()
+        self.cache = DynamicCache()
+        self.cached = 0  # clean positions held in the cache
+        self.forwards = 0
+        self.biases: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self.dtype = lm.dtype
+
+    def mask_for(self, clean_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(bias (R,1,Q,K), positions (1,Q)) for ``clean_len`` clean then B noisy queries."""
+        key = (self.cached, clean_len)
+        if key not in self.biases:
+            end = self.cached + clean_len + self.block_size
+            k_pos = torch.arange(end, device=self.valid.device)
+            k_noisy = k_pos >= self.cached + clean_len
+            q_pos, q_noisy = k_pos[self.cached :], k_noisy[self.cached :]
+            bias = attention_bias(
+                q_pos, q_noisy, k_pos, k_noisy, self.valid[:, :end], self.block_size, self.dtype
+            )
+            self.biases = {key: (bias, q_pos[None])}  # older shapes never recur
+        return self.biases[key]
+
+    def __call__(self, clean: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
+        """Logits ``(R, B, V)`` of the noisy block; KV is kept for ``clean`` only.
+
+        ``clean`` (R, c, D) are finished tokens right after the cache (c may be 0); ``noisy``
+        (R, B, D) is the block being denoised, right after them.
+        """
+        bias, positions = self.mask_for(clean.shape[1])
+        logits = self.lm(
+            inputs_embeds=torch.cat([clean, noisy], 1),
+            attention_mask=bias,
+            position_ids=positions,
+            past_key_values=self.cache,
+            use_cache=True,
+            logits_to_keep=self.block_size,
+        ).logits
+        self.cache.crop(-self.block_size)
+        self.cached += clean.shape[1]
+        self.forwards += 1
+        return logits
+
+
+@dataclass
+class BlockTrace:
+    """What the teacher did in one block, per generated position (DCD phase 1).
+
+    ``probs`` (R, W, V) is the full distribution at the step the position was committed,
+    ``tokens`` (R, W) the committed argmax and ``steps`` (R, W) that step, counted from 1;
+    ``first`` (R, W, V) every position's distribution at step 1, from the fully masked block (the
+    per-position marginals of one noisy state that the factorized baseline trains on).
+    """
+
+    probs: list[torch.Tensor] = field(default_factory=list)
+    first: list[torch.Tensor] = field(default_factory=list)
+    tokens: list[torch.Tensor] = field(default_factory=list)
+    steps: list[torch.Tensor] = field(default_factory=list)
+
+
+def choose_commits(
+    confidence: torch.Tensor, masked: torch.Tensor, steps_left: int, threshold: float
+) -> torch.Tensor:
+    """Masked positions to commit this step: all above ``threshold`` and at least the top-k.
+
+    ``k = ceil(masked / steps_left)`` per row, so the block is complete after ``steps_left`` steps.
+    """
+    remaining = masked.sum(1, keepdim=True)  # (R, 1)
+    k = torch.div(remaining + steps_left - 1, steps_left, rounding_mode="floor")
+    score = confidence.masked_fill(~masked, -1.0)
+    rank = score.argsort(1, descending=True).argsort(1)  # (R, W) rank of each position
+    return masked & ((rank < k) | (score >= threshold))
+
+
+def denoise_block(
+    forward: BlockForward,
+    clean: torch.Tensor,
+    prefix: torch.Tensor,
+    steps: int,
+    threshold: float,
+    trace: BlockTrace | None = None,
+) -> torch.Tensor:
+    """Fill one block after ``prefix`` (known embeddings, the prompt tail); ids ``(R, W)``.
+
+    The first forward also carries ``clean`` (the previous finished block or the context).
+    """
+    embed = forward.lm.get_input_embeddings()
+    R, P, D = prefix.shape
+    width = forward.block_size - P
+    mask_id = special_id(forward.lm, "mask_token_id")
+    block = torch.cat(
+        [prefix, embed(torch.tensor(mask_id, device=prefix.device)).expand(R, width, D)], 1
+    )  # (R, B, D)
+    tokens = torch.full((R, width), mask_id, dtype=torch.long, device=prefix.device)
+    masked = torch.ones(R, width, dtype=torch.bool, device=prefix.device)
+    for step in range(steps):
+        logits = forward(clean, block)[:, P:]  # (R, W, V)
+        logits[..., mask_id] = torch.finfo(
+            logits.dtype
+        ).min  # a block is never finished with <mask>
+        clean = clean[:, :0]
+        if trace is None and step == steps - 1:  # the lean one-step path: no softmax
+            commit, pred = masked, logits.argmax(-1)
+        else:
+            probs = logits.float().softmax(-1)
+            confidence, pred = probs.max(-1)
+            commit = choose_commits(confidence, masked, steps - step, threshold)
+            if trace is not None:
+                record_commits(trace, probs, pred, commit, step + 1, first=step == 0)
+        tokens = torch.where(commit, pred, tokens)
+        block[:, P:] = torch.where(commit[..., None], embed(pred), block[:, P:])
+        masked &= ~commit
+        if not bool(masked.any()):
+            break
+    return tokens
+
+
+def record_commits(
+    trace: BlockTrace,
+    probs: torch.Tensor,
+    pred: torch.Tensor,
+    commit: torch.Tensor,
+    step: int,
+    first: bool,
+) -> None:
+    """Keep, for the positions committed now, their distribution, argmax and step number."""
+    if first:
+        trace.first.append(probs)
+        trace.probs.append(torch.zeros_like(probs))
+        trace.tokens.append(torch.zeros_like(pred))
+        trace.steps.append(torch.zeros_like(pred))
+    trace.probs[-1][commit] = probs[commit]
+    trace.tokens[-1][commit] = pred[commit]
+    trace.steps[-1][commit] = step
+
+
+@dataclass
+class BlockOutput:
+    """Generated ids ``(R, T)`` (``<eos>``-filled after a row stops) and forwards run."""
+
+    tokens: torch.Tensor
+    forwards: int
+
+
+def decode_blocks(
+    lm: LlamaForCausalLM,
+    context_embeds: torch.Tensor,
+    context_mask: torch.Tensor,
+    *,
+    block_size: int,
+    steps: int,
+    threshold: float,
+    max_new_tokens: int,
+    repetition_guard: bool = True,
+    trace: BlockTrace | None = None,
+) -> BlockOutput:
+    """Write up to ``max_new_tokens`` after the context, block by block (module docstring)."""
+    eos_id = special_id(lm, "eos_token_id")
+    R, Lc, _ = context_embeds.shape
+    s0 = first_block_start(Lc, block_size)
+    max_len = s0 + math.ceil((Lc - s0 + max_new_tokens) / block_size) * block_size
+    forward = BlockForward(lm, context_mask, block_size, max_len)
+    embed = lm.get_input_embeddings()
+    clean, prefix = context_embeds[:, :s0], context_embeds[:, s0:]
+    done = torch.zeros(R, dtype=torch.bool, device=context_embeds.device)
+    blocks: list[torch.Tensor] = []
+    written = 0
+    while written < max_new_tokens and not bool(done.all()):
+        tokens = denoise_block(forward, clean, prefix, steps, threshold, trace).masked_fill(
+            done[:, None], eos_id
+        )
+        if repetition_guard and blocks and blocks[-1].shape == tokens.shape:
+            repeated = (tokens == blocks[-1]).all(1) & ~done
+            tokens = tokens.masked_fill(repeated[:, None], eos_id)
+        done |= (tokens == eos_id).any(1)
+        blocks.append(tokens)
+        written += tokens.shape[1]
+        clean = torch.cat([prefix, embed(tokens)], 1)
+        prefix = prefix[:, :0]
+    return BlockOutput(torch.cat(blocks, 1)[:, :max_new_tokens], forward.forwards)
+
+
+class MultiStepEngine:
+    """The stage-2 sampler: S steps per block with confidence-threshold commits (the teacher).
+
+    Parameters
+    ----------
+    block_size : int or None
+        B; None reads it from the checkpoint (``VLMConfig.block_size``).
+    steps : int or None
+        S forwards at most per block; None means S = B (one token per step at worst).
+    threshold : float
+        Confidence above which a masked position is committed early (0.85 as ECHO's code).
+    repetition_guard : bool
+        End a row at a block identical to the previous one.
+    """
+
+    name = "diffusion-multistep"
+
+    def __init__(
+        self,
+        block_size: int | None = None,
+        steps: int | None = None,
+        threshold: float = 0.85,
+        repetition_guard: bool = True,
+    ) -> None:
+        if (block_size is not None and block_size < 1) or (steps is not None and steps < 1):
+            raise EngineError(f"block_size and steps must be >= 1, got {block_size}, {steps}")
+        if not 0.0 < threshold <= 1.0:
+            raise EngineError(f"threshold must be in (0, 1], got {threshold}")
+        self.block_size, self.steps, self.threshold = block_size, steps, threshold
+        self.repetition_guard = repetition_guard
+
+    def resolve(self, vlm: VLM) -> tuple[int, int]:
+        """(B, S) from the options, else from the checkpoint; AR checkpoints have no B."""
+        block_size = self.block_size or vlm.config.block_size
+        if block_size is None:
+            raise EngineError(
+                f"engine {self.name!r} needs a block-diffusion checkpoint (stage rad/dcd) "
+                "or a block_size option"
+            )
+        return block_size, self.steps or block_size
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        vlm: VLM,
+        context_embeds: torch.Tensor,
+        context_mask: torch.Tensor,
+        *,
+        max_new_tokens: int,
+    ) -> Generation:
+        start = time.perf_counter()
+        block_size, steps = self.resolve(vlm)
+        out = decode_blocks(
+            vlm.lm,
+            context_embeds,
+            context_mask,
+            block_size=block_size,
+            steps=steps,
+            threshold=self.threshold,
+            max_new_tokens=max_new_tokens,
+            repetition_guard=self.repetition_guard,
+        )
+        eos_id = special_id(vlm.lm, "eos_token_id")
+        ids = [strip_eos(row, eos_id) for row in out.tokens.tolist()]
+        return Generation(token_ids=ids, forwards=out.forwards, seconds=time.perf_counter() - start)
+
+
+class OneStepEngine(MultiStepEngine):
+    """The DCD engine: one forward per block writes all B tokens (fused cache, greedy)."""
+
+    name = "diffusion-onestep"
+
+    def __init__(self, block_size: int | None = None, repetition_guard: bool = True) -> None:
+        super().__init__(block_size=block_size, steps=1, repetition_guard=repetition_guard)
+
+
+ENGINES["diffusion-multistep"] = MultiStepEngine
+ENGINES["diffusion-onestep"] = OneStepEngine

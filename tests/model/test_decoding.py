@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from model.checkpoint import load_checkpoint
+from model.data.qa import REPORT_PROMPT
+from model.decoding import AREngine, EngineError, get_engine
+from model.tokenizer import Tokenizer, pad_rows
+from model.vlm import VLM
+from tests.model.conftest import synthetic_study, tiny_model_config
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def random_vlm() -> tuple[VLM, Tokenizer]:
+    tokenizer = Tokenizer.train(["a quick brown fox jumps over the lazy dog"] * 4, vocab_size=300)
+    torch.manual_seed(1)
+    return VLM(tiny_model_config(), tokenizer).eval(), tokenizer
+
+
+def context(
+    vlm: VLM, prompts: list[list[int]], pad_id: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(seed)
+    ids, mask = pad_rows(prompts, pad_id, left=True)
+    return vlm.build_context(torch.rand(len(prompts), 1, 32, 32), ids, mask)
+
+
+def greedy_without_cache(
+    vlm: VLM, embeds: torch.Tensor, mask: torch.Tensor, steps: int
+) -> list[int]:
+    """Reference decoder: re-run the whole sequence every step."""
+    tokens: list[int] = []
+    for _ in range(steps):
+        extra = vlm.embed_tokens(torch.tensor([tokens], dtype=torch.long))
+        inputs = torch.cat([embeds, extra], 1)
+        full_mask = torch.cat([mask, torch.ones(1, len(tokens), dtype=mask.dtype)], 1)
+        tokens.append(
+            int(vlm.lm(inputs_embeds=inputs, attention_mask=full_mask).logits[0, -1].argmax())
+        )
+    return tokens
+
+
+@torch.no_grad()
+def test_kv_cache_decoding_matches_full_recomputation(random_vlm: tuple[VLM, Tokenizer]) -> None:
+    vlm, tokenizer = random_vlm
+    embeds, mask = context(vlm, [tokenizer.chat_prompt("fox")], tokenizer.pad_id)
+    vlm.lm.config.eos_token_id = -1  # never stop early: compare all 12 steps
+    try:
+        out = AREngine().generate(vlm, embeds, mask, max_new_tokens=12)
+    finally:
+        vlm.lm.config.eos_token_id = tokenizer.eos_id
+    assert out.token_ids[0] == greedy_without_cache(vlm, embeds, mask, 12)
+    assert out.forwards == 12
+
+
+def test_left_padded_batch_decodes_like_each_row_alone(random_vlm: tuple[VLM, Tokenizer]) -> None:
+    vlm, tokenizer = random_vlm
+    prompts = [tokenizer.chat_prompt("the quick brown fox jumps"), tokenizer.chat_prompt("dog")]
+    embeds, mask = context(vlm, prompts, tokenizer.pad_id)
+    batch = AREngine().generate(vlm, embeds, mask, max_new_tokens=10).token_ids
+    for row in range(2):
+        alone = (
+            AREngine()
+            .generate(
+                vlm,
+                embeds[row : row + 1, mask[row] == 1],
+                mask[row : row + 1, mask[row] == 1],
+                max_new_tokens=10,
+            )
+            .token_ids[0]
+        )
+        assert batch[row] == alone
+
+
+def test_sampling_is_reproducible_with_a_seed_and_varies_without(
+    random_vlm: tuple[VLM, Tokenizer],
+) -> None:
+    vlm, tokenizer = random_vlm
+    embeds, mask = context(vlm, [tokenizer.chat_prompt("fox")] * 4, tokenizer.pad_id)
+    first = AREngine(temperature=1.5, top_p=1.0, seed=7).generate(
+        vlm, embeds, mask, max_new_tokens=8
+    )
+    again = AREngine(temperature=1.5, top_p=1.0, seed=7).generate(
+        vlm, embeds, mask, max_new_tokens=8
+    )
+    other = AREngine(temperature=1.5, top_p=1.0, seed=8).generate(
+        vlm, embeds, mask, max_new_tokens=8
+    )
+    assert first.token_ids == again.token_ids
+    assert first.token_ids != other.token_ids
+
+
+def test_trained_model_stops_at_eos_before_the_length_cap(trained_checkpoint: Path) -> None:
+    loaded = load_checkpoint(trained_checkpoint)
+    tokenizer = loaded.tokenizer
+    image, record = synthetic_study(7)
+    ids = torch.tensor([tokenizer.chat_prompt(REPORT_PROMPT)])
+    embeds, mask = loaded.vlm.build_context(
+        torch.tensor(image)[None, None], ids, torch.ones_like(ids)
+    )
+    out = AREngine().generate(loaded.vlm, embeds, mask, max_new_tokens=48)
+    assert tokenizer.eos_id not in out.token_ids[0]
+    assert len(out.token_ids[0]) < 48 and out.forwards == len(out.token_ids[0]) + 1
+    assert tokenizer.decode(out.token_ids[0]) == record.report_text
+
+
+def test_unknown_engine_and_bad_options_are_engine_errors() -> None:
+    with pytest.raises(EngineError, match="unknown engine"):
+        get_engine("beam-search")
+    with pytest.raises(EngineError, match="top_p"):
+        get_engine("ar", top_p=0.0)
+    with pytest.raises(EngineError, match="invalid options"):
+        get_engine("ar", beams=4)

@@ -1,0 +1,154 @@
+"""The diffusion pipeline on a tiny random VLM: AR checkpoint -> RAD -> DCD -> ``echocxr bench``.
+
+Proves the code path end to end (checkpoints, resumable runs, trajectories on disk, the CLI and
+its JSON); the quality numbers of a few-step run on random weights mean nothing and are not checked.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from model.checkpoint import load_checkpoint, save_checkpoint
+from model.diffusion import RADConfig, train_rad
+from model.distill import DCDConfig, distill
+from model.tokenizer import Tokenizer
+from model.vlm import VLM
+from service.cli import app
+from tests.model.conftest import tiny_model_config
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def ar_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tokenizer = Tokenizer.train(
+        ["FINDINGS: The lungs are clear.\nIMPRESSION: No acute disease."] * 8, vocab_size=300
+    )
+    torch.manual_seed(0)
+    vlm = VLM(tiny_model_config(), tokenizer)
+    return save_checkpoint(
+        tmp_path_factory.mktemp("ar") / "checkpoint",
+        vlm,
+        tokenizer,
+        model_id="tiny-ar",
+        data_sha256="0" * 64,
+    )
+
+
+def test_rad_then_dcd_then_bench(ar_checkpoint: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    rad = RADConfig(
+        init_checkpoint=str(ar_checkpoint),
+        block_size=4,
+        steps=3,
+        batch_size=4,
+        train_studies=8,
+        eval_every=2,
+    )
+    assert train_rad(rad, tmp_path / "rad", cache, stop_after=2) is None  # killed after a snapshot
+    state = torch.load(tmp_path / "rad" / "rad_state.pt", weights_only=False)
+    assert state["step"] == 2
+    rad_dir = train_rad(rad, tmp_path / "rad", cache)  # resumes at step 2
+    assert rad_dir is not None
+    teacher = load_checkpoint(rad_dir)
+    assert (teacher.vlm.config.stage, teacher.vlm.config.block_size) == ("rad", 4)
+    assert [
+        h["step"] for h in json.loads((rad_dir / "metrics.json").read_text())["rad_history"]
+    ] == [2, 3]
+
+    dcd = DCDConfig(
+        teacher_checkpoint=str(rad_dir),
+        studies=6,
+        teacher_steps=2,
+        batch_size=3,
+        epochs=1,
+        train_studies=8,
+        top_k=8,
+    )
+    dcd_dir = distill(dcd, tmp_path / "dcd", cache)
+    shards = sorted((tmp_path / "dcd" / "trajectories").glob("shard-*.pt"))
+    assert len(shards) == 2
+    assert load_checkpoint(dcd_dir).vlm.config.stage == "dcd"
+
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "--engines",
+            "ar,diffusion-onestep,diffusion-multistep@rad",
+            "--block-size",
+            "4",
+            "--n",
+            "3",
+            "--checkpoint",
+            f"ar={ar_checkpoint}",
+            "--checkpoint",
+            f"diffusion-onestep={dcd_dir}",
+            "--checkpoint",
+            f"diffusion-multistep@rad={rad_dir}",
+            "--json",
+            str(out),
+            "--cache-dir",
+            str(cache),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rows = {row["row"]: row for row in json.loads(out.read_text())["engines"]}
+    assert set(rows) == {"ar", "diffusion-onestep", "diffusion-multistep@rad"}
+    for row in rows.values():
+        for key in (
+            "ms_per_report",
+            "forwards_per_report",
+            "macro_f1_14",
+            "micro_f1_5",
+            "bleu4",
+            "rouge_l",
+            "repeat_rate",
+            "speedup_vs_ar",
+        ):
+            assert isinstance(row[key], float), key
+    assert rows["ar"]["speedup_vs_ar"] == 1.0
+    assert rows["diffusion-onestep"]["tokens_per_forward"] <= 4.0
+
+
+def test_bench_rejects_checkpoint_for_unlisted_row(ar_checkpoint: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "--engines",
+            "ar",
+            "--checkpoint",
+            f"dcd={ar_checkpoint}",
+            "--json",
+            str(tmp_path / "x.json"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "not benchmarked" in result.output
+
+
+def test_distill_refuses_an_ar_teacher(ar_checkpoint: Path, tmp_path: Path) -> None:
+    config = tmp_path / "dcd.json"
+    config.write_text(json.dumps({"teacher_checkpoint": str(ar_checkpoint)}))
+    result = CliRunner().invoke(
+        app, ["distill", "--config", str(config), "--out", str(tmp_path / "run")]
+    )
+    assert result.exit_code == 2
+    assert "AR checkpoint" in result.output
+
+
+def test_train_rad_names_an_unknown_recipe_key(tmp_path: Path) -> None:
+    config = tmp_path / "rad.json"
+    config.write_text(json.dumps({"blocks": 8}))
+    result = CliRunner().invoke(
+        app, ["train-rad", "--config", str(config), "--out", str(tmp_path / "run")]
+    )
+    assert result.exit_code == 2
+    assert "invalid RAD config" in result.output and "blocks" in result.output

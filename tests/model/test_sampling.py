@@ -1,0 +1,218 @@
+"""The block samplers against a naive reference that recomputes everything with no KV cache."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from transformers import LlamaForCausalLM
+
+from model.config import VLMConfig
+from model.decoding import EngineError, get_engine
+from model.diffusion import first_block_start
+from model.sampling import BlockTrace, decode_blocks
+from model.tokenizer import Tokenizer
+from model.vlm import VLM
+from tests.model.conftest import tiny_model_config
+from tests.model.test_diffusion import EOS_ID, MASK_ID, context_of, reference_block_logits, tiny_lm
+
+pytestmark = pytest.mark.unit
+
+
+def naive_decode(
+    lm: LlamaForCausalLM,
+    context: torch.Tensor,
+    mask: torch.Tensor,
+    block_size: int,
+    steps: int,
+    threshold: float,
+    max_new: int,
+) -> list[int]:
+    """One row, one full forward per step, commit rule spelled out position by position."""
+    tail = context.shape[1] - first_block_start(context.shape[1], block_size)
+    written: list[int] = []
+    previous: list[int] | None = None
+    while len(written) < max_new:
+        width = block_size - tail if not written else block_size
+        block = [MASK_ID] * width
+        for step in range(steps):
+            logits = reference_block_logits(
+                lm,
+                context,
+                mask,
+                written,
+                written + block,
+                block_size,
+                (len(written) + tail) // block_size,
+            )
+            probs = logits.index_fill(-1, torch.tensor([MASK_ID]), float("-inf")).softmax(-1)
+            masked = [i for i in range(width) if block[i] == MASK_ID]
+            k = math.ceil(len(masked) / (steps - step))
+            by_confidence = sorted(masked, key=lambda i: -probs[i].max().item())
+            commit = set(by_confidence[:k]) | {
+                i for i in masked if probs[i].max().item() >= threshold
+            }
+            for i in commit:
+                block[i] = int(probs[i].argmax())
+            if MASK_ID not in block:
+                break
+        if block == previous:
+            break
+        written += block
+        previous = block
+        if EOS_ID in block:
+            break
+    written = written[:max_new]
+    return written[: written.index(EOS_ID)] if EOS_ID in written else written
+
+
+def strip(row: list[int]) -> list[int]:
+    return row[: row.index(EOS_ID)] if EOS_ID in row else row
+
+
+@pytest.mark.parametrize(
+    ("block_size", "steps", "threshold"), [(4, 4, 0.85), (4, 2, 0.05), (8, 1, 0.85), (8, 3, 0.2)]
+)
+def test_sampler_equals_naive_reference(block_size: int, steps: int, threshold: float) -> None:
+    lm = tiny_lm(seed=block_size + steps)
+    context, mask = context_of(lm, 2, 11, pads=(0, 2))
+    with torch.inference_mode():
+        out = decode_blocks(
+            lm,
+            context,
+            mask,
+            block_size=block_size,
+            steps=steps,
+            threshold=threshold,
+            max_new_tokens=21,
+        )
+        for row in range(2):
+            expected = naive_decode(
+                lm, context[row : row + 1], mask[row : row + 1], block_size, steps, threshold, 21
+            )
+            assert strip(out.tokens[row].tolist()) == expected
+
+
+def count_forwards(lm: LlamaForCausalLM) -> list[int]:
+    """Count real LM calls and the query tokens each carried (a hook, not the engine's counter)."""
+    calls: list[int] = []
+    lm.model.register_forward_hook(
+        lambda _m, _a, kwargs, _o: calls.append(kwargs["inputs_embeds"].shape[1]), with_kwargs=True
+    )
+    return calls
+
+
+@pytest.mark.parametrize("block_size", [4, 8, 16])
+def test_one_step_runs_one_forward_per_block_with_fused_cache(block_size: int) -> None:
+    lm = tiny_lm()
+    calls = count_forwards(lm)
+    context, mask = context_of(lm, 1, 13)
+    with torch.inference_mode():
+        out = decode_blocks(
+            lm,
+            context,
+            mask,
+            block_size=block_size,
+            steps=1,
+            threshold=0.85,
+            max_new_tokens=40,
+            repetition_guard=False,
+        )
+    s0 = first_block_start(13, block_size)
+    n_blocks = math.ceil((13 - s0 + out.tokens.shape[1]) / block_size)
+    assert out.forwards == len(calls) == n_blocks
+    assert calls[0] == s0 + block_size  # context prefill fused with the first masked block
+    assert set(calls[1:]) <= {2 * block_size}  # [finished block ; masked block]
+
+
+def constant_lm(eos_id: int) -> LlamaForCausalLM:
+    """A model whose logits are all zero, so every position predicts token 0."""
+    lm = tiny_lm()
+    lm.model.norm.weight.data.zero_()
+    lm.config.eos_token_id = eos_id
+    return lm
+
+
+def test_repeated_block_ends_generation() -> None:
+    lm = constant_lm(eos_id=EOS_ID)
+    context, mask = context_of(lm, 1, 6)
+    with torch.inference_mode():
+        out = decode_blocks(
+            lm, context, mask, block_size=4, steps=1, threshold=0.85, max_new_tokens=40
+        )
+    # block 0 holds 2 new tokens after the 2-token tail, block 1 four, block 2 repeats block 1
+    assert strip(out.tokens[0].tolist()) == [0] * 6
+    assert out.forwards == 3
+
+
+def test_eos_in_first_block_stops_after_one_forward() -> None:
+    lm = constant_lm(eos_id=0)
+    context, mask = context_of(lm, 1, 6)
+    with torch.inference_mode():
+        out = decode_blocks(
+            lm, context, mask, block_size=4, steps=2, threshold=0.01, max_new_tokens=40
+        )
+    assert (
+        out.forwards == 1
+    )  # uniform 1/40 > threshold everywhere: one step commits the whole block
+    assert out.tokens[0, 0].item() == 0
+
+
+def test_trace_records_commit_distribution_argmax_and_step() -> None:
+    lm = tiny_lm()
+    context, mask = context_of(lm, 1, 8)
+    trace = BlockTrace()
+    with torch.inference_mode():
+        out = decode_blocks(
+            lm,
+            context,
+            mask,
+            block_size=4,
+            steps=4,
+            threshold=1.0,
+            max_new_tokens=8,
+            repetition_guard=False,
+            trace=trace,
+        )
+    tokens = torch.cat(trace.tokens, 1)
+    steps = torch.cat(trace.steps, 1)
+    probs = torch.cat(trace.probs, 1)
+    assert torch.equal(tokens, out.tokens)
+    assert torch.equal(probs.argmax(-1), tokens)
+    torch.testing.assert_close(probs.sum(-1), torch.ones_like(steps, dtype=torch.float32))
+    # threshold 1.0 commits exactly one position per step: steps 1..4 in each block
+    for block in steps.view(1, 2, 4)[0]:
+        assert sorted(block.tolist()) == [1, 2, 3, 4]
+
+
+def tiny_diffusion_vlm(block_size: int) -> tuple[VLM, Tokenizer]:
+    tokenizer = Tokenizer.train(
+        ["FINDINGS: the lungs are clear. IMPRESSION: normal."] * 4, vocab_size=300
+    )
+    config = VLMConfig.from_dict(
+        {**tiny_model_config().to_dict(), "stage": "rad", "block_size": block_size}
+    )
+    torch.manual_seed(0)
+    return VLM(config, tokenizer).eval(), tokenizer
+
+
+def test_engines_are_registered_and_read_block_size_from_checkpoint() -> None:
+    vlm, tokenizer = tiny_diffusion_vlm(block_size=4)
+    prompt = torch.tensor([tokenizer.chat_prompt("Write the report.")])
+    context, mask = vlm.build_context(torch.rand(1, 1, 32, 32), prompt, torch.ones_like(prompt))
+    one = get_engine("diffusion-onestep").generate(vlm, context, mask, max_new_tokens=12)
+    multi = get_engine("diffusion-multistep", steps=2).generate(
+        vlm, context, mask, max_new_tokens=12
+    )
+    assert one.forwards <= math.ceil((context.shape[1] % 4 + 12) / 4)
+    assert len(one.token_ids[0]) <= 12 and len(multi.token_ids[0]) <= 12
+    assert multi.forwards >= one.forwards
+
+
+def test_ar_checkpoint_is_refused_by_diffusion_engine() -> None:
+    vlm, _ = tiny_diffusion_vlm(block_size=4)
+    vlm.config = tiny_model_config()  # an AR config: no block size
+    context, mask = torch.zeros(1, 3, 64), torch.ones(1, 3, dtype=torch.long)
+    with pytest.raises(EngineError, match="block-diffusion checkpoint"):
+        get_engine("diffusion-onestep").generate(vlm, context, mask, max_new_tokens=4)

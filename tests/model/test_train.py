@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from model.config import TrainConfig
+from model.data.datasets import StudyDataset
+from model.tokenizer import Tokenizer
+from model.train import STATE_FILE, Trainer, collate, lr_at, response_loss
+from model.vlm import VLM
+from tests.model.conftest import synthetic_study, tiny_model_config
+
+pytestmark = pytest.mark.unit
+
+
+def final_weights(checkpoint: Path | None) -> dict[str, torch.Tensor]:
+    assert checkpoint is not None
+    return load_file(str(checkpoint / "model.safetensors"))
+
+
+def test_interrupted_run_resumed_ends_with_the_same_weights(
+    tiny_recipe: TrainConfig, synthetic_caches: tuple[Path, Path], tmp_path: Path
+) -> None:
+    whole = Trainer(tiny_recipe, tmp_path / "whole", 3, synthetic_caches).fit()
+    # killed at step 7: the snapshot of step 4 survives, steps 5-7 are lost and redone
+    assert Trainer(tiny_recipe, tmp_path / "cut", 3, synthetic_caches).fit(stop_after=7) is None
+    assert torch.load(tmp_path / "cut" / STATE_FILE, weights_only=False)["step"] == 4
+    resumed = Trainer(tiny_recipe, tmp_path / "cut", 3, synthetic_caches).fit()
+    expected, actual = final_weights(whole), final_weights(resumed)
+    assert expected.keys() == actual.keys()
+    for name, tensor in expected.items():
+        torch.testing.assert_close(actual[name], tensor, msg=name)
+
+
+def test_another_seed_gives_other_weights(
+    tiny_recipe: TrainConfig, synthetic_caches: tuple[Path, Path], tmp_path: Path
+) -> None:
+    tiny_recipe.epochs = 1
+    a = final_weights(Trainer(tiny_recipe, tmp_path / "a", 1, synthetic_caches).fit())
+    b = final_weights(Trainer(tiny_recipe, tmp_path / "b", 2, synthetic_caches).fit())
+    assert not torch.equal(a["projector.fc1.weight"], b["projector.fc1.weight"])
+
+
+def test_validation_loss_falls_during_training(trained_checkpoint: Path) -> None:
+    import json
+
+    history = json.loads((trained_checkpoint / "metrics.json").read_text())["history"]
+    assert history[-1]["val_loss"] < 0.2
+
+
+def test_loss_ignores_context_and_padding_but_not_the_response(
+    synthetic_caches: tuple[Path, Path],
+) -> None:
+    dataset = StudyDataset(synthetic_caches[0], qa_per_study=1)
+    tokenizer = Tokenizer.train(
+        [r.report_text for r in dataset.records] + ["Which side is the opacity?"], 300
+    )
+    torch.manual_seed(0)
+    vlm = VLM(tiny_model_config(), tokenizer)
+    batch = collate([dataset[i] for i in range(4)], tokenizer, 48)
+    reference = response_loss(vlm, batch)
+    rows = batch.groups[0]
+    padded = rows.response_mask == 0
+    rows.response_ids[padded] = tokenizer.mask_id  # garbage in padding changes nothing
+    torch.testing.assert_close(response_loss(vlm, batch), reference)
+    rows.response_ids[0, 0] = tokenizer.mask_id  # a wrong target does
+    assert not torch.allclose(response_loss(vlm, batch), reference)
+
+
+def test_collate_groups_reports_and_qa_rows_over_shared_images(
+    synthetic_caches: tuple[Path, Path],
+) -> None:
+    dataset = StudyDataset(synthetic_caches[0], qa_per_study=1)
+    tokenizer = Tokenizer.train([r.report_text for r in dataset.records], 300)
+    items = [dataset[i] for i in range(6)]
+    batch = collate(items, tokenizer, 48)
+    reports, qa = batch.groups
+    assert batch.pixels.shape == (6, 1, 32, 32)
+    assert reports.image_index.tolist() == list(range(6))
+    assert qa.image_index.tolist() == [i for i, item in enumerate(items) if item["qa"]]
+    assert (reports.response_ids == tokenizer.eos_id).sum() == 6
+
+
+def test_qa_choice_depends_on_seed_epoch_and_index_only(
+    synthetic_caches: tuple[Path, Path],
+) -> None:
+    first, second = (
+        StudyDataset(synthetic_caches[0], 1, seed=5),
+        StudyDataset(synthetic_caches[0], 1, seed=5),
+    )
+    assert [first.pick_qa(i) for i in range(12)] == [second.pick_qa(i) for i in range(12)]
+    second.set_epoch(1)
+    assert [first.pick_qa(i) for i in range(12)] != [second.pick_qa(i) for i in range(12)]
+
+
+def test_schedule_warms_up_then_decays_to_a_tenth() -> None:
+    recipe = TrainConfig(lr=1e-3, warmup_steps=10)
+    assert lr_at(0, 100, recipe) == pytest.approx(1e-4)
+    assert lr_at(9, 100, recipe) == pytest.approx(1e-3)
+    assert lr_at(100, 100, recipe) == pytest.approx(1e-4)
+    assert lr_at(50, 100, recipe) < lr_at(20, 100, recipe)
+
+
+def test_synthetic_study_names_the_side_it_draws() -> None:
+    image, record = synthetic_study(0)
+    assert "left" in record.findings and image[:, :16].mean() > image[:, 16:].mean()
+
+
+def test_run_trains_from_file_caches_named_in_the_recipe(
+    tiny_recipe: TrainConfig, synthetic_caches: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import json
+
+    from model.train import run
+
+    tiny_recipe.epochs = 1
+    tiny_recipe.train_dir, tiny_recipe.val_dir = (str(p) for p in synthetic_caches)
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps(tiny_recipe.to_dict()))
+    checkpoint = run(recipe, tmp_path / "out", 0, tmp_path / "unused-cache")
+    assert checkpoint is not None and (checkpoint / "model.safetensors").is_file()
+    assert not (tmp_path / "unused-cache").exists()  # nothing rendered from the phantom
