@@ -1,0 +1,309 @@
+"""Decoding speed of the AR and block-diffusion engines on the ar-tiny backbone, same process.
+
+Run: ``nice -n 10 .venv/bin/python benchmarks/engines.py [--threads 1] [--tokens 96]``.
+Writes ``benchmarks/results/engines.{md,json,png}``.
+
+Speed does not depend on the weights, so the backbone of ``model/configs/ar-tiny.json`` is built
+with random weights and every engine writes exactly ``--tokens`` tokens (no ``<eos>``, repetition
+guard off): the comparison is per token at equal length. Times are the fastest of several runs in
+CPU seconds of the process (one thread; see ``best_seconds``). Measured:
+
+- ``t(n)``: one bare ``LlamaForCausalLM`` forward of n query tokens against a KV cache of the
+  context (the cost model of the issue: the fused ceiling is ``B * t(1) / t(2B)``);
+- AR and one-step latency per report at B = 4, 8, 16, and the one-step engine's time per block
+  against the bare 2B-token forward it runs (the engine overhead);
+- what the lean-forward choices buy: ``inference_mode`` vs ``no_grad``, sdpa vs eager attention,
+  the cost of building a block mask (cached across the steps of a block);
+- throughput (reports/s) against batch size for AR and one-step at B = 8, to find the crossover.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import DynamicCache
+
+from model.config import TrainConfig
+from model.decoding import AREngine
+from model.diffusion import attention_bias
+from model.sampling import OneStepEngine
+from model.tokenizer import Tokenizer
+from model.vlm import VLM
+
+RESULTS = Path(__file__).parent / "results"
+REPO = Path(__file__).parent.parent
+
+
+def best_seconds(run: Callable[[], Any], repeats: int) -> float:
+    """Fastest of ``repeats`` runs after a warm-up, in CPU seconds of this process.
+
+    With one torch thread, process CPU time equals wall time on an idle core; on this 2-core
+    machine shared with four other jobs, wall time mostly measures the neighbours (load ~6).
+    """
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.process_time()
+        run()
+        times.append(time.process_time() - start)
+    return min(times)
+
+
+def build_backbone(attn: str) -> tuple[VLM, torch.Tensor, torch.Tensor]:
+    """The ar-tiny VLM (random weights) and a batch-1 report context."""
+    config = TrainConfig.from_file(REPO / "model/configs/ar-tiny.json").model
+    config.text.llama["attn_implementation"] = attn
+    tokenizer = Tokenizer.train(
+        ["FINDINGS: The lungs are clear.\nIMPRESSION: Normal."] * 4, vocab_size=1024
+    )
+    torch.manual_seed(0)
+    vlm = VLM(config, tokenizer).eval()
+    vlm.lm.config.eos_token_id = -1  # never stop early: every engine writes exactly --tokens
+    prompt = torch.tensor([tokenizer.chat_prompt("Review this chest X-ray and write a report.")])
+    with torch.inference_mode():
+        size = config.image_size
+        context, mask = vlm.build_context(
+            torch.rand(1, 1, size, size), prompt, torch.ones_like(prompt)
+        )
+    return vlm, context, mask
+
+
+def batched(
+    context: torch.Tensor, mask: torch.Tensor, batch: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    return context.expand(batch, -1, -1).contiguous(), mask.expand(batch, -1).contiguous()
+
+
+def bare_forward_seconds(
+    vlm: VLM, context: torch.Tensor, n_query: int, cache_len: int, repeats: int
+) -> float:
+    """One forward of ``n_query`` tokens against a cache of ``cache_len`` (no mask building)."""
+    lm = vlm.lm
+    embeds = context[:, :1].expand(context.shape[0], n_query, -1).contiguous()
+    with torch.inference_mode():
+        cache = DynamicCache()
+        lm(
+            inputs_embeds=context[:, :1].expand(-1, cache_len, -1).contiguous(),
+            past_key_values=cache,
+            use_cache=True,
+        )
+        positions = torch.arange(cache_len, cache_len + n_query)[None]
+
+        def step() -> None:
+            lm(
+                inputs_embeds=embeds,
+                position_ids=positions,
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=n_query,
+            )
+            cache.crop(-n_query)
+
+        return best_seconds(step, repeats)
+
+
+def engine_seconds(
+    engine: Any,
+    vlm: VLM,
+    context: torch.Tensor,
+    mask: torch.Tensor,
+    tokens: int,
+    repeats: int,
+    mode: Callable[[], contextlib.AbstractContextManager[Any]] = torch.inference_mode,
+) -> float:
+    def run() -> None:
+        with mode():
+            engine.generate.__wrapped__(engine, vlm, context, mask, max_new_tokens=tokens)
+
+    return best_seconds(run, repeats)
+
+
+def latency_rows(
+    vlm: VLM, context: torch.Tensor, mask: torch.Tensor, tokens: int, repeats: int
+) -> list[dict[str, Any]]:
+    """Batch-1 latency per report and the engine overhead per block, for B = 4, 8, 16."""
+    Lc = context.shape[1]
+    t1 = bare_forward_seconds(vlm, context, 1, Lc + tokens // 2, repeats * 5)
+    ar = engine_seconds(AREngine(), vlm, context, mask, tokens, repeats)
+    rows = [
+        {"engine": "ar", "B": 1, "ms_per_report": 1000 * ar, "forwards": tokens, "t1_ms": 1000 * t1}
+    ]
+    for block in (4, 8, 16):
+        t2b = bare_forward_seconds(vlm, context, 2 * block, Lc + tokens // 2, repeats * 5)
+        one = engine_seconds(
+            OneStepEngine(block_size=block, repetition_guard=False),
+            vlm,
+            context,
+            mask,
+            tokens,
+            repeats,
+        )
+        n_blocks = -(-(Lc % block + tokens) // block)
+        rows.append(
+            {
+                "engine": "diffusion-onestep",
+                "B": block,
+                "ms_per_report": 1000 * one,
+                "forwards": n_blocks,
+                "t2B_ms": 1000 * t2b,
+                "ms_per_block": 1000 * one / n_blocks,
+                "overhead_vs_bare": one / n_blocks / t2b,
+                "speedup_vs_ar": ar / one,
+                "ceiling": block * t1 / t2b,
+                "share_of_ceiling": (ar / one) / (block * t1 / t2b),
+            }
+        )
+    return rows
+
+
+def lean_forward_rows(tokens: int, repeats: int) -> list[dict[str, Any]]:
+    """What each lean-forward choice buys, per engine: autograd mode and attention kernel."""
+    rows = []
+    for attn in ("sdpa", "eager"):
+        vlm, context, mask = build_backbone(attn)
+        for label, mode in (("inference_mode", torch.inference_mode), ("no_grad", torch.no_grad)):
+            for name, engine in (
+                ("ar", AREngine()),
+                ("diffusion-onestep B=8", OneStepEngine(8, repetition_guard=False)),
+            ):
+                seconds = engine_seconds(engine, vlm, context, mask, tokens, repeats, mode)
+                rows.append(
+                    {
+                        "attention": attn,
+                        "mode": label,
+                        "engine": name,
+                        "ms_per_report": 1000 * seconds,
+                    }
+                )
+    return rows
+
+
+def mask_build_us(context: torch.Tensor, block: int, repeats: int) -> float:
+    """Microseconds to build one fused-forward block mask (paid once per block shape)."""
+    end = context.shape[1] + 96
+    k_pos = torch.arange(end)
+    k_noisy = k_pos >= end - block
+    valid = torch.ones(1, end, dtype=torch.bool)
+    q = slice(end - 2 * block, end)
+    return 1e6 * best_seconds(
+        lambda: attention_bias(k_pos[q], k_noisy[q], k_pos, k_noisy, valid, block), repeats
+    )
+
+
+def throughput_rows(
+    vlm: VLM, context: torch.Tensor, mask: torch.Tensor, tokens: int
+) -> list[dict[str, Any]]:
+    """Reports per second against batch size, AR vs one-step (B = 8)."""
+    rows = []
+    for batch in (1, 4, 16, 64):
+        ctx, msk = batched(context, mask, batch)
+        for name, engine in (
+            ("ar", AREngine()),
+            ("diffusion-onestep", OneStepEngine(8, repetition_guard=False)),
+        ):
+            seconds = engine_seconds(engine, vlm, ctx, msk, tokens, 2)
+            rows.append({"engine": name, "batch": batch, "reports_per_s": batch / seconds})
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> Iterator[str]:
+    keys = list(dict.fromkeys(key for row in rows for key in row))  # union, first-seen order
+    yield "| " + " | ".join(keys) + " |"
+    yield "|" + "---|" * len(keys)
+    for row in rows:
+        cells = (
+            f"{row[k]:.3g}" if isinstance(row.get(k), float) else str(row.get(k, "")) for k in keys
+        )
+        yield "| " + " | ".join(cells) + " |"
+
+
+def plot(throughput: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(5, 3.5))
+    for name in ("ar", "diffusion-onestep"):
+        points = [(r["batch"], r["reports_per_s"]) for r in throughput if r["engine"] == name]
+        axis.plot(*zip(*points, strict=True), marker="o", label=name)
+    axis.set(
+        xscale="log",
+        xlabel="batch size",
+        ylabel="reports / s",
+        title="Throughput, ar-tiny, 1 CPU thread",
+    )
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--tokens", type=int, default=96)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    vlm, context, mask = build_backbone("sdpa")
+    result = {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "threads": args.threads,
+            "torch": torch.__version__,
+        },
+        "tokens_per_report": args.tokens,
+        "context_tokens": context.shape[1],
+        "latency": latency_rows(vlm, context, mask, args.tokens, args.repeats),
+        "mask_build_us": {f"B={b}": round(mask_build_us(context, b, 50), 1) for b in (4, 8, 16)},
+        "lean_forward": lean_forward_rows(args.tokens, args.repeats),
+        "throughput": throughput_rows(vlm, context, mask, args.tokens),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "engines.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot(result["throughput"], RESULTS / "engines.png")
+    lines = [
+        "# Decoding engines: AR vs fused one-step block diffusion",
+        "",
+        "The ar-tiny backbone with random weights (speed does not depend on the weights).",
+        "",
+        f"{args.tokens} tokens per report, context {context.shape[1]} tokens, "
+        f"{args.threads} CPU thread(s), torch {torch.__version__}, fastest of {args.repeats} "
+        f"runs in process CPU time; load average {os.getloadavg()[0]:.1f} at the end",
+        "(2 cores shared with other jobs).",
+        "From `benchmarks/engines.py`.",
+        "",
+        "## Batch-1 latency, fused ceiling and engine overhead",
+        "",
+        *table(result["latency"]),
+        "",
+        "`ceiling` = B * t(1) / t(2B); `overhead_vs_bare` = engine time per block / bare",
+        "2B-token forward.",
+        "",
+        "## Lean forward: what each choice buys (ms per report)",
+        "",
+        *table(result["lean_forward"]),
+        "",
+        f"Building one block mask (µs): {json.dumps(result['mask_build_us'])} "
+        "(built once per block shape and reused across the steps of a block).",
+        "",
+        "## Throughput against batch size (B = 8)",
+        "",
+        *table(result["throughput"]),
+        "",
+        "![throughput](engines.png)",
+    ]
+    (RESULTS / "engines.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
