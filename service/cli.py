@@ -1,0 +1,35 @@
+"""The one command-line entry point, ``echocxr``.
+
+Each package owns its commands (``model/cli.py``, ``dicom/cli.py``…); this module only mounts
+them. Command modules import their heavy dependencies (torch, pydicom) inside the command
+body, so ``echocxr --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from clinical_eval import cli as clinical_eval_cli
+from dicom import cli as dicom_cli
+from model import bench as model_bench
+from model import cli as model_cli
+from model.data.phantom import cli as phantom_cli
+from service import demo, reporting, serve
+
+app = typer.Typer(
+    name="echocxr",
+    help="Draft preliminary chest X-ray reports with a one-step block-diffusion VLM.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+app.command("serve")(serve.serve)
+app.command("train")(model_cli.train)
+app.command("report")(reporting.report)
+app.command("demo")(demo.demo)
+app.command("audit")(clinical_eval_cli.audit)
+app.command("ingest")(dicom_cli.ingest)
+app.command("phantom")(phantom_cli.phantom)
+app.command("train-rad")(model_bench.train_rad)
+app.command("distill")(model_bench.distill)
+app.command("bench")(model_bench.bench)

@@ -1,0 +1,134 @@
+"""Drafting a report for an ingested study, in-process: the embedded mode's path.
+
+``echocxr report``, ``echocxr demo`` and (at scale) the ``generate`` worker all go through
+``draft_study`` and ``write_draft``, so a draft is made and written the same way everywhere.
+The model never sees the DICOM header: only the frontal image's pixels, resized by
+``dicom.to_model_input``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    import dicom
+    from model.report import Report, ReportGenerator
+
+MANUFACTURER = "EchoCXR open-source project"
+PRODUCT_NAME = "EchoCXR draft report generator"
+
+
+@dataclass(frozen=True)
+class WrittenDraft:
+    report: Report
+    files: dict[str, Path]
+
+    @property
+    def report_text(self) -> str:
+        return self.report.text
+
+
+def default_checkpoint() -> Path | None:
+    """The shipped checkpoint for ``echocxr report``, or None when none is shipped."""
+    from model import DEFAULT_CHECKPOINT
+
+    return DEFAULT_CHECKPOINT if (DEFAULT_CHECKPOINT / "config.json").is_file() else None
+
+
+def pick_image(study: dicom.Study) -> dicom.FrontalImage:
+    """The frontal image the draft is written from: PA when there is one, else the first AP."""
+    if not study.frontal_images:
+        import dicom
+
+        reasons = "; ".join(item.reason for item in study.set_aside) or "no instances"
+        raise dicom.NotChestRadiographError(
+            f"the study has no frontal chest radiograph to report on ({reasons})"
+        )
+    by_view = sorted(study.frontal_images, key=lambda image: image.view_position != "PA")
+    return by_view[0]
+
+
+def draft_study(study: dicom.Study, generator: ReportGenerator) -> Report:
+    import dicom
+
+    image = pick_image(study)
+    pixels = dicom.to_model_input(image, generator.image_size)
+    return generator.generate([pixels])[0]
+
+
+def algorithm_identity(report: Report) -> dicom.AlgorithmIdentity:
+    """The model as a device; its UID follows from its id, so all its drafts name it alike."""
+    from pydicom.uid import generate_uid
+
+    import dicom
+
+    name, _, version = report.model_id.partition("/")
+    return dicom.AlgorithmIdentity(
+        name=name,
+        version=version or "0",
+        manufacturer=MANUFACTURER,
+        model_name=PRODUCT_NAME,
+        device_uid=generate_uid(entropy_srcs=["echocxr-device", report.model_id]),
+        checkpoint_sha256=report.checkpoint_sha256,
+    )
+
+
+def write_draft(study: dicom.Study, report: Report, out_dir: Path) -> WrittenDraft:
+    """report.json, report.sr.dcm, report.pdf.dcm and report.fhir.json, all or none."""
+    import dicom
+
+    draft = dicom.DraftReport(
+        findings=report.findings, impression=report.impression, algorithm=algorithm_identity(report)
+    )
+    details = {
+        "engine": report.engine,
+        "labels": report.labels,
+        "timings": report.timings,
+        "model_id": report.model_id,
+    }
+    files = dicom.write_report_bundle(draft, study, out_dir, details=details)
+    return WrittenDraft(report=report, files=files)
+
+
+def report(
+    study: Annotated[Path, typer.Argument(help="A DICOM file, folder, ZIP/TAR or DICOMDIR.")],
+    out: Annotated[Path, typer.Option(help="Folder for the four report files.")] = Path("report"),
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Checkpoint folder (default: the shipped one).")
+    ] = None,
+    engine: Annotated[
+        str, typer.Option(help="ar, diffusion-multistep or diffusion-onestep.")
+    ] = "ar",
+    as_json: Annotated[bool, typer.Option("--json", help="Print report.json's content.")] = False,
+) -> None:
+    """Draft a preliminary report for one study and write it as JSON, SR, PDF and FHIR."""
+    import dicom
+    import model
+    from model.checkpoint import CheckpointError
+    from model.decoding import EngineError
+
+    chosen = checkpoint or default_checkpoint()
+    if chosen is None:
+        raise _fail("no checkpoint is shipped; pass --checkpoint DIR from `echocxr train`")
+    try:
+        study_read = dicom.read_study(study)
+        generator = model.load(chosen, engine=engine)
+        written = write_draft(study_read, draft_study(study_read, generator), out)
+    except (dicom.DicomError, CheckpointError, EngineError) as error:
+        raise _fail(str(error)) from None
+    if as_json:
+        typer.echo(json.dumps(json.loads(written.files["json"].read_text()), indent=2))
+    else:
+        typer.echo(written.report_text)
+        for kind, path in written.files.items():
+            typer.echo(f"{kind}: {path}")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
