@@ -73,10 +73,30 @@ def dicom_bytes(ds: Dataset) -> bytes:
         return buffer.read()
 
 
+_NEW_FILE_MODE = 0o666
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it (os.umask would race other threads)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return 0o022
+    for line in status.splitlines():
+        if line.startswith("Umask:"):
+            return int(line.split()[1], 8)
+    return 0o022
+
+
 def write_atomically(path: Path, data: bytes) -> Path:
-    """Writes ``data`` to a temporary file beside ``path``, then renames it into place."""
+    """Writes ``data`` to a temporary file beside ``path``, then renames it into place.
+
+    The file gets the permissions of any new file (the umask's), not mkstemp's owner-only
+    0600: a report is read by the PACS bridge and the reviewers' tools, not just its writer.
+    """
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(handle, _NEW_FILE_MODE & ~_current_umask())
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()

@@ -121,11 +121,13 @@ def test_fhir_report_is_partial_and_names_the_model(draft: DraftReport, study: d
 def test_bundle_writes_four_files_and_leaves_no_temporaries(
     draft: DraftReport, study: dicom.Study, tmp_path: Path
 ) -> None:
-    written = write_report_bundle(draft, study, tmp_path / "out")
+    written = write_report_bundle(draft, study, tmp_path / "out", details={"engine": "ar"})
     assert {p.name for p in written.values()} == set(REPORT_FILES.values())
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(REPORT_FILES.values())
     summary = json.loads(written["json"].read_text())
     assert summary["findings"] == draft.findings
+    assert summary["engine"] == "ar"  # details go into report.json only
+    assert all(path.stat().st_mode & 0o044 for path in written.values())  # not owner-only
     assert pydicom.dcmread(written["sr"]).SOPInstanceUID == summary["sr_sop_instance_uid"]
 
 
