@@ -121,3 +121,11 @@ def test_reports_have_both_sections_and_varied_wording(cases: list[PhantomCase])
                     re.sub(r"\b(left|right|small|moderate|large)\b", "", sentence)
                 )
     assert len(effusion_sentences) >= 3
+
+
+def test_generator_and_labeler_name_the_same_fourteen_observations_in_order() -> None:
+    """Both packages keep their own copy (the labeler must not import the generator it grades);
+    F1 tables index both by position, so the copies must agree."""
+    from clinical_eval import OBSERVATIONS as LABELER_OBSERVATIONS
+
+    assert OBSERVATIONS == LABELER_OBSERVATIONS
