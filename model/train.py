@@ -31,6 +31,7 @@ from tqdm import tqdm
 from model.checkpoint import save_checkpoint
 from model.config import TrainConfig
 from model.data.datasets import RECORDS_FILE, StudyDataset, StudyRecord, phantom_cache
+from model.data.phantom.cases import OBSERVATIONS
 from model.data.qa import REPORT_PROMPT, QAPair
 from model.tokenizer import Tokenizer, pad_rows
 from model.vlm import VLM
@@ -75,9 +76,19 @@ class Batch:
 
     pixels: torch.Tensor  # (B, 1, S, S)
     groups: list[Rows]
+    labels: torch.Tensor  # (B, 14) targets of the auxiliary head: 1, 0.5 uncertain, 0
 
     def to(self, device: torch.device) -> Batch:
-        return Batch(self.pixels.to(device), [rows.to(device) for rows in self.groups])
+        return Batch(
+            self.pixels.to(device),
+            [rows.to(device) for rows in self.groups],
+            self.labels.to(device),
+        )
+
+
+def label_targets(labels: dict[str, int | None]) -> list[float]:
+    """CheXpert labels as soft targets in OBSERVATIONS order; blank counts as negative."""
+    return [{1: 1.0, -1: 0.5}.get(labels.get(name) or 0, 0.0) for name in OBSERVATIONS]
 
 
 def collate(items: list[dict[str, Any]], tokenizer: Tokenizer, max_response: int) -> Batch:
@@ -94,7 +105,8 @@ def collate(items: list[dict[str, Any]], tokenizer: Tokenizer, max_response: int
         prompts = [tokenizer.chat_prompt(pair.question) for _, pair in qa]
         answers = [tokenizer.response(pair.answer) for _, pair in qa]
         groups.append(Rows.build([i for i, _ in qa], prompts, answers, tokenizer.pad_id))
-    return Batch(torch.stack([item["pixels"] for item in items]), groups)
+    targets = torch.tensor([label_targets(item["record"].labels) for item in items])
+    return Batch(torch.stack([item["pixels"] for item in items]), groups, targets)
 
 
 def rows_loss(vlm: VLM, visual: torch.Tensor, rows: Rows) -> torch.Tensor:
@@ -111,24 +123,35 @@ def rows_loss(vlm: VLM, visual: torch.Tensor, rows: Rows) -> torch.Tensor:
     return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
 
 
-def response_loss(vlm: VLM, batch: Batch) -> torch.Tensor:
+def response_loss(vlm: VLM, batch: Batch, visual: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over groups of the per-token loss: short Q&A answers weigh as much as reports.
 
     Context and padding carry no loss. Each image is embedded once for all its rows.
     """
-    visual = vlm.embed_images(batch.pixels)  # (B, Nv, D)
+    if visual is None:
+        visual = vlm.embed_images(batch.pixels)  # (B, Nv, D)
     return torch.stack([rows_loss(vlm, visual, rows) for rows in batch.groups]).mean()
 
 
 class ResponseLoss(torch.nn.Module):
-    """The loss as a module's ``forward``, so DDP's gradient hooks see one forward per step."""
+    """The training objective as one module, so DDP's gradient hooks see one forward per step.
 
-    def __init__(self, vlm: VLM) -> None:
+    Report and Q&A token loss, plus ``label_loss_weight`` x the multi-label loss of the finding
+    tokens' head against the study's labels (see ``TrainConfig.label_loss_weight``).
+    """
+
+    def __init__(self, vlm: VLM, label_loss_weight: float = 0.0) -> None:
         super().__init__()
         self.vlm = vlm
+        self.label_loss_weight = label_loss_weight
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        return response_loss(self.vlm, batch)
+        visual, finding_logits = self.vlm.embed_images_with_findings(batch.pixels)
+        loss = response_loss(self.vlm, batch, visual)
+        if self.label_loss_weight and finding_logits is not None:
+            label_loss = F.binary_cross_entropy_with_logits(finding_logits.float(), batch.labels)
+            loss = loss + self.label_loss_weight * label_loss
+        return loss
 
 
 def train_tokenizer(records: Sequence[StudyRecord], vocab_size: int) -> Tokenizer:
@@ -234,7 +257,8 @@ class Trainer:
         self.tokenizer = self.load_or_train_tokenizer()
         torch.manual_seed(seed)
         self.vlm = VLM(config.model, self.tokenizer).to(self.device)
-        self.optimizer = make_optimizer(self.vlm, config)
+        self.objective = ResponseLoss(self.vlm, config.label_loss_weight).to(self.device)
+        self.optimizer = make_optimizer(self.objective, config)
         self.steps_per_epoch = len(self.train_set) // (config.batch_size * self.ranks.world)
         self.total_steps = self.steps_per_epoch * config.epochs
         self.step, self.history = 0, []  # type: ignore[var-annotated]
@@ -253,7 +277,7 @@ class Trainer:
         if not path.is_file():
             return
         state = torch.load(path, map_location=self.device, weights_only=False)
-        self.vlm.load_state_dict(state["model"])
+        self.objective.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.history = state["step"], state["history"]
         log.info("resumed from step %d", self.step)
@@ -261,7 +285,7 @@ class Trainer:
     def snapshot(self) -> None:
         if self.ranks.main:
             payload = {
-                "model": self.vlm.state_dict(),
+                "model": self.objective.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "step": self.step,
                 "history": self.history,
@@ -294,7 +318,7 @@ class Trainer:
             loss = model(batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.vlm.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(self.objective.parameters(), 1.0)
         self.optimizer.step()
         self.step += 1
         return float(loss.item())
@@ -315,7 +339,7 @@ class Trainer:
     def fit(self, stop_after: int | None = None) -> Path | None:
         """Train to the end (or ``stop_after`` steps, to simulate a kill) and export on rank 0."""
         self.resume()
-        model: torch.nn.Module = ResponseLoss(self.vlm)
+        model: torch.nn.Module = self.objective
         if self.ranks.world > 1:
             model = DistributedDataParallel(model)
         self.vlm.train()

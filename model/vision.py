@@ -90,5 +90,26 @@ class PretrainedEncoder(nn.Module):
         return self.pool(hidden.transpose(1, 2)).transpose(1, 2)  # (B, Nv, C)
 
 
+class FindingTokens(nn.Module):
+    """One token per observation: a mix of a learned "present" and "absent" embedding.
+
+    A linear head reads the observation probabilities off the mean of the grid tokens; each
+    token is ``p * present + (1 - p) * absent``, so the gradient of the report loss still flows
+    into the head, and the head's logits are what the auxiliary label loss trains.
+    """
+
+    def __init__(self, dim: int, count: int) -> None:
+        super().__init__()
+        self.head = nn.Linear(dim, count)
+        self.present = nn.Parameter(torch.randn(count, dim) * 0.02)
+        self.absent = nn.Parameter(torch.randn(count, dim) * 0.02)
+
+    def forward(self, grid_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, N, C)`` -> tokens ``(B, count, C)`` and logits ``(B, count)``."""
+        logits = self.head(grid_tokens.mean(1))
+        p = torch.sigmoid(logits).unsqueeze(-1)  # (B, count, 1)
+        return p * self.present + (1 - p) * self.absent, logits
+
+
 def build_vision(config: VisionConfig) -> CNNEncoder | PretrainedEncoder:
     return PretrainedEncoder(config) if config.pretrained_dir else CNNEncoder(config)

@@ -17,9 +17,10 @@ from torch import nn
 from transformers import LlamaForCausalLM
 
 from model.config import VLMConfig
+from model.data.phantom.cases import OBSERVATIONS
 from model.projector import Projector
 from model.tokenizer import Tokenizer
-from model.vision import build_vision, require_local_dir
+from model.vision import FindingTokens, build_vision, require_local_dir
 
 
 def build_language_model(config: VLMConfig, tokenizer: Tokenizer) -> LlamaForCausalLM:
@@ -47,6 +48,11 @@ class VLM(nn.Module):
         self.config = config
         self.bos_id = tokenizer.bos_id
         self.vision = build_vision(config.vision)
+        self.findings = (
+            FindingTokens(self.vision.out_dim, len(OBSERVATIONS))
+            if config.vision.finding_tokens
+            else None
+        )
         self.lm = build_language_model(config, tokenizer)
         self.projector = Projector(
             config.projector,
@@ -60,7 +66,21 @@ class VLM(nn.Module):
 
     def embed_images(self, pixels: torch.Tensor) -> torch.Tensor:
         """``(B, 1, H, W)`` in [0, 1] -> visual tokens in the LM space ``(B, Nv, D)``."""
-        return self.projector(self.vision(pixels))
+        return self.embed_images_with_findings(pixels)[0]
+
+    def embed_images_with_findings(
+        self, pixels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Visual tokens ``(B, Nv, D)`` and the finding logits ``(B, 14)`` (None without them).
+
+        Nv counts the grid tokens and, when configured, the 14 finding tokens after them.
+        """
+        tokens = self.vision(pixels)  # (B, g*g, C)
+        logits = None
+        if self.findings is not None:
+            finding_tokens, logits = self.findings(tokens)
+            tokens = torch.cat([tokens, finding_tokens], 1)  # (B, g*g + 14, C)
+        return self.projector(tokens), logits
 
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         return self.lm.get_input_embeddings()(ids)  # (B, L) -> (B, L, D)

@@ -39,7 +39,8 @@ def test_unknown_key_in_model_config_is_a_config_error() -> None:
 def test_shipped_recipe_parses_and_matches_its_architecture() -> None:
     recipe = TrainConfig.from_file(Path("model/configs/ar-tiny.json"))
     assert recipe.model.image_size == 128
-    assert recipe.model.num_visual_tokens == 16
+    assert recipe.model.num_visual_tokens == 16 + 14  # 4x4 grid + one token per finding
+    assert recipe.label_loss_weight > 0
     assert recipe.model.text.hidden_size == 256
 
 

@@ -123,3 +123,39 @@ def test_run_trains_from_file_caches_named_in_the_recipe(
     checkpoint = run(recipe, tmp_path / "out", 0, tmp_path / "unused-cache")
     assert checkpoint is not None and (checkpoint / "model.safetensors").is_file()
     assert not (tmp_path / "unused-cache").exists()  # nothing rendered from the phantom
+
+
+def test_label_targets_follow_observation_order_with_uncertain_as_half() -> None:
+    from model.data.phantom.cases import OBSERVATIONS
+    from model.train import label_targets
+
+    targets = label_targets({"Pleural Effusion": 1, "Edema": -1, "Cardiomegaly": 0})
+    assert len(targets) == len(OBSERVATIONS) == 14
+    assert targets[OBSERVATIONS.index("Pleural Effusion")] == 1.0
+    assert targets[OBSERVATIONS.index("Edema")] == 0.5
+    assert sum(targets) == 1.5  # blank and negative observations are 0
+
+
+def test_finding_tokens_are_trained_by_the_label_loss_and_ship_with_the_model(
+    tiny_recipe: TrainConfig, synthetic_caches: tuple[Path, Path], tmp_path: Path
+) -> None:
+    tiny_recipe.model.vision.finding_tokens = True
+    tiny_recipe.label_loss_weight = 1.0
+    trainer = Trainer(tiny_recipe, tmp_path / "run", 0, synthetic_caches)
+    batch = collate([trainer.train_set[i] for i in range(4)], trainer.tokenizer, 48)
+    visual = trainer.vlm.embed_images(batch.pixels)
+    assert visual.shape[1] == tiny_recipe.model.num_visual_tokens == 4 * 4 + 14
+    only_labels = trainer.objective(batch) - response_loss(trainer.vlm, batch)
+    assert only_labels > 0  # the BCE term of the finding head is added
+    only_labels.backward()
+    assert trainer.vlm.vision.stages[0].body[0].weight.grad.abs().sum() > 0
+    trainer.optimizer.zero_grad()
+    exported = final_weights(trainer.fit())
+    assert "findings.head.weight" in exported and "findings.present" in exported
+
+
+def test_label_loss_without_finding_tokens_is_a_config_error() -> None:
+    from model.config import ConfigError
+
+    with pytest.raises(ConfigError, match="finding_tokens"):
+        TrainConfig(model=tiny_model_config(), label_loss_weight=1.0)
