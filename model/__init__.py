@@ -1,4 +1,9 @@
-"""EchoCXR model package: ``load(checkpoint_dir)`` returns a ``ReportGenerator``."""
+"""EchoCXR model package: ``load(checkpoint_dir, engine)`` returns a ``ReportGenerator``.
+
+Shipped checkpoints live in ``model/checkpoints``: the stage-1 AR model, the stage-2 RAD model
+(the multi-step teacher) and the stage-3 DCD model that writes a block in one forward pass.
+Each engine reads the checkpoint of the stage it was built for.
+"""
 
 from __future__ import annotations
 
@@ -8,28 +13,63 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from model.report import ReportGenerator
 
-DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "ar-tiny"
+CHECKPOINTS = Path(__file__).parent / "checkpoints"
+DEFAULT_CHECKPOINT = CHECKPOINTS / "ar-tiny"
+# interactive drafting: one study at a time, where one-step decoding is several times faster
+DEFAULT_ENGINE = "diffusion-onestep"
+# a checkpoint given without an engine runs with the engine its stage was trained for
+ENGINE_FOR_STAGE = {"ar": "ar", "rad": "diffusion-multistep", "dcd": "diffusion-onestep"}
+SHIPPED_CHECKPOINTS = {
+    "ar": DEFAULT_CHECKPOINT,
+    "diffusion-multistep": CHECKPOINTS / "rad-b8",
+    "diffusion-onestep": CHECKPOINTS / "dcd-b8",
+}
+
+
+def shipped_checkpoint(engine: str) -> Path | None:
+    """The shipped checkpoint an engine runs by default, or None when it is not shipped."""
+    directory = SHIPPED_CHECKPOINTS.get(engine)
+    return directory if directory and (directory / "config.json").is_file() else None
 
 
 def load(
-    checkpoint_dir: str | Path = DEFAULT_CHECKPOINT,
-    engine: str = "ar",
+    checkpoint_dir: str | Path | None = None,
+    engine: str | None = None,
     device: str = "cpu",
     batch_size: int = 16,
     **engine_options: Any,
 ) -> ReportGenerator:
-    """Load a checkpoint directory and wrap it with a decoding engine.
+    """Load a checkpoint with a decoding engine.
+
+    With neither given: the default engine on its shipped checkpoint. With only an engine: the
+    checkpoint shipped for it. With only a checkpoint: the engine of its training stage.
 
     Raises ``model.checkpoint.CheckpointError`` on a missing or corrupt checkpoint and
     ``model.decoding.EngineError`` on an unknown engine.
     """
-    from model.checkpoint import load_checkpoint
+    from model.checkpoint import CheckpointError, load_checkpoint
     from model.decoding import get_engine
     from model.report import ReportGenerator
 
-    decoder = get_engine(engine, **engine_options)
+    if checkpoint_dir is None:
+        engine = engine or DEFAULT_ENGINE
+        checkpoint_dir = shipped_checkpoint(engine)
+        if checkpoint_dir is None:
+            raise CheckpointError(
+                f"no checkpoint is shipped for engine {engine!r}; pass one from `echocxr "
+                "train`, `echocxr train-rad` or `echocxr distill`"
+            )
     checkpoint = load_checkpoint(Path(checkpoint_dir), device=device)
+    decoder = get_engine(engine or ENGINE_FOR_STAGE[checkpoint.vlm.config.stage], **engine_options)
     return ReportGenerator(checkpoint, decoder, batch_size=batch_size)
 
 
-__all__ = ["DEFAULT_CHECKPOINT", "load"]
+__all__ = [
+    "CHECKPOINTS",
+    "DEFAULT_CHECKPOINT",
+    "DEFAULT_ENGINE",
+    "ENGINE_FOR_STAGE",
+    "SHIPPED_CHECKPOINTS",
+    "load",
+    "shipped_checkpoint",
+]

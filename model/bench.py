@@ -24,13 +24,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from model import CHECKPOINTS
 from model.cli import DEFAULT_CACHE, fail
 
 if TYPE_CHECKING:
     from model.checkpoint import LoadedCheckpoint
     from model.data.datasets import StudyDataset
-
-CHECKPOINTS = Path(__file__).parent / "checkpoints"
 
 
 class BenchError(ValueError):
@@ -225,7 +224,7 @@ def bench(
 
 
 def run_stage(stage: str, config: Path, out: Path, seed: int, cache_dir: Path) -> None:
-    """Run (or resume) stage ``rad`` or ``dcd`` from its recipe; one-line errors, exit code 1."""
+    """Run (or resume) stage ``rad`` or ``dcd`` from its recipe; one-line errors, exit code 2."""
     from model.checkpoint import CheckpointError
     from model.diffusion import DiffusionError, RADConfig, train_rad
     from model.distill import DCDConfig, distill
@@ -241,7 +240,9 @@ def run_stage(stage: str, config: Path, out: Path, seed: int, cache_dir: Path) -
     typer.echo(f"{stage.upper()} checkpoint written to {path}")
 
 
-RecipeOption = Annotated[Path, typer.Option(help="Recipe JSON, e.g. model/configs/rad-b8.json.")]
+RecipeOption = Annotated[
+    Path, typer.Option(help="Recipe JSON under model/configs/ (rad-b*.json, dcd-*.json).")
+]
 OutOption = Annotated[
     Path, typer.Option(help="Run directory: snapshots and the final checkpoint/.")
 ]

@@ -39,13 +39,14 @@ def demo(
     typer.echo(dicom.describe_study(study))
 
     import model
-    from service.reporting import default_checkpoint, draft_study, write_draft
+    from service.reporting import draft_study, write_draft
 
-    checkpoint = default_checkpoint()
+    checkpoint = model.shipped_checkpoint(model.DEFAULT_ENGINE)
     if checkpoint is None:
         typer.echo("no report checkpoint is shipped yet: ingestion only, no draft written")
         return
-    written = write_draft(study, draft_study(study, model.load(checkpoint)), out / "report")
+    generator = model.load(checkpoint, engine=model.DEFAULT_ENGINE)
+    written = write_draft(study, draft_study(study, generator), out / "report")
     typer.echo("\nDRAFT (machine-generated, preliminary, for radiologist review):")
     typer.echo(written.report_text)
     for kind, file in written.files.items():

@@ -33,13 +33,6 @@ class WrittenDraft:
         return self.report.text
 
 
-def default_checkpoint() -> Path | None:
-    """The shipped checkpoint for ``echocxr report``, or None when none is shipped."""
-    from model import DEFAULT_CHECKPOINT
-
-    return DEFAULT_CHECKPOINT if (DEFAULT_CHECKPOINT / "config.json").is_file() else None
-
-
 def pick_image(study: dicom.Study) -> dicom.FrontalImage:
     """The frontal image the draft is written from: PA when there is one, else the first AP."""
     if not study.frontal_images:
@@ -102,8 +95,13 @@ def report(
         Path | None, typer.Option(help="Checkpoint folder (default: the shipped one).")
     ] = None,
     engine: Annotated[
-        str, typer.Option(help="ar, diffusion-multistep or diffusion-onestep.")
-    ] = "ar",
+        str | None,
+        typer.Option(
+            envvar="ECHOCXR_ENGINE",
+            help="diffusion-onestep (one forward per block; the default), diffusion-multistep "
+            "or ar. Default with --checkpoint: the engine of the checkpoint's stage.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json's content.")] = False,
 ) -> None:
     """Draft a preliminary report for one study and write it as JSON, SR, PDF and FHIR."""
@@ -112,12 +110,9 @@ def report(
     from model.checkpoint import CheckpointError
     from model.decoding import EngineError
 
-    chosen = checkpoint or default_checkpoint()
-    if chosen is None:
-        raise _fail("no checkpoint is shipped; pass --checkpoint DIR from `echocxr train`")
     try:
         study_read = dicom.read_study(study)
-        generator = model.load(chosen, engine=engine)
+        generator = model.load(checkpoint, engine=engine)
         written = write_draft(study_read, draft_study(study_read, generator), out)
     except (dicom.DicomError, CheckpointError, EngineError) as error:
         raise _fail(str(error)) from None
