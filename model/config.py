@@ -208,6 +208,13 @@ class TrainConfig:
         ``model.vision.finding_tokens``). The report loss reaches the vision encoder only through
         a few finding words among ~100 tokens; this direct signal makes the small CNN learn the
         image in a CPU-sized budget. 0 turns it off.
+    finding_forcing : float
+        Share of training studies whose finding tokens get the true labels instead of the head's
+        guess (teacher forcing). Early in training the head's guesses are noise and the language
+        model learns to ignore those tokens (measured: after 250 steps the loss with shuffled
+        images was within 4% of the true one); with true labels it learns what they mean at
+        once, and the rest of the studies teach it to read the head's soft guesses.
+        Inference always uses the head: the image is the only input.
     train_dir, val_dir : str or None
         Render caches to train from instead of the phantom (e.g. written by
         ``model.data.public.build_cache`` from MIMIC-CXR-JPG, IU X-ray or CheXpert Plus).
@@ -226,14 +233,17 @@ class TrainConfig:
     vocab_size: int = 1024
     eval_every: int = 100
     label_loss_weight: float = 0.0
+    finding_forcing: float = 0.0
     train_dir: str | None = None
     val_dir: str | None = None
 
     def __post_init__(self) -> None:
-        if self.label_loss_weight and not self.model.vision.finding_tokens:
+        if (
+            self.label_loss_weight or self.finding_forcing
+        ) and not self.model.vision.finding_tokens:
             raise ConfigError(
-                "label_loss_weight trains the finding tokens' head: set "
-                '"finding_tokens": true under model.vision, or the weight to 0'
+                "label_loss_weight and finding_forcing act on the finding tokens: set "
+                '"finding_tokens": true under model.vision, or both to 0'
             )
 
     @classmethod

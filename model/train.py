@@ -76,14 +76,25 @@ class Batch:
 
     pixels: torch.Tensor  # (B, 1, S, S)
     groups: list[Rows]
-    labels: torch.Tensor  # (B, 14) targets of the auxiliary head: 1, 0.5 uncertain, 0
+    labels: torch.Tensor  # (B, 14) targets of the finding head: 1, 0.5 uncertain, 0
+    # (B, 14) finding probabilities given to the finding tokens instead of the head's; NaN rows
+    # use the head (see TrainConfig.finding_forcing). None: the head everywhere.
+    known_findings: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> Batch:
+        known = None if self.known_findings is None else self.known_findings.to(device)
         return Batch(
             self.pixels.to(device),
             [rows.to(device) for rows in self.groups],
             self.labels.to(device),
+            known,
         )
+
+    def with_known_findings(self, rows: torch.Tensor) -> Batch:
+        """The batch with the ground-truth labels fed to the finding tokens of ``rows`` (B,)."""
+        nan = torch.full_like(self.labels, float("nan"))
+        known = torch.where(rows.unsqueeze(1), self.labels, nan)
+        return Batch(self.pixels, self.groups, self.labels, known)
 
 
 def label_targets(labels: dict[str, int | None]) -> list[float]:
@@ -146,7 +157,9 @@ class ResponseLoss(torch.nn.Module):
         self.label_loss_weight = label_loss_weight
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        visual, finding_logits = self.vlm.embed_images_with_findings(batch.pixels)
+        visual, finding_logits = self.vlm.embed_images_with_findings(
+            batch.pixels, batch.known_findings
+        )
         loss = response_loss(self.vlm, batch, visual)
         if self.label_loss_weight and finding_logits is not None:
             label_loss = F.binary_cross_entropy_with_logits(finding_logits.float(), batch.labels)
@@ -309,9 +322,13 @@ class Trainer:
 
     def train_step(self, model: torch.nn.Module, indices: list[int]) -> float:
         items = [self.train_set[i] for i in indices]
-        batch = collate(items, self.tokenizer, self.config.model.max_response_tokens).to(
-            self.device
-        )
+        batch = collate(items, self.tokenizer, self.config.model.max_response_tokens)
+        if self.config.finding_forcing:
+            # which studies get their true findings depends on (seed, step) only: resumable
+            draw = torch.Generator().manual_seed(self.seed * 1_000_003 + self.step)
+            forced = torch.rand(len(items), generator=draw) < self.config.finding_forcing
+            batch = batch.with_known_findings(forced)
+        batch = batch.to(self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.total_steps, self.config)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):

@@ -104,10 +104,19 @@ class FindingTokens(nn.Module):
         self.present = nn.Parameter(torch.randn(count, dim) * 0.02)
         self.absent = nn.Parameter(torch.randn(count, dim) * 0.02)
 
-    def forward(self, grid_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, N, C)`` -> tokens ``(B, count, C)`` and logits ``(B, count)``."""
+    def forward(
+        self, grid_tokens: torch.Tensor, known: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, N, C)`` -> tokens ``(B, count, C)`` and logits ``(B, count)``.
+
+        ``known`` ``(B, count)``: probabilities to use instead of the head's where not NaN
+        (the ground truth, during training only).
+        """
         logits = self.head(grid_tokens.mean(1))
-        p = torch.sigmoid(logits).unsqueeze(-1)  # (B, count, 1)
+        p = torch.sigmoid(logits)
+        if known is not None:
+            p = torch.where(torch.isnan(known), p, known)
+        p = p.unsqueeze(-1)  # (B, count, 1)
         return p * self.present + (1 - p) * self.absent, logits
 
 

@@ -69,16 +69,17 @@ class VLM(nn.Module):
         return self.embed_images_with_findings(pixels)[0]
 
     def embed_images_with_findings(
-        self, pixels: torch.Tensor
+        self, pixels: torch.Tensor, known_findings: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Visual tokens ``(B, Nv, D)`` and the finding logits ``(B, 14)`` (None without them).
 
         Nv counts the grid tokens and, when configured, the 14 finding tokens after them.
+        ``known_findings`` (training only) overrides the predicted probabilities where not NaN.
         """
         tokens = self.vision(pixels)  # (B, g*g, C)
         logits = None
         if self.findings is not None:
-            finding_tokens, logits = self.findings(tokens)
+            finding_tokens, logits = self.findings(tokens, known_findings)
             tokens = torch.cat([tokens, finding_tokens], 1)  # (B, g*g + 14, C)
         return self.projector(tokens), logits
 

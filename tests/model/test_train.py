@@ -21,9 +21,16 @@ def final_weights(checkpoint: Path | None) -> dict[str, torch.Tensor]:
     return load_file(str(checkpoint / "model.safetensors"))
 
 
+@pytest.mark.parametrize("finding_forcing", [0.0, 0.5])
 def test_interrupted_run_resumed_ends_with_the_same_weights(
-    tiny_recipe: TrainConfig, synthetic_caches: tuple[Path, Path], tmp_path: Path
+    finding_forcing: float,
+    tiny_recipe: TrainConfig,
+    synthetic_caches: tuple[Path, Path],
+    tmp_path: Path,
 ) -> None:
+    if finding_forcing:  # which studies see their true findings must replay identically too
+        tiny_recipe.model.vision.finding_tokens = True
+        tiny_recipe.finding_forcing = finding_forcing
     whole = Trainer(tiny_recipe, tmp_path / "whole", 3, synthetic_caches).fit()
     # killed at step 7: the snapshot of step 4 survives, steps 5-7 are lost and redone
     assert Trainer(tiny_recipe, tmp_path / "cut", 3, synthetic_caches).fit(stop_after=7) is None
@@ -159,3 +166,21 @@ def test_label_loss_without_finding_tokens_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match="finding_tokens"):
         TrainConfig(model=tiny_model_config(), label_loss_weight=1.0)
+    with pytest.raises(ConfigError, match="finding_tokens"):
+        TrainConfig(model=tiny_model_config(), finding_forcing=0.5)
+
+
+def test_known_findings_replace_the_heads_guess_only_where_given() -> None:
+    from model.vision import FindingTokens
+
+    torch.manual_seed(0)
+    findings = FindingTokens(dim=8, count=3)
+    grid = torch.randn(2, 5, 8)
+    guessed, logits = findings(grid)
+    known = torch.tensor([[1.0, 0.0, 0.5], [float("nan")] * 3])
+    forced, same_logits = findings(grid, known)
+    torch.testing.assert_close(same_logits, logits)  # the head is still trained on its guess
+    torch.testing.assert_close(forced[1], guessed[1])  # NaN row: the head's guess
+    torch.testing.assert_close(forced[0, 0], findings.present[0])
+    torch.testing.assert_close(forced[0, 1], findings.absent[1])
+    torch.testing.assert_close(forced[0, 2], (findings.present[2] + findings.absent[2]) / 2)
