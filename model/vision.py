@@ -91,28 +91,30 @@ class PretrainedEncoder(nn.Module):
 
 
 class FindingTokens(nn.Module):
-    """One token per observation: a mix of a learned "present" and "absent" embedding.
+    """One language-model token per observation: a mix of a "present" and an "absent" embedding.
 
-    A linear head reads the observation probabilities off the mean of the grid tokens; each
-    token is ``p * present + (1 - p) * absent``, so the gradient of the report loss still flows
-    into the head, and the head's logits are what the auxiliary label loss trains.
+    A linear head reads the observation probabilities off the mean of the grid features; token
+    ``i`` is ``p_i * present_i + (1 - p_i) * absent_i``. The two embeddings live in the language
+    model's space at its word-embedding scale, like 28 extra words, so the language model reads
+    them as easily as text (through the projector, at the grid features' scale, they stayed
+    indistinguishable noise); the gradient of the report loss still reaches the head through p.
     """
 
-    def __init__(self, dim: int, count: int) -> None:
+    def __init__(self, feature_dim: int, embed_dim: int, count: int) -> None:
         super().__init__()
-        self.head = nn.Linear(dim, count)
-        self.present = nn.Parameter(torch.randn(count, dim) * 0.02)
-        self.absent = nn.Parameter(torch.randn(count, dim) * 0.02)
+        self.head = nn.Linear(feature_dim, count)
+        self.present = nn.Parameter(torch.randn(count, embed_dim) * 0.02)
+        self.absent = nn.Parameter(torch.randn(count, embed_dim) * 0.02)
 
     def forward(
-        self, grid_tokens: torch.Tensor, known: torch.Tensor | None = None
+        self, grid_features: torch.Tensor, known: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, N, C)`` -> tokens ``(B, count, C)`` and logits ``(B, count)``.
+        """``(B, N, C)`` -> tokens ``(B, count, D)`` and logits ``(B, count)``.
 
         ``known`` ``(B, count)``: probabilities to use instead of the head's where not NaN
         (the ground truth, during training only).
         """
-        logits = self.head(grid_tokens.mean(1))
+        logits = self.head(grid_features.mean(1))
         p = torch.sigmoid(logits)
         if known is not None:
             p = torch.where(torch.isnan(known), p, known)

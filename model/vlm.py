@@ -48,16 +48,13 @@ class VLM(nn.Module):
         self.config = config
         self.bos_id = tokenizer.bos_id
         self.vision = build_vision(config.vision)
+        self.lm = build_language_model(config, tokenizer)
+        hidden = self.lm.config.hidden_size
+        self.projector = Projector(config.projector, self.vision.out_dim, hidden)
         self.findings = (
-            FindingTokens(self.vision.out_dim, len(OBSERVATIONS))
+            FindingTokens(self.vision.out_dim, hidden, len(OBSERVATIONS))
             if config.vision.finding_tokens
             else None
-        )
-        self.lm = build_language_model(config, tokenizer)
-        self.projector = Projector(
-            config.projector,
-            self.vision.out_dim,
-            self.lm.config.hidden_size,
         )
 
     @property
@@ -76,12 +73,12 @@ class VLM(nn.Module):
         Nv counts the grid tokens and, when configured, the 14 finding tokens after them.
         ``known_findings`` (training only) overrides the predicted probabilities where not NaN.
         """
-        tokens = self.vision(pixels)  # (B, g*g, C)
-        logits = None
-        if self.findings is not None:
-            finding_tokens, logits = self.findings(tokens, known_findings)
-            tokens = torch.cat([tokens, finding_tokens], 1)  # (B, g*g + 14, C)
-        return self.projector(tokens), logits
+        features = self.vision(pixels)  # (B, g*g, C)
+        visual = self.projector(features)  # (B, g*g, D)
+        if self.findings is None:
+            return visual, None
+        finding_tokens, logits = self.findings(features, known_findings)  # (B, 14, D)
+        return torch.cat([visual, finding_tokens], 1), logits
 
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         return self.lm.get_input_embeddings()(ids)  # (B, L) -> (B, L, D)

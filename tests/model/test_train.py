@@ -174,7 +174,7 @@ def test_known_findings_replace_the_heads_guess_only_where_given() -> None:
     from model.vision import FindingTokens
 
     torch.manual_seed(0)
-    findings = FindingTokens(dim=8, count=3)
+    findings = FindingTokens(feature_dim=8, embed_dim=6, count=3)
     grid = torch.randn(2, 5, 8)
     guessed, logits = findings(grid)
     known = torch.tensor([[1.0, 0.0, 0.5], [float("nan")] * 3])

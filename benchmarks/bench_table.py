@@ -1,0 +1,102 @@
+"""Turns ``echocxr bench --json`` files into the committed table and plot.
+
+Run: ``.venv/bin/python benchmarks/bench_table.py runs/bench/*.json``. Each JSON is one
+``echocxr bench`` run (one block size, one batch size, every engine row in the same process);
+speedups are only ever taken within one run. Writes ``benchmarks/results/engines_bench.{md,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+RESULTS = Path(__file__).resolve().parent / "results"
+COLUMNS = (
+    "ms_per_report",
+    "forwards_per_report",
+    "tokens_per_forward",
+    "speedup_vs_ar",
+    "macro_f1_14",
+    "micro_f1_5",
+    "bleu4",
+    "rouge_l",
+    "repeat_rate",
+)
+
+
+def load_runs(paths: list[Path]) -> list[dict[str, Any]]:
+    runs = [json.loads(path.read_text()) | {"file": path.name} for path in paths]
+    return sorted(runs, key=lambda r: (r["engines"][0]["batch_size"], _block(r)))
+
+
+def _block(run: dict[str, Any]) -> int:
+    return max((row["block_size"] or 0) for row in run["engines"])
+
+
+def markdown(runs: list[dict[str, Any]]) -> str:
+    lines = [
+        "# `echocxr bench`: decoding engines on the phantom test split",
+        "",
+        f"Machine: {platform.machine()}, CPU, torch threads as listed; wall-clock of the decoding "
+        "only. Every table is one `echocxr bench` run: speedups compare rows of the same run.",
+        "`ms_per_report` at batch 16 is the batch time divided by its reports (throughput).",
+        "",
+    ]
+    for run in runs:
+        first = run["engines"][0]
+        lines += [
+            f"## B = {_block(run)}, batch {first['batch_size']}, {run['n']} {run['split']} "
+            f"studies, {run['threads']} thread(s) (`{run['file']}`)",
+            "",
+            "| row | B | " + " | ".join(COLUMNS) + " |",
+            "|---|---|" + "---|" * len(COLUMNS),
+        ]
+        for row in run["engines"]:
+            cells = [_cell(row.get(column)) for column in COLUMNS]
+            lines.append(
+                f"| {row['row']} | {row['block_size'] or '-'} | " + " | ".join(cells) + " |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def plot(runs: list[dict[str, Any]], path: Path) -> None:
+    """Speedup over AR against macro-F1, one point per row and block size (batch 1 runs)."""
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for run in (r for r in runs if r["engines"][0]["batch_size"] == 1):
+        for row in run["engines"]:
+            label = f"{row['row']} B={row['block_size'] or '-'}"
+            axis.scatter(row["speedup_vs_ar"], row["macro_f1_14"], s=30)
+            axis.annotate(label, (row["speedup_vs_ar"], row["macro_f1_14"]), fontsize=6)
+    axis.set_xlabel("wall-clock speedup over AR (batch 1, same run)")
+    axis.set_ylabel("macro-F1 over 14 observations")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="+", type=Path)
+    args = parser.parse_args()
+    runs = load_runs(args.files)
+    (RESULTS / "engines_bench.md").write_text(
+        markdown(runs) + "\n![speed vs quality](engines_bench.png)\n"
+    )
+    plot(runs, RESULTS / "engines_bench.png")
+
+
+if __name__ == "__main__":
+    main()
