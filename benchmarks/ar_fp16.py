@@ -18,9 +18,12 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# a site-packages module is also called "benchmarks": import the sibling script by its folder
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from ar_benchmark import RESULTS, label_scores, load_split  # noqa: E402
 
 import model  # noqa: E402
-from benchmarks.ar_benchmark import RESULTS, label_scores, load_split  # noqa: E402
 from model.train import STATE_FILE  # noqa: E402
 
 
@@ -35,7 +38,8 @@ def main() -> None:
     pixels, records = load_split(args.cache_dir, "test", args.studies, generator.image_size)
     half = [r.text for r in generator.generate(pixels, label=False)]
     state = torch.load(args.run / STATE_FILE, map_location="cpu", weights_only=False)
-    generator.vlm.load_state_dict(state["model"])
+    # the snapshot holds the training objective, whose only parameters are the VLM's ("vlm.")
+    generator.vlm.load_state_dict({k.removeprefix("vlm."): v for k, v in state["model"].items()})
     full = [r.text for r in generator.generate(pixels, label=False)]
     key = "f16_macro14_unc0"
     results = {
