@@ -250,14 +250,19 @@ def dcd_loss(
     noisy = torch.full_like(canvas.tokens, mask_id)
     logits = response_logits(lm, rad_sequence(lm, context, context_mask, canvas, noisy))[
         :, :W
-    ]  # (R, W, V)
+    ]  # (R, Wc, V)
+    # The rollout ran as long as its longest row, which may be a looping row filtered out by
+    # kept_rows; the canvas ends with the kept rows' last <eos> block, and nothing after it
+    # carries loss (upto is False there).
+    Wc = logits.shape[1]
     ids, probs = (
         (shard["commit_ids"], shard["commit_probs"])
         if target == "conditional"
         else (shard["first_ids"], shard["first_probs"])
     )
+    ids, probs, upto = ids[:, :Wc], probs[:, :Wc], upto[:, :Wc]
     kl = coarse_kl(ids, probs, logits)
-    weight = shard["steps"].float() if step_weighting else torch.ones_like(kl)
+    weight = shard["steps"][:, :Wc].float() if step_weighting else torch.ones_like(kl)
     weight = weight * upto / (weight * upto).sum().clamp(min=1e-8) * upto.sum()  # mean weight 1
     eos_rows = is_eos.any(1)
     eos_logits = logits[torch.arange(R, device=tokens.device), first_eos][eos_rows]

@@ -121,3 +121,24 @@ def test_dcd_student_learns_the_teachers_trajectory_in_one_step() -> None:
         optimizer.step()
     after = one_step_agreement(student.eval(), context, mask, shard["tokens"])
     assert before < 0.2 and after > 0.8, (before, after)
+
+
+def test_dcd_loss_accepts_rollouts_longer_than_every_kept_row() -> None:
+    """Found at B = 4 and 16 on the phantom set: a looping row (filtered out) set the rollout's
+    width, and the loss compared targets wider than the kept rows' canvas."""
+    teacher = peaked_lm(seed=3)
+    context, mask = context_of(teacher, 4, 10)
+    config = DCDConfig(teacher_steps=4, threshold=0.9, top_k=16)
+    with torch.no_grad():
+        shard = rollout(teacher, context, mask, config, block_size=4, max_new_tokens=14)
+    pad = 12  # the rows end where they end; the rollout ran three blocks longer
+    longer = {name: value for name, value in shard.items()}
+    longer["tokens"] = torch.cat(
+        [shard["tokens"], torch.full((4, pad), EOS_ID, dtype=torch.long)], 1
+    )
+    longer["tokens"][:, shard["tokens"].shape[1] - 1] = EOS_ID  # every kept row has ended
+    for name in ("steps", "commit_ids", "commit_probs", "first_ids", "first_probs"):
+        extra = shard[name][:, -1:].expand(-1, pad, *shard[name].shape[2:])
+        longer[name] = torch.cat([shard[name], extra], 1)
+    loss = dcd_loss(teacher, context, mask, longer, block_size=4, mask_id=MASK_ID, eos_id=EOS_ID)
+    assert torch.isfinite(loss)
