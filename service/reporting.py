@@ -98,8 +98,8 @@ def report(
         str | None,
         typer.Option(
             envvar="ECHOCXR_ENGINE",
-            help="diffusion-onestep (one forward per block; the default), diffusion-multistep "
-            "or ar. Default with --checkpoint: the engine of the checkpoint's stage.",
+            help="ar (the default), diffusion-multistep or diffusion-onestep (one forward per "
+            "block). Default with --checkpoint: the engine of the checkpoint's stage.",
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json's content.")] = False,
