@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -73,36 +74,27 @@ def dicom_bytes(ds: Dataset) -> bytes:
         return buffer.read()
 
 
-_NEW_FILE_MODE = 0o666
+SHARED_FILE_MODE = 0o666  # the kernel takes the umask off, as for any new file
+OWNER_ONLY_MODE = 0o600
 
 
-def _current_umask() -> int:
-    """The process umask, read without changing it (os.umask would race other threads)."""
-    try:
-        status = Path("/proc/self/status").read_text()
-    except OSError:
-        return 0o022
-    for line in status.splitlines():
-        if line.startswith("Umask:"):
-            return int(line.split()[1], 8)
-    return 0o022
-
-
-def write_atomically(path: Path, data: bytes) -> Path:
+def write_atomically(path: Path, data: bytes, mode: int = SHARED_FILE_MODE) -> Path:
     """Writes ``data`` to a temporary file beside ``path``, then renames it into place.
 
-    The file gets the permissions of any new file (the umask's), not mkstemp's owner-only
-    0600: a report is read by the PACS bridge and the reviewers' tools, not just its writer.
+    The temporary file is created with ``mode`` (less the umask), which survives the rename.
+    Reports are read by the PACS bridge and the reviewers' tools, so by default they get the
+    permissions of any new file; identifying data (the re-identification maps) pass
+    ``OWNER_ONLY_MODE``.
     """
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        os.fchmod(handle, _NEW_FILE_MODE & ~_current_umask())
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
-        Path(temporary).replace(path)
+        temporary.replace(path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
     return path

@@ -31,7 +31,7 @@ from pydicom.sequence import Sequence
 from pydicom.sr.codedict import codes
 from pydicom.uid import UID_dictionary, generate_uid
 
-from dicom.bundle import write_atomically
+from dicom.bundle import OWNER_ONLY_MODE, write_atomically
 from dicom.errors import ReidentificationError
 from dicom.sr import PATIENT_AND_STUDY_KEYWORDS
 
@@ -351,7 +351,10 @@ class ReidStore:
         payload = json.dumps(entry.__dict__).encode("utf-8")
         if self._fernet:
             payload = self._fernet.encrypt(payload)
-        return write_atomically(self._path(entry.pseudonymous_study_uid), payload)
+        # the map links pseudonyms to patients: readable by its owner only
+        return write_atomically(
+            self._path(entry.pseudonymous_study_uid), payload, mode=OWNER_ONLY_MODE
+        )
 
     def load(self, pseudonymous_study_uid: str) -> ReidEntry:
         """The map of one study.

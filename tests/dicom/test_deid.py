@@ -150,3 +150,10 @@ def test_no_environment_key_leaks_into_store_files(tmp_path: Path) -> None:
     _, entry = deidentify(radiograph(), uid_salt=os.urandom(16))
     path = ReidStore(tmp_path).save(entry)
     assert path.name.endswith(".reid") and not list(tmp_path.glob(".*"))
+
+
+def test_reid_maps_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    """The map links pseudonyms to patients; reports beside it are shared, the map is not."""
+    _, entry = deidentify(radiograph(), uid_salt=os.urandom(16))
+    path = ReidStore(tmp_path).save(entry)
+    assert path.stat().st_mode & 0o777 == 0o600
