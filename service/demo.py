@@ -41,12 +41,10 @@ def demo(
     import model
     from service.reporting import draft_study, write_draft
 
-    checkpoint = model.shipped_checkpoint(model.DEFAULT_ENGINE)
-    if checkpoint is None:
+    if model.shipped_checkpoint(model.DEFAULT_ENGINE) is None:
         typer.echo("no report checkpoint is shipped yet: ingestion only, no draft written")
         return
-    generator = model.load(checkpoint, engine=model.DEFAULT_ENGINE)
-    written = write_draft(study, draft_study(study, generator), out / "report")
+    written = write_draft(study, draft_study(study, model.load()), out / "report")
     typer.echo("\nDRAFT (machine-generated, preliminary, for radiologist review):")
     typer.echo(written.report_text)
     for kind, file in written.files.items():
