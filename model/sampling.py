@@ -54,8 +54,12 @@ def special_id(lm: LlamaForCausalLM, name: str) -> int:
 class BlockForward:
     """The KV cache of clean tokens of one batched generation, and the one forward it runs.
 
-    Masks are built once per query/key shape and reused (a multi-step block repeats the same shape
-    S-1 times); the key-validity row is preallocated for the longest canvas.
+    In every forward the keys before the current block are clean and the keys of the current
+    block are all noisy, so the block-diffusion rule of :func:`attention_bias` reduces to "a query
+    sees every key of its own and earlier blocks" — the rule for all-clean tokens. The bias of the
+    whole generation is therefore built once, and each forward reads a view of it (rows of its
+    queries, columns of its keys); only the fused prefill, whose queries are the context, has a
+    bias of its own. The key-validity row (left padding) is folded in at construction.
     """
 
     def __init__(
@@ -63,27 +67,33 @@ class BlockForward:
     ) -> None:
         self.lm, self.block_size = lm, block_size
         R, Lc = context_mask.shape
-        self.valid = torch.ones(R, max_len, dtype=torch.bool, device=context_mask.device)
+        device = context_mask.device
+        self.valid = torch.ones(R, max_len, dtype=torch.bool, device=device)
         self.valid[:, :Lc] = context_mask.bool()
+        self.positions = torch.arange(max_len, device=device)
+        self.first_row = first_block_start(Lc, block_size)  # queries from here on use the view
+        self.generation_bias = self.bias(self.positions[self.first_row :], self.positions)
         self.cache = DynamicCache()
         self.cached = 0  # clean positions held in the cache
         self.forwards = 0
-        self.biases: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
-        self.dtype = lm.dtype
+        self.mask_id = special_id(lm, "mask_token_id")
+        self.mask_embed = lm.get_input_embeddings()(torch.tensor(self.mask_id, device=device))
+
+    def bias(self, q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
+        """(R, 1, Q, K) additive bias of all-clean queries ``q_pos`` over keys ``k_pos``."""
+        q_clean = torch.zeros_like(q_pos, dtype=torch.bool)
+        k_clean = torch.zeros_like(k_pos, dtype=torch.bool)
+        valid = self.valid[:, : k_pos.shape[0]]
+        return attention_bias(q_pos, q_clean, k_pos, k_clean, valid, self.block_size, self.lm.dtype)
 
     def mask_for(self, clean_len: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(bias (R,1,Q,K), positions (1,Q)) for ``clean_len`` clean then B noisy queries."""
-        key = (self.cached, clean_len)
-        if key not in self.biases:
-            end = self.cached + clean_len + self.block_size
-            k_pos = torch.arange(end, device=self.valid.device)
-            k_noisy = k_pos >= self.cached + clean_len
-            q_pos, q_noisy = k_pos[self.cached :], k_noisy[self.cached :]
-            bias = attention_bias(
-                q_pos, q_noisy, k_pos, k_noisy, self.valid[:, :end], self.block_size, self.dtype
-            )
-            self.biases = {key: (bias, q_pos[None])}  # older shapes never recur
-        return self.biases[key]
+        start, end = self.cached, self.cached + clean_len + self.block_size
+        positions = self.positions[start:end]
+        if start < self.first_row:  # the fused prefill: context rows, paid once
+            return self.bias(positions, self.positions[:end]), positions[None]
+        rows = slice(start - self.first_row, end - self.first_row)
+        return self.generation_bias[:, :, rows, :end], positions[None]
 
     def __call__(self, clean: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
         """Logits ``(R, B, V)`` of the noisy block; KV is kept for ``clean`` only.
@@ -150,20 +160,19 @@ def denoise_block(
     """
     embed = forward.lm.get_input_embeddings()
     R, P, D = prefix.shape
-    width = forward.block_size - P
-    mask_id = special_id(forward.lm, "mask_token_id")
-    block = torch.cat(
-        [prefix, embed(torch.tensor(mask_id, device=prefix.device)).expand(R, width, D)], 1
-    )  # (R, B, D)
+    width, mask_id = forward.block_size - P, forward.mask_id
+    block = torch.cat([prefix, forward.mask_embed.expand(R, width, D)], 1)  # (R, B, D)
+    if steps == 1 and trace is None:  # the lean one-step path: one forward, argmax, no softmax
+        logits = forward(clean, block)[:, P:]  # (R, W, V)
+        logits[..., mask_id] = torch.finfo(logits.dtype).min  # never finish with <mask>
+        return logits.argmax(-1)
     tokens = torch.full((R, width), mask_id, dtype=torch.long, device=prefix.device)
     masked = torch.ones(R, width, dtype=torch.bool, device=prefix.device)
     for step in range(steps):
         logits = forward(clean, block)[:, P:]  # (R, W, V)
-        logits[..., mask_id] = torch.finfo(
-            logits.dtype
-        ).min  # a block is never finished with <mask>
+        logits[..., mask_id] = torch.finfo(logits.dtype).min
         clean = clean[:, :0]
-        if trace is None and step == steps - 1:  # the lean one-step path: no softmax
+        if trace is None and step == steps - 1:  # the last step commits every masked position
             commit, pred = masked, logits.argmax(-1)
         else:
             probs = logits.float().softmax(-1)
