@@ -32,6 +32,7 @@ marginals and uses uniform weights.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import math
 import time
@@ -85,6 +86,9 @@ class DCDConfig:
         lambda of the cross-entropy on the ``<eos>`` position.
     step_weighting : bool
         Weight positions by their commit step (False: uniform).
+    trajectories : str or None
+        Directory of the phase-1 shards; None means ``OUT/trajectories``. The factorized baseline
+        points at the DCD run's shards, so both train on the same rollouts and phase 1 runs once.
     """
 
     teacher_checkpoint: str = "runs/rad-b8/checkpoint"
@@ -100,6 +104,7 @@ class DCDConfig:
     lr: float = 2e-4
     eos_weight: float = 1.0
     step_weighting: bool = True
+    trajectories: str | None = None
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -178,13 +183,47 @@ def rollout(
     }
 
 
+ROLLOUT_FILE = "rollout.json"
+
+
+def rollout_settings(config: DCDConfig, teacher_sha256: str) -> dict[str, Any]:
+    """What phase-1 shards depend on; shards written under other settings are not reused."""
+    fields = ("studies", "teacher_steps", "threshold", "top_k", "phantom_seed", "train_studies")
+    return {"teacher_sha256": teacher_sha256, "batch_size": config.batch_size} | {
+        name: getattr(config, name) for name in fields
+    }
+
+
+def claim_directory(directory: Path, settings: dict[str, Any]) -> None:
+    """Record the rollout settings in ``directory``, or refuse one written under others."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / ROLLOUT_FILE
+    if path.is_file():
+        found = json.loads(path.read_text())
+        changed = sorted(
+            k for k in settings.keys() | found.keys() if settings.get(k) != found.get(k)
+        )
+        if changed:
+            raise DiffusionError(
+                f"the trajectories in {directory} were written with other {', '.join(changed)}; "
+                "point `trajectories` elsewhere or delete that directory"
+            )
+        return
+    path.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+
+
 def write_trajectories(
-    vlm: VLM, tokenizer: Tokenizer, dataset: Any, config: DCDConfig, directory: Path
+    vlm: VLM,
+    tokenizer: Tokenizer,
+    dataset: Any,
+    config: DCDConfig,
+    directory: Path,
+    teacher_sha256: str,
 ) -> list[Path]:
     """Roll the teacher out over ``config.studies`` studies into shards; keeps existing shards."""
     from model.train import collate
 
-    directory.mkdir(parents=True, exist_ok=True)
+    claim_directory(directory, rollout_settings(config, teacher_sha256))
     block_size = int(vlm.config.block_size or 0)
     shards = []
     n_batches = math.ceil(config.studies / config.batch_size)
@@ -282,7 +321,7 @@ def kept_rows(shard: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def distill(config: DCDConfig, out: Path, cache_root: Path, seed: int = 0) -> Path:
-    """Phase 1 (resumable, to ``out/trajectories``) then phase 2; exports ``out/checkpoint``."""
+    """Phase 1 (resumable, shards in ``trajectories``) then phase 2; exports ``out/checkpoint``."""
     from model.checkpoint import load_checkpoint, save_checkpoint
     from model.data.datasets import StudyDataset, phantom_cache
     from model.diffusion import continue_as_stage
@@ -299,7 +338,8 @@ def distill(config: DCDConfig, out: Path, cache_root: Path, seed: int = 0) -> Pa
         cache_root, config.phantom_seed, config.train_studies, "train", vlm.config.image_size
     )
     dataset = StudyDataset(cache, qa_per_study=0, seed=seed)
-    shards = write_trajectories(vlm, tokenizer, dataset, config, out / "trajectories")
+    directory = Path(config.trajectories) if config.trajectories else out / "trajectories"
+    shards = write_trajectories(vlm, tokenizer, dataset, config, directory, teacher.weights_sha256)
     continue_as_stage(vlm, "dcd", block_size)
     optimizer = torch.optim.AdamW(
         [p for p in vlm.lm.parameters() if p.requires_grad], lr=config.lr, weight_decay=0.0

@@ -7,6 +7,7 @@ its JSON); the quality numbers of a few-step run on random weights mean nothing 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import torch
 from typer.testing import CliRunner
 
 from model.checkpoint import load_checkpoint, save_checkpoint
-from model.diffusion import RADConfig, train_rad
+from model.diffusion import DiffusionError, RADConfig, train_rad
 from model.distill import DCDConfig, distill
 from model.tokenizer import Tokenizer
 from model.vlm import VLM
@@ -74,6 +75,17 @@ def test_rad_then_dcd_then_bench(ar_checkpoint: Path, tmp_path: Path) -> None:
     shards = sorted((tmp_path / "dcd" / "trajectories").glob("shard-*.pt"))
     assert len(shards) == 2
     assert load_checkpoint(dcd_dir).vlm.config.stage == "dcd"
+
+    # The factorized baseline trains on the DCD run's rollouts: phase 1 does not run again.
+    written = {shard: shard.stat().st_mtime_ns for shard in shards}
+    factorized = replace(
+        dcd, target="factorized", trajectories=str(tmp_path / "dcd" / "trajectories")
+    )
+    assert load_checkpoint(distill(factorized, tmp_path / "fact", cache)).vlm.config.stage == "dcd"
+    assert {shard: shard.stat().st_mtime_ns for shard in shards} == written
+    assert not (tmp_path / "fact" / "trajectories").exists()
+    with pytest.raises(DiffusionError, match="threshold"):
+        distill(replace(factorized, threshold=0.5), tmp_path / "other", cache)
 
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(
