@@ -215,6 +215,7 @@ def response_logits(lm: LlamaForCausalLM, sequence: RADSequence) -> torch.Tensor
         inputs_embeds=sequence.inputs_embeds,
         attention_mask=sequence.attention_bias,
         position_ids=sequence.position_ids,
+        use_cache=False,  # one pass over the whole layout: a KV cache would only cost memory
     ).last_hidden_state
     return lm.lm_head(hidden[:, sequence.noisy_slice])
 
