@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -44,6 +44,7 @@ class BenchRow:
     engine: str
     checkpoint: Path
     block_size: int | None
+    options: dict[str, Any] = field(default_factory=dict)  # engine options, e.g. a threshold
 
 
 def parse_rows(engines: str, checkpoints: list[str], block_size: int) -> list[BenchRow]:
@@ -81,7 +82,7 @@ def decode_all(
     from model.decoding import get_engine
     from model.tokenizer import pad_rows
 
-    engine = get_engine(row.engine)
+    engine = get_engine(row.engine, **row.options)
     vlm, tokenizer = loaded.vlm, loaded.tokenizer
     prompt = tokenizer.chat_prompt(REPORT_PROMPT)
     texts, seconds, forwards, tokens = [], 0.0, 0, 0
