@@ -270,6 +270,20 @@ def throughput_rows(
     return rows
 
 
+def crossover(throughput: list[dict[str, Any]]) -> str:
+    """The smallest measured batch at which AR writes more reports per second than one-step."""
+    rate = {(r["engine"], r["batch"]): r["reports_per_s"] for r in throughput}
+    batches = sorted({r["batch"] for r in throughput})
+    ratios = ", ".join(
+        f"{b}: {rate[('diffusion-onestep', b)] / rate[('ar', b)]:.2f}x" for b in batches
+    )
+    first = next((b for b in batches if rate[("ar", b)] > rate[("diffusion-onestep", b)]), None)
+    where = f"AR is faster from batch {first} on" if first else "no crossover up to batch"
+    return f"One-step over AR, reports/s by batch: {ratios}; {where}" + (
+        "." if first else f" {batches[-1]} on this CPU."
+    )
+
+
 def table(rows: list[dict[str, Any]]) -> Iterator[str]:
     keys = list(dict.fromkeys(key for row in rows for key in row))  # union, first-seen order
     yield "| " + " | ".join(keys) + " |"
@@ -336,7 +350,8 @@ def main() -> None:
         f"{args.tokens} tokens per report, context {context.shape[1]} tokens, "
         f"{args.threads} CPU thread(s), torch {torch.__version__}, fastest of {args.repeats} "
         f"runs in process CPU time; load average {os.getloadavg()[0]:.1f} at the end",
-        "(2 cores shared with other jobs).",
+        "(a 2-core VM: neighbours on its host do not show in the load average; rows of one table",
+        "still share the same conditions).",
         "From `benchmarks/engines.py`.",
         "",
         "## Batch-1 latency, fused ceiling and engine overhead",
@@ -359,6 +374,16 @@ def main() -> None:
         "## Throughput against batch size (B = 8)",
         "",
         *table(result["throughput"]),
+        "",
+        crossover(result["throughput"]),
+        "",
+        "What would move it on a GPU: there a batch-1 forward is bound by kernel launches and",
+        "weight reads, not arithmetic, so one-step decoding keeps most of its B-fold advantage",
+        "until the batch saturates the arithmetic units; from then on its two token-forwards per",
+        "written token (the masked pass and the clean re-encode) cost twice AR's one. The",
+        "crossover comes at a smaller batch when per-forward overhead falls (CUDA graphs, a static",
+        "KV cache) or the model is wider, and at a larger batch when attention over a long",
+        "context dominates (ECHO's ~2,870 visual tokens keep decoding bound by KV-cache reads).",
         "",
         "![throughput](engines.png)",
     ]
