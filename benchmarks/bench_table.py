@@ -1,8 +1,10 @@
 """Turns ``echocxr bench --json`` files into the committed table and plot.
 
-Run: ``.venv/bin/python benchmarks/bench_table.py runs/bench/*.json``. Each JSON is one
-``echocxr bench`` run (one block size, one batch size, every engine row in the same process);
-speedups are only ever taken within one run. Writes ``benchmarks/results/engines_bench.{md,png}``.
+Run: ``.venv/bin/python benchmarks/bench_table.py benchmarks/results/bench/*.json
+[--notes benchmarks/results/bench/NOTES.md]``. Each JSON is one ``echocxr bench`` run (one block
+size, one batch size, every engine row in the same process); speedups are only ever taken within
+one run. Writes ``benchmarks/results/engines_bench.{md,png}``; the notes file (how each run was
+made) is appended, so regenerating the table keeps them.
 """
 
 from __future__ import annotations
@@ -90,10 +92,12 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", type=Path)
+    parser.add_argument("--notes", type=Path, help="Markdown appended after the tables.")
     args = parser.parse_args()
     runs = load_runs(args.files)
+    notes = "\n" + args.notes.read_text() if args.notes else ""
     (RESULTS / "engines_bench.md").write_text(
-        markdown(runs) + "\n![speed vs quality](engines_bench.png)\n"
+        markdown(runs) + "\n![speed vs quality](engines_bench.png)\n" + notes
     )
     plot(runs, RESULTS / "engines_bench.png")
 
