@@ -99,7 +99,8 @@ class BlockForward:
         """Logits ``(R, B, V)`` of the noisy block; KV is kept for ``clean`` only.
 
         ``clean`` (R, c, D) are finished tokens right after the cache (c may be 0); ``noisy``
-        (R, B, D) is the block being denoised, right after them.
+        (R, B, D) is the block being denoised, right after them. ``<mask>`` gets the lowest
+        logit: a block is never finished with it.
         """
         bias, positions = self.mask_for(clean.shape[1])
         logits = self.lm(
@@ -113,6 +114,7 @@ class BlockForward:
         self.cache.crop(-self.block_size)
         self.cached += clean.shape[1]
         self.forwards += 1
+        logits[..., self.mask_id] = torch.finfo(logits.dtype).min
         return logits
 
 
@@ -163,14 +165,11 @@ def denoise_block(
     width, mask_id = forward.block_size - P, forward.mask_id
     block = torch.cat([prefix, forward.mask_embed.expand(R, width, D)], 1)  # (R, B, D)
     if steps == 1 and trace is None:  # the lean one-step path: one forward, argmax, no softmax
-        logits = forward(clean, block)[:, P:]  # (R, W, V)
-        logits[..., mask_id] = torch.finfo(logits.dtype).min  # never finish with <mask>
-        return logits.argmax(-1)
+        return forward(clean, block)[:, P:].argmax(-1)
     tokens = torch.full((R, width), mask_id, dtype=torch.long, device=prefix.device)
     masked = torch.ones(R, width, dtype=torch.bool, device=prefix.device)
     for step in range(steps):
         logits = forward(clean, block)[:, P:]  # (R, W, V)
-        logits[..., mask_id] = torch.finfo(logits.dtype).min
         clean = clean[:, :0]
         if trace is None and step == steps - 1:  # the last step commits every masked position
             commit, pred = masked, logits.argmax(-1)
