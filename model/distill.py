@@ -271,6 +271,35 @@ def coarse_kl(
     return (p * (p.clamp(min=1e-8).log() - log_q_all)).sum(-1)
 
 
+def one_step_logits(
+    lm: LlamaForCausalLM,
+    context: torch.Tensor,
+    context_mask: torch.Tensor,
+    tokens: torch.Tensor,
+    *,
+    block_size: int,
+    mask_id: int,
+    eos_id: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The student's one-forward logits for every block of ``tokens`` (R, W), given the blocks
+    before it: ``(logits (R, Wc, V), upto (R, Wc), first_eos (R,))``.
+
+    ``upto`` marks the positions up to and including a row's first ``<eos>`` (decoding truncates
+    there). Wc <= W: the rollout ran as long as its longest row, which may be a looping row
+    filtered out by :func:`kept_rows`; the canvas ends with the remaining rows' last ``<eos>``
+    block, and nothing after it is scored.
+    """
+    W = tokens.shape[1]
+    is_eos = tokens == eos_id
+    first_eos = torch.where(is_eos.any(1), is_eos.int().argmax(1), W - 1)
+    upto = torch.arange(W, device=tokens.device)[None] <= first_eos[:, None]  # (R, W)
+    tail = context.shape[1] - first_block_start(context.shape[1], block_size)
+    canvas = make_canvas(tokens.masked_fill(~upto, eos_id), upto.long(), tail, block_size, eos_id)
+    noisy = torch.full_like(canvas.tokens, mask_id)
+    logits = response_logits(lm, rad_sequence(lm, context, context_mask, canvas, noisy))[:, :W]
+    return logits, upto[:, : logits.shape[1]], first_eos
+
+
 def dcd_loss(
     lm: LlamaForCausalLM,
     context: torch.Tensor,
@@ -286,30 +315,20 @@ def dcd_loss(
 ) -> torch.Tensor:
     """Step-weighted forward KL at every generated position + CE on the ``<eos>`` position."""
     tokens = shard["tokens"]
-    R, W = tokens.shape
-    is_eos = tokens == eos_id
-    first_eos = torch.where(is_eos.any(1), is_eos.int().argmax(1), W - 1)
-    upto = torch.arange(W, device=tokens.device)[None] <= first_eos[:, None]  # (R, W)
-    tail = context.shape[1] - first_block_start(context.shape[1], block_size)
-    canvas = make_canvas(tokens.masked_fill(~upto, eos_id), upto.long(), tail, block_size, eos_id)
-    noisy = torch.full_like(canvas.tokens, mask_id)
-    logits = response_logits(lm, rad_sequence(lm, context, context_mask, canvas, noisy))[
-        :, :W
-    ]  # (R, Wc, V)
-    # The rollout ran as long as its longest row, which may be a looping row filtered out by
-    # kept_rows; the canvas ends with the kept rows' last <eos> block, and nothing after it
-    # carries loss (upto is False there).
-    Wc = logits.shape[1]
+    logits, upto, first_eos = one_step_logits(
+        lm, context, context_mask, tokens, block_size=block_size, mask_id=mask_id, eos_id=eos_id
+    )  # (R, Wc, V)
+    R, Wc = upto.shape
     ids, probs = (
         (shard["commit_ids"], shard["commit_probs"])
         if target == "conditional"
         else (shard["first_ids"], shard["first_probs"])
     )
-    ids, probs, upto = ids[:, :Wc], probs[:, :Wc], upto[:, :Wc]
+    ids, probs = ids[:, :Wc], probs[:, :Wc]
     kl = coarse_kl(ids, probs, logits)
     weight = shard["steps"][:, :Wc].float() if step_weighting else torch.ones_like(kl)
     weight = weight * upto / (weight * upto).sum().clamp(min=1e-8) * upto.sum()  # mean weight 1
-    eos_rows = is_eos.any(1)
+    eos_rows = (tokens == eos_id).any(1)
     eos_logits = logits[torch.arange(R, device=tokens.device), first_eos][eos_rows]
     ce = (
         torch.nn.functional.cross_entropy(
