@@ -225,8 +225,16 @@ def decode_blocks(
     max_new_tokens: int,
     repetition_guard: bool = True,
     trace: BlockTrace | None = None,
+    forced: torch.Tensor | None = None,
 ) -> BlockOutput:
-    """Write up to ``max_new_tokens`` after the context, block by block (module docstring)."""
+    """Write up to ``max_new_tokens`` after the context, block by block (module docstring).
+
+    ``forced`` (R, T) replaces each finished block by the same positions of another writer's
+    output before the next block conditions on it: the model still denoises (and ``trace``
+    records) every block, but given that writer's previous blocks, not its own. Positions past
+    ``T`` count as ``<eos>``. DCD's student-prefix round uses it to ask the teacher what it would
+    write after the student's blocks.
+    """
     eos_id = special_id(lm, "eos_token_id")
     R, Lc, _ = context_embeds.shape
     s0 = first_block_start(Lc, block_size)
@@ -244,12 +252,21 @@ def decode_blocks(
         if repetition_guard and blocks and blocks[-1].shape == tokens.shape:
             repeated = (tokens == blocks[-1]).all(1) & ~done
             tokens = tokens.masked_fill(repeated[:, None], eos_id)
+        if forced is not None:
+            tokens = forced_block(forced, written, tokens.shape[1], eos_id)
         done |= (tokens == eos_id).any(1)
         blocks.append(tokens)
         written += tokens.shape[1]
         clean = torch.cat([prefix, embed(tokens)], 1)
         prefix = prefix[:, :0]
     return BlockOutput(torch.cat(blocks, 1)[:, :max_new_tokens], forward.forwards)
+
+
+def forced_block(forced: torch.Tensor, start: int, width: int, eos_id: int) -> torch.Tensor:
+    """Columns ``start : start + width`` of ``forced`` (R, T), ``<eos>``-padded past ``T``."""
+    block = forced[:, start : start + width]
+    pad = block.new_full((block.shape[0], width - block.shape[1]), eos_id)
+    return torch.cat([block, pad], 1)
 
 
 class MultiStepEngine:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -11,13 +12,48 @@ from transformers import LlamaForCausalLM
 from model.config import VLMConfig
 from model.decoding import EngineError, get_engine
 from model.diffusion import first_block_start
-from model.sampling import BlockTrace, decode_blocks
+from model.sampling import BlockOutput, BlockTrace, decode_blocks
 from model.tokenizer import Tokenizer
 from model.vlm import VLM
 from tests.model.conftest import tiny_model_config
 from tests.model.test_diffusion import EOS_ID, MASK_ID, context_of, reference_block_logits, tiny_lm
 
 pytestmark = pytest.mark.unit
+
+
+def naive_block(
+    lm: LlamaForCausalLM,
+    context: torch.Tensor,
+    mask: torch.Tensor,
+    written: list[int],
+    block_size: int,
+    steps: int,
+    threshold: float,
+) -> list[int]:
+    """One row's next block after ``written``: one full forward per step, commits spelled out."""
+    tail = context.shape[1] - first_block_start(context.shape[1], block_size)
+    width = block_size - tail if not written else block_size
+    block = [MASK_ID] * width
+    for step in range(steps):
+        logits = reference_block_logits(
+            lm,
+            context,
+            mask,
+            written,
+            written + block,
+            block_size,
+            (len(written) + tail) // block_size,
+        )
+        probs = logits.index_fill(-1, torch.tensor([MASK_ID]), float("-inf")).softmax(-1)
+        masked = [i for i in range(width) if block[i] == MASK_ID]
+        k = math.ceil(len(masked) / (steps - step))
+        by_confidence = sorted(masked, key=lambda i: -probs[i].max().item())
+        commit = set(by_confidence[:k]) | {i for i in masked if probs[i].max().item() >= threshold}
+        for i in commit:
+            block[i] = int(probs[i].argmax())
+        if MASK_ID not in block:
+            break
+    return block
 
 
 def naive_decode(
@@ -29,34 +65,11 @@ def naive_decode(
     threshold: float,
     max_new: int,
 ) -> list[int]:
-    """One row, one full forward per step, commit rule spelled out position by position."""
-    tail = context.shape[1] - first_block_start(context.shape[1], block_size)
+    """One row, block by block with :func:`naive_block`, stop rules spelled out."""
     written: list[int] = []
     previous: list[int] | None = None
     while len(written) < max_new:
-        width = block_size - tail if not written else block_size
-        block = [MASK_ID] * width
-        for step in range(steps):
-            logits = reference_block_logits(
-                lm,
-                context,
-                mask,
-                written,
-                written + block,
-                block_size,
-                (len(written) + tail) // block_size,
-            )
-            probs = logits.index_fill(-1, torch.tensor([MASK_ID]), float("-inf")).softmax(-1)
-            masked = [i for i in range(width) if block[i] == MASK_ID]
-            k = math.ceil(len(masked) / (steps - step))
-            by_confidence = sorted(masked, key=lambda i: -probs[i].max().item())
-            commit = set(by_confidence[:k]) | {
-                i for i in masked if probs[i].max().item() >= threshold
-            }
-            for i in commit:
-                block[i] = int(probs[i].argmax())
-            if MASK_ID not in block:
-                break
+        block = naive_block(lm, context, mask, written, block_size, steps, threshold)
         if block == previous:
             break
         written += block
@@ -159,22 +172,22 @@ def test_eos_in_first_block_stops_after_one_forward() -> None:
     assert out.tokens[0, 0].item() == 0
 
 
-def test_trace_records_commit_distribution_argmax_and_step() -> None:
-    lm = tiny_lm()
-    context, mask = context_of(lm, 1, 8)
+def traced_decode(
+    lm: LlamaForCausalLM, context: torch.Tensor, mask: torch.Tensor, **options: Any
+) -> tuple[BlockOutput, BlockTrace]:
+    """A B = 4 teacher run without the repetition guard, as DCD's phase 1 runs it."""
     trace = BlockTrace()
     with torch.inference_mode():
         out = decode_blocks(
-            lm,
-            context,
-            mask,
-            block_size=4,
-            steps=4,
-            threshold=1.0,
-            max_new_tokens=8,
-            repetition_guard=False,
-            trace=trace,
+            lm, context, mask, block_size=4, repetition_guard=False, trace=trace, **options
         )
+    return out, trace
+
+
+def test_trace_records_commit_distribution_argmax_and_step() -> None:
+    lm = tiny_lm()
+    context, mask = context_of(lm, 1, 8)
+    out, trace = traced_decode(lm, context, mask, steps=4, threshold=1.0, max_new_tokens=8)
     tokens = torch.cat(trace.tokens, 1)
     steps = torch.cat(trace.steps, 1)
     probs = torch.cat(trace.probs, 1)
@@ -184,6 +197,34 @@ def test_trace_records_commit_distribution_argmax_and_step() -> None:
     # threshold 1.0 commits exactly one position per step: steps 1..4 in each block
     for block in steps.view(1, 2, 4)[0]:
         assert sorted(block.tolist()) == [1, 2, 3, 4]
+
+
+def test_forced_blocks_condition_the_next_block_and_the_trace_keeps_the_models_own() -> None:
+    """DCD's student-prefix round: the teacher writes each block after another writer's blocks."""
+    lm = tiny_lm(seed=7)
+    context, mask = context_of(lm, 2, 9, pads=(0, 1))
+    other = torch.randint(3, 40, (2, 11))  # another writer's report, shorter than the run
+    other[1, 6] = EOS_ID  # row 1 ends in its second block
+    out, trace = traced_decode(
+        lm, context, mask, steps=3, threshold=0.6, max_new_tokens=14, forced=other
+    )
+    assert torch.equal(out.tokens[:, :11], other)
+    assert (out.tokens[0, 11:] == EOS_ID).all()  # past the forced report: <eos>
+    assert [t.shape[1] for t in trace.tokens] == [3, 4, 4, 4]  # the prompt tail fills one slot
+    for row in range(2):
+        start = 0
+        for block in trace.tokens:
+            own = naive_block(
+                lm,
+                context[row : row + 1],
+                mask[row : row + 1],
+                other[row, :start].tolist(),
+                4,
+                3,
+                0.6,
+            )
+            assert block[row].tolist() == own
+            start += block.shape[1]
 
 
 def tiny_diffusion_vlm(block_size: int) -> tuple[VLM, Tokenizer]:
