@@ -34,9 +34,11 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import math
+import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +53,7 @@ from model.diffusion import (
     read_recipe,
     response_logits,
 )
-from model.sampling import BlockTrace, decode_blocks, special_id
+from model.sampling import BlockTrace, decode_blocks, forced_block, special_id
 
 if TYPE_CHECKING:
     from transformers import LlamaForCausalLM
@@ -95,6 +97,14 @@ class DCDConfig:
     trajectories : str or None
         Directory of the phase-1 shards; None means ``OUT/trajectories``. The factorized baseline
         points at the DCD run's shards, so both train on the same rollouts and phase 1 runs once.
+    student_prefix_studies : int
+        Not in ECHO: a round after the ``epochs`` above (0: none). The student writes this many
+        training reports with its own one-step engine; the teacher writes every block again
+        conditioned on the student's previous blocks (``OUT/student-prefix``). Free-running, the
+        student conditions on its own blocks, which phase 2 never shows it, so its errors
+        compound; these targets say how to continue from them (imitation learning's DAgger).
+    student_prefix_epochs : int
+        Epochs of the round, over the phase-1 shards and the round's together.
     """
 
     teacher_checkpoint: str = "runs/rad-b8/checkpoint"
@@ -111,6 +121,8 @@ class DCDConfig:
     eos_weight: float = 1.0
     step_weighting: bool = True
     trajectories: str | None = None
+    student_prefix_studies: int = 0
+    student_prefix_epochs: int = 1
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -160,8 +172,26 @@ def rollout(
     config: DCDConfig,
     block_size: int,
     max_new_tokens: int,
+    prefix_writer: LlamaForCausalLM | None = None,
 ) -> dict[str, torch.Tensor]:
-    """One teacher batch: commit-time and step-1 targets, steps, tokens and the keep flag."""
+    """One teacher batch: commit-time and step-1 targets, steps, tokens and the keep flag.
+
+    ``tokens`` are the blocks every next block conditions on: the teacher's own (phase 1), or,
+    with ``prefix_writer``, that model's one-step report (the student-prefix round), which is kept
+    whole, loops included: those are the states the student must learn to leave.
+    """
+    eos_id = special_id(lm, "eos_token_id")
+    forced = None
+    if prefix_writer is not None:
+        forced = decode_blocks(
+            prefix_writer,
+            context,
+            context_mask,
+            block_size=block_size,
+            steps=1,
+            threshold=1.0,
+            max_new_tokens=max_new_tokens,
+        ).tokens
     trace = BlockTrace()
     decode_blocks(
         lm,
@@ -173,15 +203,21 @@ def rollout(
         max_new_tokens=max_new_tokens,
         repetition_guard=False,
         trace=trace,
+        forced=forced,
     )
-    tokens = torch.cat(trace.tokens, 1)
+    own = torch.cat(trace.tokens, 1)
     widths = [t.shape[1] for t in trace.tokens]
     commit_ids, commit_probs = top_k_with_rest(torch.cat(trace.probs, 1), config.top_k)
     first_ids, first_probs = top_k_with_rest(torch.cat(trace.first, 1), config.top_k)
+    if forced is None:
+        tokens, keep = own, ~looping_rows(own, widths, eos_id)
+    else:
+        tokens = forced_block(forced, 0, own.shape[1], eos_id)
+        keep = torch.ones(own.shape[0], dtype=torch.bool, device=own.device)
     return {
         "tokens": tokens,
         "steps": torch.cat(trace.steps, 1),
-        "keep": ~looping_rows(tokens, widths, special_id(lm, "eos_token_id")),
+        "keep": keep,
         "commit_ids": commit_ids,
         "commit_probs": commit_probs.half(),
         "first_ids": first_ids,
@@ -218,6 +254,39 @@ def claim_directory(directory: Path, settings: dict[str, Any]) -> None:
     path.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
 
 
+def write_shards(
+    vlm: VLM,
+    tokenizer: Tokenizer,
+    dataset: Any,
+    studies: list[int],
+    batch_size: int,
+    directory: Path,
+    roll: Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]],
+    desc: str,
+) -> list[Path]:
+    """``roll(context, mask)`` over ``studies``, one shard per batch; keeps existing shards."""
+    from model.train import collate
+
+    directory.mkdir(parents=True, exist_ok=True)
+    shards = []
+    for index, first in enumerate(tqdm(range(0, len(studies), batch_size), desc=desc)):
+        path = directory / f"shard-{index:05d}.pt"
+        shards.append(path)
+        if path.is_file():
+            continue
+        chunk = studies[first : first + batch_size]
+        batch = collate([dataset[i] for i in chunk], tokenizer, vlm.config.max_response_tokens)
+        rows = batch.groups[0]
+        with torch.inference_mode():
+            context, mask = vlm.build_context(batch.pixels, rows.prompt_ids, rows.prompt_mask)
+            shard = roll(context, mask)
+        shard["studies"] = torch.tensor(chunk)
+        tmp = path.with_suffix(".tmp")
+        torch.save(shard, tmp)
+        tmp.replace(path)
+    return shards
+
+
 def write_trajectories(
     vlm: VLM,
     tokenizer: Tokenizer,
@@ -226,33 +295,59 @@ def write_trajectories(
     directory: Path,
     teacher_sha256: str,
 ) -> list[Path]:
-    """Roll the teacher out over ``config.studies`` studies into shards; keeps existing shards."""
-    from model.train import collate
-
+    """Phase 1: the teacher's own rollouts of the first ``config.studies`` studies, resumable."""
     claim_directory(directory, rollout_settings(config, teacher_sha256))
-    block_size = int(vlm.config.block_size or 0)
-    shards = []
-    n_batches = math.ceil(config.studies / config.batch_size)
-    for index in tqdm(range(n_batches), desc="teacher trajectories"):
-        path = directory / f"shard-{index:05d}.pt"
-        shards.append(path)
-        if path.is_file():
-            continue
-        studies = list(
-            range(index * config.batch_size, min(config.studies, (index + 1) * config.batch_size))
+    roll = partial(
+        rollout,
+        vlm.lm,
+        config=config,
+        block_size=int(vlm.config.block_size or 0),
+        max_new_tokens=vlm.config.max_response_tokens,
+    )
+    studies = list(range(config.studies))
+    return write_shards(
+        vlm, tokenizer, dataset, studies, config.batch_size, directory, roll, "teacher trajectories"
+    )
+
+
+def write_student_prefix(
+    teacher: LlamaForCausalLM,
+    student: VLM,
+    tokenizer: Tokenizer,
+    dataset: Any,
+    config: DCDConfig,
+    directory: Path,
+) -> list[Path]:
+    """The student-prefix round's shards: the student writes, the teacher re-writes each block.
+
+    Its studies follow phase 1's (wrapping), so the round also shows the student new images. The
+    shards depend on the student's weights of this run, so earlier ones are deleted, not reused.
+    """
+    shutil.rmtree(directory, ignore_errors=True)
+    first = config.studies
+    studies = [(first + i) % len(dataset) for i in range(config.student_prefix_studies)]
+    roll = partial(
+        rollout,
+        teacher,
+        config=config,
+        block_size=int(student.config.block_size or 0),
+        max_new_tokens=student.config.max_response_tokens,
+        prefix_writer=student.lm,
+    )
+    student.eval()
+    try:
+        return write_shards(
+            student,
+            tokenizer,
+            dataset,
+            studies,
+            config.batch_size,
+            directory,
+            roll,
+            "student-prefix rollouts",
         )
-        batch = collate([dataset[i] for i in studies], tokenizer, vlm.config.max_response_tokens)
-        rows = batch.groups[0]
-        with torch.inference_mode():
-            context, mask = vlm.build_context(batch.pixels, rows.prompt_ids, rows.prompt_mask)
-            shard = rollout(
-                vlm.lm, context, mask, config, block_size, vlm.config.max_response_tokens
-            )
-        shard["studies"] = torch.tensor(studies)
-        tmp = path.with_suffix(".tmp")
-        torch.save(shard, tmp)
-        tmp.replace(path)
-    return shards
+    finally:
+        student.train()
 
 
 # --------------------------------------------------------------------------------------------
@@ -315,7 +410,7 @@ def dcd_loss(
 ) -> torch.Tensor:
     """Step-weighted forward KL at every generated position + CE on the ``<eos>`` position."""
     tokens = shard["tokens"]
-    logits, upto, first_eos = one_step_logits(
+    logits, upto, _ = one_step_logits(
         lm, context, context_mask, tokens, block_size=block_size, mask_id=mask_id, eos_id=eos_id
     )  # (R, Wc, V)
     R, Wc = upto.shape
@@ -328,8 +423,12 @@ def dcd_loss(
     kl = coarse_kl(ids, probs, logits)
     weight = shard["steps"][:, :Wc].float() if step_weighting else torch.ones_like(kl)
     weight = weight * upto / (weight * upto).sum().clamp(min=1e-8) * upto.sum()  # mean weight 1
-    eos_rows = (tokens == eos_id).any(1)
-    eos_logits = logits[torch.arange(R, device=tokens.device), first_eos][eos_rows]
+    # The <eos> the teacher committed (its top-1), within what the student's report keeps:
+    # phase 1's own tokens, or where the teacher would stop after a student's prefix.
+    teacher_eos = (shard["commit_ids"][:, :Wc, 0] == eos_id) & upto
+    eos_rows = teacher_eos.any(1)
+    eos_at = teacher_eos.int().argmax(1)
+    eos_logits = logits[torch.arange(R, device=tokens.device), eos_at][eos_rows]
     ce = (
         torch.nn.functional.cross_entropy(
             eos_logits.float(), torch.full((eos_logits.shape[0],), eos_id, device=tokens.device)
@@ -369,24 +468,20 @@ def distill(config: DCDConfig, out: Path, cache_root: Path, seed: int = 0) -> Pa
     optimizer = torch.optim.AdamW(
         [p for p in vlm.lm.parameters() if p.requires_grad], lr=config.lr, weight_decay=0.0
     )
-    history, start = [], time.perf_counter()
+    history: list[dict[str, Any]] = []
+    start = time.perf_counter()
     vlm.train()
     torch.manual_seed(seed)
-    for epoch in range(config.epochs):
-        losses = []
-        for index in torch.randperm(len(shards)).tolist():
-            shard = kept_rows(torch.load(shards[index], weights_only=True))
-            if not len(shard["studies"]):
-                continue
-            losses.append(student_step(vlm, tokenizer, dataset, shard, config, optimizer))
-        history.append(
-            {
-                "epoch": epoch + 1,
-                "loss": round(sum(losses) / max(1, len(losses)), 4),
-                "seconds": round(time.perf_counter() - start, 1),
-            }
+    student = partial(student_step, vlm, tokenizer, dataset, config=config, optimizer=optimizer)
+    for _ in range(config.epochs):
+        history.append(train_epoch(student, shards, "teacher prefix", len(history), start))
+    if config.student_prefix_studies:
+        teacher_lm = load_checkpoint(Path(config.teacher_checkpoint)).vlm.lm.eval()
+        mixed = shards + write_student_prefix(
+            teacher_lm, vlm, tokenizer, dataset, config, out / "student-prefix"
         )
-        log.info("DCD epoch %d loss %.4f", epoch + 1, history[-1]["loss"])
+        for _ in range(config.student_prefix_epochs):
+            history.append(train_epoch(student, mixed, "student prefix", len(history), start))
     kept = sum(int(torch.load(p, weights_only=True)["keep"].sum()) for p in shards)
     metrics = {
         "dcd_history": history,
@@ -404,11 +499,35 @@ def distill(config: DCDConfig, out: Path, cache_root: Path, seed: int = 0) -> Pa
     )
 
 
+def train_epoch(
+    step: Callable[[dict[str, torch.Tensor]], float],
+    shards: list[Path],
+    prefix: str,
+    done: int,
+    start: float,
+) -> dict[str, Any]:
+    """One pass over ``shards`` in random order (kept rows only); the epoch's history entry."""
+    losses = []
+    for index in torch.randperm(len(shards)).tolist():
+        shard = kept_rows(torch.load(shards[index], weights_only=True))
+        if len(shard["studies"]):
+            losses.append(step(shard))
+    entry = {
+        "epoch": done + 1,
+        "prefix": prefix,
+        "loss": round(sum(losses) / max(1, len(losses)), 4),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    log.info("DCD epoch %d (%s) loss %.4f", entry["epoch"], prefix, entry["loss"])
+    return entry
+
+
 def student_step(
     vlm: VLM,
     tokenizer: Tokenizer,
     dataset: Any,
     shard: dict[str, torch.Tensor],
+    *,
     config: DCDConfig,
     optimizer: torch.optim.Optimizer,
 ) -> float:

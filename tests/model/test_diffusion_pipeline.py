@@ -70,16 +70,27 @@ def test_rad_then_dcd_then_bench(ar_checkpoint: Path, tmp_path: Path) -> None:
         epochs=1,
         train_studies=8,
         top_k=8,
+        student_prefix_studies=4,
     )
     dcd_dir = distill(dcd, tmp_path / "dcd", cache)
     shards = sorted((tmp_path / "dcd" / "trajectories").glob("shard-*.pt"))
     assert len(shards) == 2
-    assert load_checkpoint(dcd_dir).vlm.config.stage == "dcd"
+    student = load_checkpoint(dcd_dir)
+    assert student.vlm.config.stage == "dcd"
+    round_shards = sorted((tmp_path / "dcd" / "student-prefix").glob("shard-*.pt"))
+    # studies 6, 7 then wrap to 0, 1: the round follows phase 1's studies
+    studies = [torch.load(p, weights_only=True)["studies"].tolist() for p in round_shards]
+    assert studies == [[6, 7, 0], [1]]
+    history = json.loads((dcd_dir / "metrics.json").read_text())["dcd_history"]
+    assert [h["prefix"] for h in history] == ["teacher prefix", "student prefix"]
 
     # The factorized baseline trains on the DCD run's rollouts: phase 1 does not run again.
     written = {shard: shard.stat().st_mtime_ns for shard in shards}
     factorized = replace(
-        dcd, target="factorized", trajectories=str(tmp_path / "dcd" / "trajectories")
+        dcd,
+        target="factorized",
+        trajectories=str(tmp_path / "dcd" / "trajectories"),
+        student_prefix_studies=0,
     )
     assert load_checkpoint(distill(factorized, tmp_path / "fact", cache)).vlm.config.stage == "dcd"
     assert {shard: shard.stat().st_mtime_ns for shard in shards} == written

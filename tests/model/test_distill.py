@@ -6,7 +6,15 @@ import pytest
 import torch
 
 from model.diffusion import DiffusionError
-from model.distill import DCDConfig, coarse_kl, dcd_loss, looping_rows, rollout, top_k_with_rest
+from model.distill import (
+    DCDConfig,
+    coarse_kl,
+    dcd_loss,
+    looping_rows,
+    one_step_logits,
+    rollout,
+    top_k_with_rest,
+)
 from model.sampling import decode_blocks
 from tests.model.test_diffusion import EOS_ID, MASK_ID, VOCAB, context_of, tiny_lm
 
@@ -69,6 +77,49 @@ def test_rollout_records_teacher_targets() -> None:
     assert torch.equal(
         shard["keep"], ~looping_rows(shard["tokens"], [1] * 0 + [3, 4, 4, 4], EOS_ID)
     )
+
+
+def test_student_prefix_rollout_conditions_the_teacher_on_the_students_blocks() -> None:
+    teacher, student = peaked_lm(seed=3), peaked_lm(seed=4)
+    context, mask = context_of(teacher, 3, 9)
+    config = DCDConfig(teacher_steps=4, threshold=0.9, top_k=8)
+    with torch.inference_mode():
+        shard = rollout(teacher, context, mask, config, 4, 15, prefix_writer=student)
+        own = rollout(teacher, context, mask, config, 4, 15)
+        written = decode_blocks(
+            student, context, mask, block_size=4, steps=1, threshold=1.0, max_new_tokens=15
+        ).tokens
+    W = shard["tokens"].shape[1]
+    assert torch.equal(shard["tokens"][:, : written.shape[1]], written[:, :W])
+    assert shard["keep"].all()  # the student's loops are kept: they are what the round fixes
+    # The first block conditions on the context only, so the teacher writes it as in phase 1;
+    # later blocks condition on the student's, and differ.
+    first = 3  # the prompt tail takes one slot of the first block
+    assert torch.equal(shard["commit_ids"][:, :first, 0], own["commit_ids"][:, :first, 0])
+    assert not torch.equal(shard["commit_ids"][:, first:, 0], shard["tokens"][:, first:])
+
+
+def test_eos_term_pulls_toward_the_teachers_eos_not_the_prefix_writers() -> None:
+    """After a student's prefix the teacher may stop earlier than the student did; the CE term
+    sits where the teacher committed ``<eos>``, inside the part of the report the student keeps."""
+    lm = peaked_lm(seed=3)
+    context, mask = context_of(lm, 2, 10)
+    config = DCDConfig(teacher_steps=4, threshold=0.9, top_k=8)
+    with torch.no_grad():
+        shard = rollout(lm, context, mask, config, 4, 14)
+    W = shard["tokens"].shape[1]
+    shard["tokens"] = torch.randint(3, 40, (2, W))
+    shard["tokens"][:, W - 1] = EOS_ID  # the "student" stops at the last position
+    shard["commit_ids"][0, 5, 0] = EOS_ID  # the teacher would stop earlier in row 0
+    shard["commit_ids"][1, :, 0] = 7  # and not at all in row 1
+    kwargs = {"block_size": 4, "mask_id": MASK_ID, "eos_id": EOS_ID}
+    with torch.no_grad():
+        gap = dcd_loss(lm, context, mask, shard, eos_weight=1.0, **kwargs) - dcd_loss(
+            lm, context, mask, shard, eos_weight=0.0, **kwargs
+        )
+        logits, _, _ = one_step_logits(lm, context, mask, shard["tokens"], **kwargs)
+    expected = -logits[0, 5].float().log_softmax(-1)[EOS_ID]
+    torch.testing.assert_close(gap, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_unknown_target_is_rejected() -> None:
