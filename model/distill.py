@@ -31,10 +31,10 @@ marginals and uses uniform weights.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -310,6 +310,15 @@ def write_trajectories(
     )
 
 
+def weights_sha256(module: torch.nn.Module) -> str:
+    """A digest of a module's parameters and buffers, by name, in memory."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
 def write_student_prefix(
     teacher: LlamaForCausalLM,
     student: VLM,
@@ -321,9 +330,13 @@ def write_student_prefix(
     """The student-prefix round's shards: the student writes, the teacher re-writes each block.
 
     Its studies follow phase 1's (wrapping), so the round also shows the student new images. The
-    shards depend on the student's weights of this run, so earlier ones are deleted, not reused.
+    shards depend on the student's weights, recorded with the settings: a resumed run whose
+    student is the same reuses them, one whose student differs is refused.
     """
-    shutil.rmtree(directory, ignore_errors=True)
+    settings = {"student_sha256": weights_sha256(student.lm)} | {
+        name: getattr(config, name) for name in ("student_prefix_studies", "batch_size")
+    }
+    claim_directory(directory, settings)
     first = config.studies
     studies = [(first + i) % len(dataset) for i in range(config.student_prefix_studies)]
     roll = partial(
@@ -444,12 +457,15 @@ def kept_rows(shard: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {name: value[keep] for name, value in shard.items()}
 
 
-def distill(config: DCDConfig, out: Path, cache_root: Path, seed: int = 0) -> Path:
-    """Phase 1 (resumable, shards in ``trajectories``) then phase 2; exports ``out/checkpoint``."""
+def distill(
+    config: DCDConfig, out: Path, cache_root: Path, seed: int = 0, stop_after: int | None = None
+) -> Path | None:
+    """Phase 1 (resumable, shards in ``trajectories``) then phase 2 (resumable after each epoch,
+    ``dcd_state.pt``); exports ``out/checkpoint``. ``stop_after`` epochs simulates a kill."""
     from model.checkpoint import load_checkpoint, save_checkpoint
     from model.data.datasets import StudyDataset, phantom_cache
     from model.diffusion import continue_as_stage
-    from model.train import data_hash
+    from model.train import data_hash, save_state
 
     teacher = load_checkpoint(Path(config.teacher_checkpoint))
     vlm, tokenizer = teacher.vlm, teacher.tokenizer
@@ -463,26 +479,36 @@ def distill(config: DCDConfig, out: Path, cache_root: Path, seed: int = 0) -> Pa
     )
     dataset = StudyDataset(cache, qa_per_study=0, seed=seed)
     directory = Path(config.trajectories) if config.trajectories else out / "trajectories"
-    shards = write_trajectories(vlm, tokenizer, dataset, config, directory, teacher.weights_sha256)
+    phase_1 = write_trajectories(vlm, tokenizer, dataset, config, directory, teacher.weights_sha256)
     continue_as_stage(vlm, "dcd", block_size)
     optimizer = torch.optim.AdamW(
         [p for p in vlm.lm.parameters() if p.requires_grad], lr=config.lr, weight_decay=0.0
     )
-    history: list[dict[str, Any]] = []
-    start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    history = resume_student(vlm, optimizer, out / STATE_FILE, seed)
     vlm.train()
-    torch.manual_seed(seed)
+    start = time.perf_counter()
     student = partial(student_step, vlm, tokenizer, dataset, config=config, optimizer=optimizer)
-    for _ in range(config.epochs):
-        history.append(train_epoch(student, shards, "teacher prefix", len(history), start))
-    if config.student_prefix_studies:
-        teacher_lm = load_checkpoint(Path(config.teacher_checkpoint)).vlm.lm.eval()
-        mixed = shards + write_student_prefix(
-            teacher_lm, vlm, tokenizer, dataset, config, out / "student-prefix"
+    round_shards: list[Path] | None = None
+    for prefix in epoch_plan(config)[len(history) :]:
+        shards = phase_1
+        if prefix == STUDENT_PREFIX:
+            if round_shards is None:
+                round_shards = student_prefix_shards(config, vlm, tokenizer, dataset, out, history)
+            shards = phase_1 + round_shards
+        history.append(train_epoch(student, shards, prefix, len(history), start))
+        save_state(
+            out / STATE_FILE,
+            {
+                "lm": vlm.lm.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "history": history,
+                "rng": torch.get_rng_state(),
+            },
         )
-        for _ in range(config.student_prefix_epochs):
-            history.append(train_epoch(student, mixed, "student prefix", len(history), start))
-    kept = sum(int(torch.load(p, weights_only=True)["keep"].sum()) for p in shards)
+        if stop_after is not None and len(history) >= stop_after:
+            return None
+    kept = sum(int(torch.load(p, weights_only=True)["keep"].sum()) for p in phase_1)
     metrics = {
         "dcd_history": history,
         "dcd_config": asdict(config),
@@ -497,6 +523,50 @@ def distill(config: DCDConfig, out: Path, cache_root: Path, seed: int = 0) -> Pa
         data_sha256=data_hash((cache,)),
         metrics=metrics,
     )
+
+
+TEACHER_PREFIX, STUDENT_PREFIX = "teacher prefix", "student prefix"
+STATE_FILE = "dcd_state.pt"
+
+
+def epoch_plan(config: DCDConfig) -> list[str]:
+    """Phase 2's epochs in order, by the prefix their new shards condition on."""
+    round_epochs = config.student_prefix_epochs if config.student_prefix_studies else 0
+    return [TEACHER_PREFIX] * config.epochs + [STUDENT_PREFIX] * round_epochs
+
+
+def resume_student(
+    vlm: VLM, optimizer: torch.optim.Optimizer, state_path: Path, seed: int
+) -> list[dict[str, Any]]:
+    """Load phase 2's snapshot (written after every epoch) if there is one; its history."""
+    if not state_path.is_file():
+        torch.manual_seed(seed)
+        return []
+    state = torch.load(state_path, weights_only=False)
+    vlm.lm.load_state_dict(state["lm"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"])
+    log.info("resumed DCD after epoch %d", len(state["history"]))
+    return list(state["history"])
+
+
+def student_prefix_shards(
+    config: DCDConfig,
+    vlm: VLM,
+    tokenizer: Tokenizer,
+    dataset: Any,
+    out: Path,
+    history: list[dict[str, Any]],
+) -> list[Path]:
+    """The round's shards: written now, or, when a resumed run is already past its first round
+    epoch (the student has moved on since it wrote them), the ones on disk."""
+    from model.checkpoint import load_checkpoint
+
+    directory = out / "student-prefix"
+    if any(entry["prefix"] == STUDENT_PREFIX for entry in history):
+        return sorted(directory.glob("shard-*.pt"))
+    teacher = load_checkpoint(Path(config.teacher_checkpoint)).vlm.lm.eval()
+    return write_student_prefix(teacher, vlm, tokenizer, dataset, config, directory)
 
 
 def train_epoch(

@@ -71,18 +71,31 @@ def test_rad_then_dcd_then_bench(ar_checkpoint: Path, tmp_path: Path) -> None:
         train_studies=8,
         top_k=8,
         student_prefix_studies=4,
+        student_prefix_epochs=2,
     )
-    dcd_dir = distill(dcd, tmp_path / "dcd", cache)
-    shards = sorted((tmp_path / "dcd" / "trajectories").glob("shard-*.pt"))
-    assert len(shards) == 2
-    student = load_checkpoint(dcd_dir)
-    assert student.vlm.config.stage == "dcd"
+    # killed after the first round epoch: the round's shards are on disk, the student moved on
+    assert distill(dcd, tmp_path / "dcd", cache, stop_after=2) is None
     round_shards = sorted((tmp_path / "dcd" / "student-prefix").glob("shard-*.pt"))
     # studies 6, 7 then wrap to 0, 1: the round follows phase 1's studies
     studies = [torch.load(p, weights_only=True)["studies"].tolist() for p in round_shards]
     assert studies == [[6, 7, 0], [1]]
+    round_written = {shard: shard.stat().st_mtime_ns for shard in round_shards}
+    dcd_dir = distill(dcd, tmp_path / "dcd", cache)  # resumes at the last epoch
+    assert dcd_dir is not None
+    assert {shard: shard.stat().st_mtime_ns for shard in round_shards} == round_written
+    shards = sorted((tmp_path / "dcd" / "trajectories").glob("shard-*.pt"))
+    assert len(shards) == 2
+    resumed = load_checkpoint(dcd_dir)
+    assert resumed.vlm.config.stage == "dcd"
+    straight = distill(dcd, tmp_path / "straight", cache)  # the same run, never killed
+    assert straight is not None
+    assert load_checkpoint(straight).weights_sha256 == resumed.weights_sha256
     history = json.loads((dcd_dir / "metrics.json").read_text())["dcd_history"]
-    assert [h["prefix"] for h in history] == ["teacher prefix", "student prefix"]
+    assert [(h["epoch"], h["prefix"]) for h in history] == [
+        (1, "teacher prefix"),
+        (2, "student prefix"),
+        (3, "student prefix"),
+    ]
 
     # The factorized baseline trains on the DCD run's rollouts: phase 1 does not run again.
     written = {shard: shard.stat().st_mtime_ns for shard in shards}
