@@ -15,9 +15,9 @@ if TYPE_CHECKING:
 
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
 DEFAULT_CHECKPOINT = CHECKPOINTS / "ar-tiny"
-# The engine `echocxr report` and the demo use. One-step decoding is 3.7x faster at batch 1 but,
-# as shipped, writes clinically worse drafts (macro-F1 0.415 vs 0.525 on 500 phantom test
-# studies, benchmarks/results/engines_bench.md); on a CPU that saves ~0.3 s per report, less than
+# The engine `echocxr report` and the demo use. One-step decoding is 4.1x faster at batch 1 but,
+# as shipped, writes clinically worse drafts (macro-F1 0.449 vs 0.525 on 500 phantom test
+# studies, benchmarks/results/engines_bench.md); on a CPU that saves ~0.27 s per report, less than
 # a reader notices, so the more accurate engine is the default until the one-step model is within
 # 0.02 of it. ECHOCXR_ENGINE=diffusion-onestep selects it.
 DEFAULT_ENGINE = "ar"
