@@ -75,9 +75,14 @@ def _cell(value: Any) -> str:
 
 
 def plot(runs: list[dict[str, Any]], path: Path) -> None:
-    """Speedup over AR against macro-F1, one point per row and block size (batch 1 runs)."""
+    """Speedup over AR against macro-F1, one point per row of the newest batch-1 run of each
+    block size (older runs' speedups were measured on other machines and do not compare)."""
+    newest: dict[int, dict[str, Any]] = {}
+    for run in sorted(runs, key=lambda r: r["started"]):
+        if run["engines"][0]["batch_size"] == 1:
+            newest[_block(run)] = run
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    for run in (r for r in runs if r["engines"][0]["batch_size"] == 1):
+    for run in newest.values():
         for row in run["engines"]:
             label = f"{row['row']} B={row['block_size'] or '-'}"
             axis.scatter(row["speedup_vs_ar"], row["macro_f1_14"], s=30)
