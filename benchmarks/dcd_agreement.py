@@ -45,7 +45,7 @@ def agreement_by_step(
         rows = batch.groups[0]
         with torch.inference_mode():
             context, mask = vlm.build_context(batch.pixels, rows.prompt_ids, rows.prompt_mask)
-            logits, scored, _ = one_step_logits(
+            logits, scored = one_step_logits(
                 vlm.lm,
                 context,
                 mask,

@@ -401,9 +401,9 @@ def one_step_logits(
     block_size: int,
     mask_id: int,
     eos_id: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The student's one-forward logits for every block of ``tokens`` (R, W), given the blocks
-    before it: ``(logits (R, Wc, V), upto (R, Wc), first_eos (R,))``.
+    before it: ``(logits (R, Wc, V), upto (R, Wc))``.
 
     ``upto`` marks the positions up to and including a row's first ``<eos>`` (decoding truncates
     there). Wc <= W: the rollout ran as long as its longest row, which may be a looping row
@@ -418,7 +418,7 @@ def one_step_logits(
     canvas = make_canvas(tokens.masked_fill(~upto, eos_id), upto.long(), tail, block_size, eos_id)
     noisy = torch.full_like(canvas.tokens, mask_id)
     logits = response_logits(lm, rad_sequence(lm, context, context_mask, canvas, noisy))[:, :W]
-    return logits, upto[:, : logits.shape[1]], first_eos
+    return logits, upto[:, : logits.shape[1]]
 
 
 def dcd_loss(
@@ -436,7 +436,7 @@ def dcd_loss(
 ) -> torch.Tensor:
     """Step-weighted forward KL at every generated position + CE on the ``<eos>`` position."""
     tokens = shard["tokens"]
-    logits, upto, _ = one_step_logits(
+    logits, upto = one_step_logits(
         lm, context, context_mask, tokens, block_size=block_size, mask_id=mask_id, eos_id=eos_id
     )  # (R, Wc, V)
     R, Wc = upto.shape

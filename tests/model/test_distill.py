@@ -117,7 +117,7 @@ def test_eos_term_pulls_toward_the_teachers_eos_not_the_prefix_writers() -> None
         gap = dcd_loss(lm, context, mask, shard, eos_weight=1.0, **kwargs) - dcd_loss(
             lm, context, mask, shard, eos_weight=0.0, **kwargs
         )
-        logits, _, _ = one_step_logits(lm, context, mask, shard["tokens"], **kwargs)
+        logits, _ = one_step_logits(lm, context, mask, shard["tokens"], **kwargs)
     expected = -logits[0, 5].float().log_softmax(-1)[EOS_ID]
     torch.testing.assert_close(gap, expected, rtol=1e-4, atol=1e-5)
 
