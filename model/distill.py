@@ -117,7 +117,10 @@ class DCDConfig:
         and BLEU-4 from 0.201 to 0.215, while the repeat rate went from 0.001 to 0.004 (4
         reports in 1,000 instead of 1). ``dcd-b8.json`` ships 6 epochs + the round.
     student_prefix_epochs : int
-        Epochs of the round, over the phase-1 shards and the round's together.
+        Epochs of each round, over the phase-1 shards and every round's so far together.
+    student_prefix_rounds : int
+        Rounds, each on ``student_prefix_studies`` new studies written by the student as it is
+        after the previous round (DAgger's iteration; ``OUT/student-prefix-<round>``).
     """
 
     teacher_checkpoint: str = "runs/rad-b8/checkpoint"
@@ -136,10 +139,16 @@ class DCDConfig:
     trajectories: str | None = None
     student_prefix_studies: int = 0
     student_prefix_epochs: int = 1
+    student_prefix_rounds: int = 1
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
             raise DiffusionError(f"target must be one of {TARGETS}, got {self.target!r}")
+        if self.student_prefix_rounds < 1:
+            raise DiffusionError(
+                f"student_prefix_rounds must be >= 1, got {self.student_prefix_rounds}; "
+                "set student_prefix_studies = 0 for no round"
+            )
 
     @classmethod
     def from_file(cls, path: Path) -> DCDConfig:
@@ -339,18 +348,20 @@ def write_student_prefix(
     dataset: Any,
     config: DCDConfig,
     directory: Path,
+    round_number: int = 1,
 ) -> list[Path]:
-    """The student-prefix round's shards: the student writes, the teacher re-writes each block.
+    """A student-prefix round's shards: the student writes, the teacher re-writes each block.
 
-    Its studies follow phase 1's (wrapping), so the round also shows the student new images. The
-    shards depend on the student's weights, recorded with the settings: a resumed run whose
-    student is the same reuses them, one whose student differs is refused.
+    Its studies follow phase 1's and the earlier rounds' (wrapping), so each round also shows
+    the student new images. The shards depend on the student's weights, recorded with the
+    settings: a resumed run whose student is the same reuses them, one whose student differs is
+    refused.
     """
     settings = {"student_sha256": weights_sha256(student.lm)} | {
         name: getattr(config, name) for name in ("student_prefix_studies", "batch_size")
     }
     claim_directory(directory, settings)
-    first = config.studies
+    first = config.studies + (round_number - 1) * config.student_prefix_studies
     studies = [(first + i) % len(dataset) for i in range(config.student_prefix_studies)]
     roll = partial(
         rollout,
@@ -502,13 +513,15 @@ def distill(
     vlm.train()
     start = time.perf_counter()
     student = partial(student_step, vlm, tokenizer, dataset, config=config, optimizer=optimizer)
-    round_shards: list[Path] | None = None
+    rounds: dict[int, list[Path]] = {}
     for prefix in epoch_plan(config)[len(history) :]:
-        shards = phase_1
-        if prefix == STUDENT_PREFIX:
-            if round_shards is None:
-                round_shards = student_prefix_shards(config, vlm, tokenizer, dataset, out, history)
-            shards = phase_1 + round_shards
+        shards = list(phase_1)
+        for number in range(1, round_number(prefix) + 1):
+            if number not in rounds:
+                rounds[number] = student_prefix_shards(
+                    config, vlm, tokenizer, dataset, out, history, number
+                )
+            shards += rounds[number]
         history.append(train_epoch(student, shards, prefix, len(history), start))
         save_state(
             out / STATE_FILE,
@@ -543,9 +556,18 @@ STATE_FILE = "dcd_state.pt"
 
 
 def epoch_plan(config: DCDConfig) -> list[str]:
-    """Phase 2's epochs in order, by the prefix their new shards condition on."""
-    round_epochs = config.student_prefix_epochs if config.student_prefix_studies else 0
-    return [TEACHER_PREFIX] * config.epochs + [STUDENT_PREFIX] * round_epochs
+    """Phase 2's epochs in order, by the prefix their newest shards condition on."""
+    rounds = config.student_prefix_rounds if config.student_prefix_studies else 0
+    return [TEACHER_PREFIX] * config.epochs + [
+        f"{STUDENT_PREFIX} {number}"
+        for number in range(1, rounds + 1)
+        for _ in range(config.student_prefix_epochs)
+    ]
+
+
+def round_number(prefix: str) -> int:
+    """0 for a teacher-prefix epoch, else the student-prefix round the epoch belongs to."""
+    return 0 if prefix == TEACHER_PREFIX else int(prefix.rsplit(" ", 1)[1])
 
 
 def resume_student(
@@ -570,16 +592,17 @@ def student_prefix_shards(
     dataset: Any,
     out: Path,
     history: list[dict[str, Any]],
+    number: int,
 ) -> list[Path]:
-    """The round's shards: written now, or, when a resumed run is already past its first round
-    epoch (the student has moved on since it wrote them), the ones on disk."""
+    """Round ``number``'s shards: written now, or, when the run is already past the round's
+    first epoch (the student has moved on since it wrote them), the ones on disk."""
     from model.checkpoint import load_checkpoint
 
-    directory = out / "student-prefix"
-    if any(entry["prefix"] == STUDENT_PREFIX for entry in history):
+    directory = out / f"student-prefix-{number}"
+    if any(round_number(entry["prefix"]) == number for entry in history):
         return sorted(directory.glob("shard-*.pt"))
     teacher = load_checkpoint(Path(config.teacher_checkpoint)).vlm.lm.eval()
-    return write_student_prefix(teacher, vlm, tokenizer, dataset, config, directory)
+    return write_student_prefix(teacher, vlm, tokenizer, dataset, config, directory, number)
 
 
 def train_epoch(

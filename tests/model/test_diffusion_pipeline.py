@@ -71,18 +71,28 @@ def test_rad_then_dcd_then_bench(ar_checkpoint: Path, tmp_path: Path) -> None:
         train_studies=8,
         top_k=8,
         student_prefix_studies=4,
-        student_prefix_epochs=2,
+        student_prefix_rounds=2,
     )
-    # killed after the first round epoch: the round's shards are on disk, the student moved on
+    # killed after round 1's epoch: its shards are on disk, the student moved on since
     assert distill(dcd, tmp_path / "dcd", cache, stop_after=2) is None
-    round_shards = sorted((tmp_path / "dcd" / "student-prefix").glob("shard-*.pt"))
+    assert not (tmp_path / "dcd" / "student-prefix-2").exists()
+    round_1 = sorted((tmp_path / "dcd" / "student-prefix-1").glob("shard-*.pt"))
     # studies 6, 7 then wrap to 0, 1: the round follows phase 1's studies
-    studies = [torch.load(p, weights_only=True)["studies"].tolist() for p in round_shards]
-    assert studies == [[6, 7, 0], [1]]
-    round_written = {shard: shard.stat().st_mtime_ns for shard in round_shards}
-    dcd_dir = distill(dcd, tmp_path / "dcd", cache)  # resumes at the last epoch
+    assert round_studies(round_1) == [[6, 7, 0], [1]]
+    round_written = {shard: shard.stat().st_mtime_ns for shard in round_1}
+    dcd_dir = distill(dcd, tmp_path / "dcd", cache)  # resumes at round 2
     assert dcd_dir is not None
-    assert {shard: shard.stat().st_mtime_ns for shard in round_shards} == round_written
+    assert {shard: shard.stat().st_mtime_ns for shard in round_1} == round_written
+    # round 2 follows round 1's studies, written by the student after round 1
+    round_2 = sorted((tmp_path / "dcd" / "student-prefix-2").glob("shard-*.pt"))
+    assert round_studies(round_2) == [[2, 3, 4], [5]]
+    student_digests = {
+        json.loads((tmp_path / "dcd" / f"student-prefix-{n}" / "rollout.json").read_text())[
+            "student_sha256"
+        ]
+        for n in (1, 2)
+    }
+    assert len(student_digests) == 2
     shards = sorted((tmp_path / "dcd" / "trajectories").glob("shard-*.pt"))
     assert len(shards) == 2
     resumed = load_checkpoint(dcd_dir)
@@ -93,8 +103,8 @@ def test_rad_then_dcd_then_bench(ar_checkpoint: Path, tmp_path: Path) -> None:
     history = json.loads((dcd_dir / "metrics.json").read_text())["dcd_history"]
     assert [(h["epoch"], h["prefix"]) for h in history] == [
         (1, "teacher prefix"),
-        (2, "student prefix"),
-        (3, "student prefix"),
+        (2, "student prefix 1"),
+        (3, "student prefix 2"),
     ]
 
     # The factorized baseline trains on the DCD run's rollouts: phase 1 does not run again.
@@ -151,6 +161,10 @@ def test_rad_then_dcd_then_bench(ar_checkpoint: Path, tmp_path: Path) -> None:
             assert isinstance(row[key], float), key
     assert rows["ar"]["speedup_vs_ar"] == 1.0
     assert rows["diffusion-onestep"]["tokens_per_forward"] <= 4.0
+
+
+def round_studies(shards: list[Path]) -> list[list[int]]:
+    return [torch.load(p, weights_only=True)["studies"].tolist() for p in shards]
 
 
 def test_bench_rejects_checkpoint_for_unlisted_row(ar_checkpoint: Path, tmp_path: Path) -> None:
