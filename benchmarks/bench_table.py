@@ -27,11 +27,17 @@ COLUMNS = (
     "tokens_per_forward",
     "speedup_vs_ar",
     "macro_f1_14",
+    "macro_f1_14_vs_ar",
     "micro_f1_5",
+    "micro_f1_5_vs_ar",
     "bleu4",
     "rouge_l",
     "repeat_rate",
+    "tokens_per_report",
 )
+"""``*_vs_ar``: the row minus AR on the same studies [paired bootstrap 95% interval]; runs made
+before the bench computed it leave the cell empty. ``tokens_per_report`` is the report length,
+which the repeat rate depends on."""
 
 
 def load_runs(paths: list[Path]) -> list[dict[str, Any]]:
@@ -71,6 +77,8 @@ def markdown(runs: list[dict[str, Any]]) -> str:
 
 
 def _cell(value: Any) -> str:
+    if isinstance(value, dict):
+        return f"{value['delta']:+.3f} [{value['low']:+.3f}, {value['high']:+.3f}]"
     return "" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 

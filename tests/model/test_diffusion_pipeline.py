@@ -160,6 +160,11 @@ def test_rad_then_dcd_then_bench(ar_checkpoint: Path, tmp_path: Path) -> None:
         ):
             assert isinstance(row[key], float), key
     assert rows["ar"]["speedup_vs_ar"] == 1.0
+    assert "macro_f1_14_vs_ar" not in rows["ar"]
+    for name in ("diffusion-onestep", "diffusion-multistep@rad"):
+        gap = rows[name]["macro_f1_14_vs_ar"]
+        assert gap["delta"] == pytest.approx(rows[name]["macro_f1_14"] - rows["ar"]["macro_f1_14"])
+        assert gap["low"] <= gap["delta"] <= gap["high"]
     assert rows["diffusion-onestep"]["tokens_per_forward"] <= 4.0
 
 

@@ -1,0 +1,33 @@
+"""``echocxr bench``'s comparison against AR on the same studies."""
+
+from __future__ import annotations
+
+import pytest
+
+from clinical_eval import OBSERVATIONS, label_f1
+from clinical_eval.labeler import Labels
+from model.bench import paired_vs_ar
+
+
+def labels_with(present: set[str]) -> Labels:
+    return {name: 1 if name in present else None for name in OBSERVATIONS}
+
+
+def test_paired_vs_ar_is_the_rows_f1_minus_ars_with_its_interval() -> None:
+    findings = ["Cardiomegaly", "Edema", "Pleural Effusion", "Atelectasis"]
+    references = [labels_with({findings[i % 4]}) for i in range(60)]
+    # AR reads every study right; the row misses every third study's finding
+    row = [labels_with(set()) if i % 3 == 0 else ref for i, ref in enumerate(references)]
+    gaps = paired_vs_ar(references, row, references)
+
+    assert set(gaps) == {"macro_f1_14_vs_ar", "micro_f1_5_vs_ar"}
+    f1_row, f1_ar = label_f1(row, references), label_f1(references, references)
+    for name, aggregate in (("macro_f1_14", "macro14"), ("micro_f1_5", "micro5")):
+        gap = gaps[f"{name}_vs_ar"]
+        key = f"chexpert_rule_f1_{aggregate}_unc0"
+        assert gap["delta"] == pytest.approx(f1_row[key] - f1_ar[key])
+        assert gap["low"] <= gap["delta"] <= gap["high"] < 0  # worse on every resample
+        assert gap["p_value"] < 0.01
+
+    same = paired_vs_ar(references, references, references)["macro_f1_14_vs_ar"]
+    assert (same["delta"], same["low"], same["high"], same["p_value"]) == (0, 0, 0, 1)
