@@ -117,19 +117,29 @@ def f1_key(aggregate: str) -> str:
     return f"chexpert_rule_f1_{aggregate}_unc0"
 
 
-def quality(texts: list[str], labels: list[Labels], dataset: StudyDataset) -> dict[str, float]:
-    """Label F1 against the phantom ground truth, BLEU-4, ROUGE-L and the repeat rate."""
-    from clinical_eval import label_f1, score
+def quality(
+    texts: list[str], dataset: StudyDataset, labels: list[Labels] | None = None
+) -> dict[str, float]:
+    """Label F1 against the phantom ground truth, BLEU-4, ROUGE-L and the repeat rate;
+    ``labels`` are the texts' labels when the caller has them already."""
+    from clinical_eval import label, label_f1, score
     from clinical_eval.audit import repetition_stats
 
-    references = [record.report_text for record in dataset.records]
-    f1 = label_f1(labels, [record.labels for record in dataset.records])
-    language = score(texts, references, metrics=["bleu", "rouge_l"])
+    f1 = label_f1(labels or label(texts), [record.labels for record in dataset.records])
+    language = score(texts, [record.report_text for record in dataset.records], ["bleu", "rouge_l"])
     return {name: f1[f1_key(aggregate)] for name, aggregate in LABEL_F1.items()} | {
         "bleu4": language["bleu4"],
         "rouge_l": language["rouge_l"],
         "repeat_rate": repetition_stats(texts)["share_with_repeated_sentence"],
     }
+
+
+def per_observation_f1(labels: list[Labels], references: list[Labels]) -> dict[str, float]:
+    """F1 of each of the 14 observations, to see which findings a gap in macro-F1 comes from."""
+    from clinical_eval.label_metrics import label_matrix, per_label
+
+    found = per_label(label_matrix(labels), label_matrix(references), uncertain_as=0)
+    return {name: scores["f1"] for name, scores in found.items()}
 
 
 def paired_vs_ar(
@@ -159,6 +169,7 @@ def run_bench(
     torch.set_num_threads(threads)
     results = []
     ar_labels = None
+    references = [record.labels for record in dataset.records]
     for row in rows:
         loaded = load_checkpoint(row.checkpoint)
         if row.block_size is not None and loaded.vlm.config.block_size != row.block_size:
@@ -176,12 +187,13 @@ def run_bench(
             "block_size": row.block_size,
             "batch_size": batch_size,
             **{k: v for k, v in decoded.items() if k != "texts"},
-            **quality(decoded["texts"], labels, dataset),
+            **quality(decoded["texts"], dataset, labels),
+            "per_observation_f1": per_observation_f1(labels, references),
         }
         if row.engine == "ar":
             ar_labels = labels
         elif ar_labels is not None:  # rows are sorted with ar first
-            result |= paired_vs_ar(ar_labels, labels, [r.labels for r in dataset.records])
+            result |= paired_vs_ar(ar_labels, labels, references)
         result["tokens_per_forward"] = result["tokens_per_report"] / max(
             result["forwards_per_report"], 1e-9
         )

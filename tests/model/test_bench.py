@@ -6,7 +6,7 @@ import pytest
 
 from clinical_eval import OBSERVATIONS, label_f1
 from clinical_eval.labeler import Labels
-from model.bench import paired_vs_ar
+from model.bench import paired_vs_ar, per_observation_f1
 
 
 def labels_with(present: set[str]) -> Labels:
@@ -31,3 +31,14 @@ def test_paired_vs_ar_is_the_rows_f1_minus_ars_with_its_interval() -> None:
 
     same = paired_vs_ar(references, references, references)["macro_f1_14_vs_ar"]
     assert (same["delta"], same["low"], same["high"], same["p_value"]) == (0, 0, 0, 1)
+
+
+def test_per_observation_f1_names_the_finding_a_row_misses() -> None:
+    references = [labels_with({"Cardiomegaly"} if i % 2 else {"Edema"}) for i in range(12)]
+    # the row misses cardiomegaly in studies 3 and 9: recall 4/6, precision 1, F1 0.8
+    row = [labels_with(set()) if i in (3, 9) else ref for i, ref in enumerate(references)]
+    f1 = per_observation_f1(row, references)
+    assert set(f1) == set(OBSERVATIONS)
+    assert f1["Cardiomegaly"] == pytest.approx(0.8)
+    assert f1["Edema"] == 1.0
+    assert f1["Pneumothorax"] == 0.0  # never present, never predicted

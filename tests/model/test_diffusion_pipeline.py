@@ -159,6 +159,7 @@ def test_rad_then_dcd_then_bench(ar_checkpoint: Path, tmp_path: Path) -> None:
             "speedup_vs_ar",
         ):
             assert isinstance(row[key], float), key
+        assert len(row["per_observation_f1"]) == 14
     assert rows["ar"]["speedup_vs_ar"] == 1.0
     assert "macro_f1_14_vs_ar" not in rows["ar"]
     for name in ("diffusion-onestep", "diffusion-multistep@rad"):
