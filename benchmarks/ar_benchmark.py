@@ -92,9 +92,10 @@ def finding_head_scores(
 
     if vlm.findings is None:
         return {}
-    logits = torch.cat(
-        [vlm.embed_images_with_findings(pixels[i : i + 64])[1] for i in range(0, len(pixels), 64)]
-    )
+    chunks = [
+        vlm.embed_images_with_findings(pixels[i : i + 64])[1] for i in range(0, len(pixels), 64)
+    ]
+    logits = torch.cat([chunk for chunk in chunks if chunk is not None])  # none is: findings exist
     probs = torch.sigmoid(logits).numpy()
     truth = np.array([[r.labels.get(name) == 1 for name in OBSERVATIONS] for r in records])
     scores = {}

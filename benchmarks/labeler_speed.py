@@ -20,6 +20,7 @@ import pstats
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 from clinical_eval.labeler import label, pipeline
 from clinical_eval.validation import load_examples
@@ -67,7 +68,7 @@ def main() -> None:
         start = time.perf_counter()
         label(texts)
         rates.append(len(texts) / (time.perf_counter() - start))
-    result = {
+    result: dict[str, Any] = {
         "reports": len(texts),
         "mean_words_per_report": round(words, 1),
         "pipeline_build_s": round(build_s, 3),
