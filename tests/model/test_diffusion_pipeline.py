@@ -61,6 +61,13 @@ def test_rad_then_dcd_then_bench(ar_checkpoint: Path, tmp_path: Path) -> None:
     assert [
         h["step"] for h in json.loads((rad_dir / "metrics.json").read_text())["rad_history"]
     ] == [2, 3]
+    # a RAD checkpoint trains further with a fresh schedule, at its own block size only
+    more = replace(rad, init_checkpoint=str(rad_dir), steps=1)
+    continued = load_checkpoint(train_rad(more, tmp_path / "rad-more", cache))
+    assert continued.vlm.config.block_size == 4
+    assert continued.weights_sha256 != teacher.weights_sha256
+    with pytest.raises(DiffusionError, match="block size 4"):
+        train_rad(replace(more, block_size=8), tmp_path / "rad-b8", cache)
 
     dcd = DCDConfig(
         teacher_checkpoint=str(rad_dir),
