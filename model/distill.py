@@ -120,7 +120,10 @@ class DCDConfig:
         Epochs of each round, over the phase-1 shards and every round's so far together.
     student_prefix_rounds : int
         Rounds, each on ``student_prefix_studies`` new studies written by the student as it is
-        after the previous round (DAgger's iteration; ``OUT/student-prefix-<round>``).
+        after the previous round (DAgger's iteration; ``OUT/student-prefix-<round>``). A second
+        round after the shipped schedule (rad-b8 teacher of 1,500 steps) lowered macro-F1 on
+        2,000 test studies from 0.451 to 0.433 (``benchmarks/results/engines_bench.md``), so the
+        recipes run one.
     """
 
     teacher_checkpoint: str = "runs/rad-b8/checkpoint"
