@@ -15,11 +15,11 @@ if TYPE_CHECKING:
 
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
 DEFAULT_CHECKPOINT = CHECKPOINTS / "ar-tiny"
-# The engine `echocxr report` and the demo use. One-step decoding is 4.1x faster at batch 1 but,
-# as shipped, writes clinically worse drafts (macro-F1 0.449 vs 0.525 on 500 phantom test
-# studies, benchmarks/results/engines_bench.md); on a CPU that saves ~0.27 s per report, less than
-# a reader notices, so the more accurate engine is the default until the one-step model is within
-# 0.02 of it. ECHOCXR_ENGINE=diffusion-onestep selects it.
+# The engine `echocxr report` and the demo use. One-step decoding is 4.0x faster at batch 1 but,
+# as shipped, writes clinically worse drafts (macro-F1 0.072 below AR on 2,000 phantom test
+# studies, 95% interval [-0.088, -0.057], benchmarks/results/engines_bench.md); on a CPU that
+# saves ~0.12 s per report, less than a reader notices, so the more accurate engine is the default
+# until the one-step model is within 0.02 of it. ECHOCXR_ENGINE=diffusion-onestep selects it.
 DEFAULT_ENGINE = "ar"
 # a checkpoint given without an engine runs with the engine its stage was trained for
 ENGINE_FOR_STAGE = {"ar": "ar", "rad": "diffusion-multistep", "dcd": "diffusion-onestep"}
