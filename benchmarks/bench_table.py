@@ -90,10 +90,11 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
         if run["engines"][0]["batch_size"] == 1:
             for row in run["engines"]:
                 newest[(_block(run), row["row"])] = row
+    ar_block = min(block for block, _ in newest)  # AR is the same model at every B: one point
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for (block, name), row in newest.items():
-        if row["engine"] == "ar" and block != min(b for b, _ in newest):
-            continue  # AR is the same model at every B: one point
+        if row["engine"] == "ar" and block != ar_block:
+            continue
         label = f"{name} B={row['block_size'] or '-'}"
         axis.scatter(row["speedup_vs_ar"], row["macro_f1_14"], s=30)
         axis.annotate(label, (row["speedup_vs_ar"], row["macro_f1_14"]), fontsize=6)
