@@ -53,11 +53,13 @@ from tqdm import tqdm
 
 from model.diffusion import (
     DiffusionError,
+    check_precision,
     first_block_start,
     make_canvas,
     rad_sequence,
     read_recipe,
     response_logits,
+    training_autocast,
 )
 from model.sampling import BlockTrace, decode_blocks, forced_block, special_id
 
@@ -118,6 +120,9 @@ class DCDConfig:
         reports in 1,000 instead of 1). ``dcd-b8.json`` ships 6 epochs + the round.
     student_prefix_epochs : int
         Epochs of each round, over the phase-1 shards and every round's so far together.
+    precision : {"fp32", "bf16"}
+        Arithmetic of the student's training forward (:func:`model.diffusion.training_autocast`);
+        the teacher's rollouts stay fp32, so its targets do not depend on it.
     student_prefix_rounds : int
         Rounds, each on ``student_prefix_studies`` new studies written by the student as it is
         after the previous round (DAgger's iteration; ``OUT/student-prefix-<round>``). A second
@@ -143,8 +148,10 @@ class DCDConfig:
     student_prefix_studies: int = 0
     student_prefix_epochs: int = 1
     student_prefix_rounds: int = 1
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
+        check_precision(self.precision)
         if self.target not in TARGETS:
             raise DiffusionError(f"target must be one of {TARGETS}, got {self.target!r}")
         if self.student_prefix_rounds < 1:
@@ -515,7 +522,15 @@ def distill(
     history = resume_student(vlm, optimizer, out / STATE_FILE, seed)
     vlm.train()
     start = time.perf_counter()
-    student = partial(student_step, vlm, tokenizer, dataset, config=config, optimizer=optimizer)
+    student = partial(
+        student_step,
+        vlm,
+        tokenizer,
+        dataset,
+        config=config,
+        optimizer=optimizer,
+        autocast=training_autocast(vlm.lm, config.precision),
+    )
     rounds: dict[int, list[Path]] = {}
     for prefix in epoch_plan(config)[len(history) :]:
         shards = list(phase_1)
@@ -639,6 +654,7 @@ def student_step(
     *,
     config: DCDConfig,
     optimizer: torch.optim.Optimizer,
+    autocast: torch.autocast,
 ) -> float:
     """One optimizer step of the student on the kept rows of one shard."""
     from model.train import collate
@@ -650,18 +666,19 @@ def student_step(
     with torch.no_grad():
         visual = vlm.embed_images(batch.pixels)
     context, mask = vlm.assemble_context(visual, rows.prompt_ids, rows.prompt_mask)
-    loss = dcd_loss(
-        vlm.lm,
-        context,
-        mask,
-        shard,
-        block_size=int(vlm.config.block_size or 0),
-        mask_id=tokenizer.mask_id,
-        eos_id=tokenizer.eos_id,
-        target=config.target,
-        step_weighting=config.step_weighting,
-        eos_weight=config.eos_weight,
-    )
+    with autocast:
+        loss = dcd_loss(
+            vlm.lm,
+            context,
+            mask,
+            shard,
+            block_size=int(vlm.config.block_size or 0),
+            mask_id=tokenizer.mask_id,
+            eos_id=tokenizer.eos_id,
+            target=config.target,
+            step_weighting=config.step_weighting,
+            eos_weight=config.eos_weight,
+        )
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(vlm.lm.parameters(), 1.0)
