@@ -217,7 +217,10 @@ def response_logits(lm: LlamaForCausalLM, sequence: RADSequence) -> torch.Tensor
         position_ids=sequence.position_ids,
         use_cache=False,  # one pass over the whole layout: a KV cache would only cost memory
     ).last_hidden_state
-    return lm.lm_head(hidden[:, sequence.noisy_slice])
+    # fp32 logits under bf16 autocast: bf16 keeps 8 bits of mantissa, so a logit near 10 would
+    # move in steps of 0.06 and the KL / cross-entropy gradient with it.
+    with torch.autocast(hidden.device.type, enabled=False):
+        return lm.lm_head(hidden[:, sequence.noisy_slice].float())
 
 
 def rad_loss(
@@ -313,12 +316,14 @@ def check_precision(precision: str) -> None:
 def training_autocast(lm: LlamaForCausalLM, precision: str) -> torch.autocast:
     """The context a training forward of stages 2 and 3 runs in (CPU).
 
-    At "bf16", matrix products run in bfloat16 while weights, optimizer state, softmax and loss
-    stay fp32: on this machine's AMX units a bf16 product of the LM's shapes is 4-7x faster
-    than fp32, and a RAD step 1.7x faster (``benchmarks/results/training_precision.md``). On a
-    CPU without native bf16 (no AVX512-BF16 or AMX) it would be slower; keep "fp32" there.
-    PyTorch's CPU sdpa kernel is slower in bf16 than in fp32 with our additive mask, so "bf16"
-    also switches the LM to transformers' eager attention, which applies the same bias.
+    At "bf16", the transformer's matrix products run in bfloat16 while weights, optimizer state,
+    the output projection (:func:`response_logits`), softmax and loss stay fp32: with this
+    machine's AMX units a RAD step runs 1.7-1.8x faster
+    (``benchmarks/results/training_precision.md``). On a CPU without native bf16 (no AVX512-BF16
+    or AMX) it would be slower. PyTorch's CPU sdpa kernel is slower in bf16 than in fp32 with
+    our additive mask, so "bf16" also switches the LM to transformers' eager attention, which
+    applies the same bias. The shipped recipes stay fp32: a bf16 chain scored lower
+    (``benchmarks/results/stages_2_3_time.md``).
     """
     check_precision(precision)
     if precision == "bf16":
@@ -343,6 +348,24 @@ def batch_loss(vlm: VLM, batch: Batch, tokenizer: Tokenizer, config: RADConfig) 
         eos_id=tokenizer.eos_id,
         t_min=config.t_min,
     )
+
+
+def rad_step(
+    vlm: VLM,
+    batch: Batch,
+    tokenizer: Tokenizer,
+    config: RADConfig,
+    optimizer: torch.optim.Optimizer,
+    autocast: torch.autocast,
+) -> float:
+    """One optimizer step on one batch (forward under ``autocast``, clipped gradients); its loss."""
+    with autocast:
+        loss = batch_loss(vlm, batch, tokenizer, config)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(vlm.parameters(), 1.0)
+    optimizer.step()
+    return float(loss.item())
 
 
 def continue_as_stage(vlm: VLM, stage: str, block_size: int) -> None:
@@ -419,14 +442,9 @@ def train_rad(
         torch.manual_seed(seed * 100_003 + step)  # the noise draw of this step
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, config.steps, schedule)
-        with autocast:
-            loss = batch_loss(vlm, batch, tokenizer, config)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vlm.parameters(), 1.0)
-        optimizer.step()
+        loss = rad_step(vlm, batch, tokenizer, config, optimizer, autocast)
         step += 1
-        running = loss.item() if math.isnan(running) else 0.9 * running + 0.1 * loss.item()
+        running = loss if math.isnan(running) else 0.9 * running + 0.1 * loss
         if step % config.eval_every == 0 or step == config.steps:
             history.append(
                 {

@@ -62,7 +62,7 @@ def test_rad_then_dcd_then_bench(ar_checkpoint: Path, tmp_path: Path) -> None:
         h["step"] for h in json.loads((rad_dir / "metrics.json").read_text())["rad_history"]
     ] == [2, 3]
     # a RAD checkpoint trains further with a fresh schedule, at its own block size only
-    more = replace(rad, init_checkpoint=str(rad_dir), steps=1)
+    more = replace(rad, init_checkpoint=str(rad_dir), steps=1, precision="bf16")
     continued = load_checkpoint(train_rad(more, tmp_path / "rad-more", cache))
     assert continued.vlm.config.block_size == 4
     assert continued.weights_sha256 != teacher.weights_sha256
@@ -79,6 +79,7 @@ def test_rad_then_dcd_then_bench(ar_checkpoint: Path, tmp_path: Path) -> None:
         top_k=8,
         student_prefix_studies=4,
         student_prefix_rounds=2,
+        precision="bf16",
     )
     # killed after round 1's epoch: its shards are on disk, the student moved on since
     assert distill(dcd, tmp_path / "dcd", cache, stop_after=2) is None
