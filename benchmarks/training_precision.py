@@ -25,8 +25,13 @@ import torch
 
 from model.checkpoint import load_checkpoint
 from model.data.datasets import StudyDataset, phantom_cache
-from model.diffusion import RADConfig, continue_as_stage, rad_step, training_autocast
-from model.train import collate
+from model.diffusion import (
+    RADConfig,
+    continue_as_stage,
+    rad_batch,
+    rad_step,
+    training_autocast,
+)
 
 RESULTS = Path(__file__).parent / "results"
 REPO = Path(__file__).parent.parent
@@ -50,13 +55,7 @@ def run_steps(
     vlm.train()
     seconds, losses = [], []
     for step in range(WARMUP + steps):
-        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(step))
-        batch = collate(
-            [dataset[int(i)] for i in order[: recipe.batch_size]],
-            tokenizer,
-            vlm.config.max_response_tokens,
-        )
-        torch.manual_seed(step)
+        batch = rad_batch(dataset, tokenizer, recipe, vlm.config.max_response_tokens, 0, step)
         began = time.perf_counter()
         losses.append(rad_step(vlm, batch, tokenizer, recipe, optimizer, autocast))
         seconds.append(time.perf_counter() - began)

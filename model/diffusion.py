@@ -47,6 +47,7 @@ import torch.nn.functional as F
 if TYPE_CHECKING:
     from transformers import LlamaForCausalLM
 
+    from model.data.datasets import StudyDataset
     from model.tokenizer import Tokenizer
     from model.train import Batch
     from model.vlm import VLM
@@ -350,6 +351,29 @@ def batch_loss(vlm: VLM, batch: Batch, tokenizer: Tokenizer, config: RADConfig) 
     )
 
 
+def rad_batch(
+    dataset: StudyDataset,
+    tokenizer: Tokenizer,
+    config: RADConfig,
+    max_response_tokens: int,
+    seed: int,
+    step: int,
+) -> Batch:
+    """The batch of training step ``step``; also seeds torch's generator for that step's noise.
+
+    Both depend on (seed, step) only, so a resumed run draws what the uninterrupted one did.
+    """
+    from model.train import collate
+
+    key = seed * 100_003 + step
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(key))
+    batch = collate(
+        [dataset[int(i)] for i in order[: config.batch_size]], tokenizer, max_response_tokens
+    )
+    torch.manual_seed(key)  # the noise draw of this step
+    return batch
+
+
 def rad_step(
     vlm: VLM,
     batch: Batch,
@@ -401,7 +425,7 @@ def train_rad(
     from model.checkpoint import load_checkpoint, save_checkpoint
     from model.config import TrainConfig
     from model.data.datasets import StudyDataset, phantom_cache
-    from model.train import collate, data_hash, lr_at, make_optimizer, save_state
+    from model.train import data_hash, lr_at, make_optimizer, save_state
 
     loaded = load_checkpoint(Path(config.init_checkpoint))
     vlm, tokenizer = loaded.vlm, loaded.tokenizer
@@ -431,15 +455,7 @@ def train_rad(
     vlm.train()
     start, running = time.perf_counter(), float("nan")
     while step < config.steps:
-        order = torch.randperm(
-            len(dataset), generator=torch.Generator().manual_seed(seed * 100_003 + step)
-        )
-        batch = collate(
-            [dataset[int(i)] for i in order[: config.batch_size]],
-            tokenizer,
-            vlm.config.max_response_tokens,
-        )
-        torch.manual_seed(seed * 100_003 + step)  # the noise draw of this step
+        batch = rad_batch(dataset, tokenizer, config, vlm.config.max_response_tokens, seed, step)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, config.steps, schedule)
         loss = rad_step(vlm, batch, tokenizer, config, optimizer, autocast)
