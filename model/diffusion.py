@@ -383,12 +383,11 @@ def rad_step(
     autocast: torch.autocast,
 ) -> float:
     """One optimizer step on one batch (forward under ``autocast``, clipped gradients); its loss."""
+    from model.train import clipped_step
+
     with autocast:
         loss = batch_loss(vlm, batch, tokenizer, config)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(vlm.parameters(), 1.0)
-    optimizer.step()
+    clipped_step(loss, optimizer, vlm.parameters())
     return float(loss.item())
 
 

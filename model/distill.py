@@ -657,7 +657,7 @@ def student_step(
     autocast: torch.autocast,
 ) -> float:
     """One optimizer step of the student on the kept rows of one shard."""
-    from model.train import collate
+    from model.train import clipped_step, collate
 
     batch = collate(
         [dataset[int(i)] for i in shard["studies"]], tokenizer, vlm.config.max_response_tokens
@@ -679,8 +679,5 @@ def student_step(
             step_weighting=config.step_weighting,
             eos_weight=config.eos_weight,
         )
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(vlm.lm.parameters(), 1.0)
-    optimizer.step()
+    clipped_step(loss, optimizer, vlm.lm.parameters())
     return float(loss.item())

@@ -16,7 +16,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -192,6 +192,17 @@ def make_optimizer(vlm: torch.nn.Module, config: TrainConfig) -> torch.optim.Ada
     return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.98))
 
 
+def clipped_step(
+    loss: torch.Tensor, optimizer: torch.optim.Optimizer, parameters: Iterable[torch.Tensor]
+) -> None:
+    """Backpropagate ``loss`` and step, with the gradient norm of ``parameters`` clipped at 1
+    (every stage trains with the same clip)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+    optimizer.step()
+
+
 def lr_at(step: int, total: int, config: TrainConfig) -> float:
     """Linear warm-up then cosine decay to 10% of the peak."""
     if step < config.warmup_steps:
@@ -333,10 +344,7 @@ class Trainer:
             group["lr"] = lr_at(self.step, self.total_steps, self.config)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             loss = model(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.objective.parameters(), 1.0)
-        self.optimizer.step()
+        clipped_step(loss, self.optimizer, self.objective.parameters())
         self.step += 1
         return float(loss.item())
 
