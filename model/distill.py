@@ -53,6 +53,7 @@ from tqdm import tqdm
 
 from model.diffusion import (
     DiffusionError,
+    check_length_buckets,
     check_precision,
     first_block_start,
     make_canvas,
@@ -129,6 +130,12 @@ class DCDConfig:
         round after the shipped schedule (rad-b8 teacher of 1,500 steps) lowered macro-F1 on
         2,000 test studies from 0.451 to 0.433 (``benchmarks/results/engines_bench.md``), so the
         recipes run one.
+    length_buckets : int
+        Phase 1 and each round cut their studies into groups of ``length_buckets`` shards and sort
+        each group by reference report length before cutting it into shards (1: study order). A
+        rollout batch runs until its longest report ends and a student step pads every row to
+        the longest trajectory of its shard, so similar lengths save time in both
+        (``benchmarks/results/length_buckets.md``). Shard order stays random in every epoch.
     """
 
     teacher_checkpoint: str = "runs/rad-b8/checkpoint"
@@ -149,9 +156,11 @@ class DCDConfig:
     student_prefix_epochs: int = 1
     student_prefix_rounds: int = 1
     precision: str = "fp32"
+    length_buckets: int = 1
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
+        check_length_buckets(self.length_buckets)
         if self.target not in TARGETS:
             raise DiffusionError(f"target must be one of {TARGETS}, got {self.target!r}")
         if self.student_prefix_rounds < 1:
@@ -262,7 +271,15 @@ ROLLOUT_FILE = "rollout.json"
 
 def rollout_settings(config: DCDConfig, teacher_sha256: str) -> dict[str, Any]:
     """What phase-1 shards depend on; shards written under other settings are not reused."""
-    fields = ("studies", "teacher_steps", "threshold", "top_k", "phantom_seed", "train_studies")
+    fields = (
+        "studies",
+        "teacher_steps",
+        "threshold",
+        "top_k",
+        "phantom_seed",
+        "train_studies",
+        "length_buckets",
+    )
     return {"teacher_sha256": teacher_sha256, "batch_size": config.batch_size} | {
         name: getattr(config, name) for name in fields
     }
@@ -319,6 +336,25 @@ def write_shards(
     return shards
 
 
+def rollout_order(
+    studies: list[int], dataset: Any, tokenizer: Tokenizer, config: DCDConfig
+) -> list[int]:
+    """``studies`` in shard order: each group of ``length_buckets`` shards sorted by length."""
+    from model.train import length_sorted_batches
+
+    if config.length_buckets == 1:
+        return studies
+    group = config.batch_size * config.length_buckets
+    return [
+        study
+        for first in range(0, len(studies), group)
+        for batch in length_sorted_batches(
+            studies[first : first + group], dataset.records, tokenizer, config.batch_size
+        )
+        for study in batch
+    ]
+
+
 def write_trajectories(
     vlm: VLM,
     tokenizer: Tokenizer,
@@ -336,7 +372,7 @@ def write_trajectories(
         block_size=int(vlm.config.block_size or 0),
         max_new_tokens=vlm.config.max_response_tokens,
     )
-    studies = list(range(config.studies))
+    studies = rollout_order(list(range(config.studies)), dataset, tokenizer, config)
     return write_shards(
         vlm, tokenizer, dataset, studies, config.batch_size, directory, roll, "teacher trajectories"
     )
@@ -368,11 +404,17 @@ def write_student_prefix(
     refused.
     """
     settings = {"student_sha256": weights_sha256(student.lm)} | {
-        name: getattr(config, name) for name in ("student_prefix_studies", "batch_size")
+        name: getattr(config, name)
+        for name in ("student_prefix_studies", "batch_size", "length_buckets")
     }
     claim_directory(directory, settings)
     first = config.studies + (round_number - 1) * config.student_prefix_studies
-    studies = [(first + i) % len(dataset) for i in range(config.student_prefix_studies)]
+    studies = rollout_order(
+        [(first + i) % len(dataset) for i in range(config.student_prefix_studies)],
+        dataset,
+        tokenizer,
+        config,
+    )
     roll = partial(
         rollout,
         teacher,

@@ -120,6 +120,20 @@ def collate(items: list[dict[str, Any]], tokenizer: Tokenizer, max_response: int
     return Batch(torch.stack([item["pixels"] for item in items]), groups, targets)
 
 
+def length_sorted_batches(
+    pool: Sequence[int], records: Sequence[StudyRecord], tokenizer: Tokenizer, batch_size: int
+) -> list[list[int]]:
+    """``pool`` (study indices) cut into batches of similar report length, shortest first.
+
+    Every row is padded to the longest report of its batch. Over uniformly drawn batches of 16,
+    ~46% of the response tokens of a stages 2-3 step were padding; sorting a pool of 8 batches
+    before cutting it leaves ~7% (``benchmarks/results/length_buckets.md``).
+    """
+    lengths = [len(tokenizer.response(records[i].report_text)) for i in pool]
+    ordered = [pool[j] for j in sorted(range(len(pool)), key=lengths.__getitem__)]
+    return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+
+
 def rows_loss(vlm: VLM, visual: torch.Tensor, rows: Rows) -> torch.Tensor:
     """Mean cross-entropy over the response tokens of one row group."""
     context, context_mask = vlm.assemble_context(
