@@ -37,14 +37,18 @@ RESULTS = Path(__file__).parent / "results"
 REPO = Path(__file__).parent.parent
 CONFIGS = (("fp32", "sdpa"), ("bf16", "sdpa"), ("bf16", "eager"))
 WARMUP = 2
+# the recipe the steps come from: batch 16 at the continued run's learning rate
+SHIPPED_RECIPE = RADConfig.from_file(REPO / "model/configs/rad-b8-more.json")
 
 
 def run_steps(
-    precision: str, attention: str, threads: int, steps: int, cache: Path
+    recipe: RADConfig, precision: str, attention: str, threads: int, steps: int, cache: Path
 ) -> dict[str, Any]:
-    """Time ``steps`` training steps of a fresh copy of the shipped teacher."""
+    """Time ``steps`` training steps of ``recipe`` on a fresh copy of the shipped teacher.
+
+    ``padding`` is the share of the report rows' response positions that are padding.
+    """
     torch.set_num_threads(threads)
-    recipe = replace(RADConfig.from_file(REPO / "model/configs/rad-b8-more.json"), precision="fp32")
     loaded = load_checkpoint(REPO / "model/checkpoints/rad-b8")
     vlm, tokenizer = loaded.vlm, loaded.tokenizer
     continue_as_stage(vlm, "rad", recipe.block_size)
@@ -53,9 +57,10 @@ def run_steps(
     dataset = StudyDataset(cache, qa_per_study=0, seed=0)
     optimizer = torch.optim.AdamW([p for p in vlm.parameters() if p.requires_grad], lr=recipe.lr)
     vlm.train()
-    seconds, losses = [], []
+    seconds, losses, padding = [], [], []
     for step in range(WARMUP + steps):
         batch = rad_batch(dataset, tokenizer, recipe, vlm.config.max_response_tokens, 0, step)
+        padding.append(1 - batch.groups[0].response_mask.float().mean().item())
         began = time.perf_counter()
         losses.append(rad_step(vlm, batch, tokenizer, recipe, optimizer, autocast))
         seconds.append(time.perf_counter() - began)
@@ -65,6 +70,7 @@ def run_steps(
         "threads": threads,
         "step_s": statistics.median(seconds[WARMUP:]),
         "losses": losses,
+        "padding": statistics.mean(padding),
     }
 
 
@@ -91,8 +97,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
     cache = phantom_cache(REPO / "runs/cache", 0, 4000, "train", 128)
+    recipe = replace(SHIPPED_RECIPE, precision="fp32", length_buckets=1)
     rows = [
-        run_steps(precision, attention, threads, args.steps, cache)
+        run_steps(recipe, precision, attention, threads, args.steps, cache)
         for threads in args.threads
         for precision, attention in CONFIGS
     ]

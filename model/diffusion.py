@@ -236,8 +236,14 @@ def rad_loss(
     eos_id: int,
     t_min: float = 0.1,
     generator: torch.Generator | None = None,
+    tokens_per_row: float | None = None,
 ) -> torch.Tensor:
-    """The 1/t-weighted masked-diffusion loss of one RAD forward (module docstring)."""
+    """The 1/t-weighted masked-diffusion loss of one RAD forward (module docstring).
+
+    The weighted sum is divided by the batch's supervised tokens, or, given ``tokens_per_row``,
+    by rows x that constant, which length-bucketed batches need
+    (:func:`model.train.mean_report_tokens`).
+    """
     tail = context_embeds.shape[1] - first_block_start(context_embeds.shape[1], block_size)
     canvas = make_canvas(response_ids, response_mask, tail, block_size, eos_id)
     masked, t = sample_noise(canvas, t_min, generator)
@@ -245,7 +251,14 @@ def rad_loss(
     logits = response_logits(lm, rad_sequence(lm, context_embeds, context_mask, canvas, noisy))
     ce = F.cross_entropy(logits.float().flatten(0, 1), canvas.tokens.flatten(), reduction="none")
     weighted = (ce.view_as(t) / t) * masked
-    return weighted.sum() / canvas.supervised.sum().clamp(min=1)
+    return weighted.sum() / token_count(canvas.supervised, tokens_per_row)
+
+
+def token_count(counted: torch.Tensor, tokens_per_row: float | None) -> torch.Tensor | float:
+    """The divisor of a per-token loss over ``counted`` (R, W): its count, or R x a constant."""
+    if tokens_per_row is None:
+        return counted.sum().clamp(min=1)
+    return counted.shape[0] * tokens_per_row
 
 
 # --------------------------------------------------------------------------------------------
@@ -277,8 +290,9 @@ class RADConfig:
         Each step draws ``length_buckets`` batches' worth of studies, sorts them by report length
         and trains on one of the resulting batches, chosen at random: every study is still drawn
         with the same probability, but a batch pads its reports to a similar length (1: a uniform
-        batch). At 8, a step on two threads took 0.70 s instead of 1.06 s
-        (``benchmarks/results/length_buckets.md``).
+        batch). The loss then divides by a constant per row, not by the batch's token count
+        (:func:`model.train.mean_report_tokens`). At 8, a step on two threads took 0.70 s
+        instead of 1.06 s (``benchmarks/results/length_buckets.md``).
     """
 
     init_checkpoint: str = "model/checkpoints/ar-tiny"
@@ -345,7 +359,13 @@ def training_autocast(lm: LlamaForCausalLM, precision: str) -> torch.autocast:
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def batch_loss(vlm: VLM, batch: Batch, tokenizer: Tokenizer, config: RADConfig) -> torch.Tensor:
+def batch_loss(
+    vlm: VLM,
+    batch: Batch,
+    tokenizer: Tokenizer,
+    config: RADConfig,
+    tokens_per_row: float | None = None,
+) -> torch.Tensor:
     """RAD loss of the report rows of a batch (vision and projector frozen, ECHO section 1)."""
     rows = batch.groups[0]  # the report rows; RAD trains no Q&A turns
     with torch.no_grad():
@@ -361,6 +381,7 @@ def batch_loss(vlm: VLM, batch: Batch, tokenizer: Tokenizer, config: RADConfig) 
         mask_id=tokenizer.mask_id,
         eos_id=tokenizer.eos_id,
         t_min=config.t_min,
+        tokens_per_row=tokens_per_row,
     )
 
 
@@ -398,12 +419,13 @@ def rad_step(
     config: RADConfig,
     optimizer: torch.optim.Optimizer,
     autocast: torch.autocast,
+    tokens_per_row: float | None = None,
 ) -> float:
     """One optimizer step on one batch (forward under ``autocast``, clipped gradients); its loss."""
     from model.train import clipped_step
 
     with autocast:
-        loss = batch_loss(vlm, batch, tokenizer, config)
+        loss = batch_loss(vlm, batch, tokenizer, config, tokens_per_row)
     clipped_step(loss, optimizer, vlm.parameters())
     return float(loss.item())
 
@@ -441,7 +463,7 @@ def train_rad(
     from model.checkpoint import load_checkpoint, save_checkpoint
     from model.config import TrainConfig
     from model.data.datasets import StudyDataset, phantom_cache
-    from model.train import data_hash, lr_at, make_optimizer, save_state
+    from model.train import data_hash, lr_at, make_optimizer, mean_report_tokens, save_state
 
     loaded = load_checkpoint(Path(config.init_checkpoint))
     vlm, tokenizer = loaded.vlm, loaded.tokenizer
@@ -457,6 +479,9 @@ def train_rad(
         cache_root, config.phantom_seed, config.train_studies, "train", vlm.config.image_size
     )
     dataset = StudyDataset(cache, qa_per_study=0, seed=seed)
+    tokens_per_row = (
+        mean_report_tokens(dataset.records, tokenizer) if config.length_buckets > 1 else None
+    )
     optimizer = make_optimizer(vlm, schedule)
     autocast = training_autocast(vlm.lm, config.precision)
     out.mkdir(parents=True, exist_ok=True)
@@ -474,7 +499,7 @@ def train_rad(
         batch = rad_batch(dataset, tokenizer, config, vlm.config.max_response_tokens, seed, step)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, config.steps, schedule)
-        loss = rad_step(vlm, batch, tokenizer, config, optimizer, autocast)
+        loss = rad_step(vlm, batch, tokenizer, config, optimizer, autocast, tokens_per_row)
         step += 1
         running = loss if math.isnan(running) else 0.9 * running + 0.1 * loss
         if step % config.eval_every == 0 or step == config.steps:

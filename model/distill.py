@@ -60,6 +60,7 @@ from model.diffusion import (
     rad_sequence,
     read_recipe,
     response_logits,
+    token_count,
     training_autocast,
 )
 from model.sampling import BlockTrace, decode_blocks, forced_block, special_id
@@ -496,8 +497,13 @@ def dcd_loss(
     target: str = "conditional",
     step_weighting: bool = True,
     eos_weight: float = 1.0,
+    tokens_per_row: float | None = None,
 ) -> torch.Tensor:
-    """Step-weighted forward KL at every generated position + CE on the ``<eos>`` position."""
+    """Step-weighted forward KL at every generated position + CE on the ``<eos>`` position.
+
+    The KL is averaged over the shard's positions, or, given ``tokens_per_row``, summed and
+    divided by rows x that constant (length-bucketed shards, :func:`model.diffusion.rad_loss`).
+    """
     tokens = shard["tokens"]
     logits, upto = one_step_logits(
         lm, context, context_mask, tokens, block_size=block_size, mask_id=mask_id, eos_id=eos_id
@@ -525,7 +531,7 @@ def dcd_loss(
         if bool(eos_rows.any())
         else logits.sum() * 0
     )
-    return (weight * kl).sum() / upto.sum().clamp(min=1) + eos_weight * ce
+    return (weight * kl).sum() / token_count(upto, tokens_per_row) + eos_weight * ce
 
 
 def kept_rows(shard: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -541,7 +547,7 @@ def distill(
     from model.checkpoint import load_checkpoint, save_checkpoint
     from model.data.datasets import StudyDataset, phantom_cache
     from model.diffusion import continue_as_stage
-    from model.train import data_hash, save_state
+    from model.train import data_hash, mean_report_tokens, save_state
 
     teacher = load_checkpoint(Path(config.teacher_checkpoint))
     vlm, tokenizer = teacher.vlm, teacher.tokenizer
@@ -572,6 +578,9 @@ def distill(
         config=config,
         optimizer=optimizer,
         autocast=training_autocast(vlm.lm, config.precision),
+        tokens_per_row=(
+            mean_report_tokens(dataset.records, tokenizer) if config.length_buckets > 1 else None
+        ),
     )
     rounds: dict[int, list[Path]] = {}
     for prefix in epoch_plan(config)[len(history) :]:
@@ -697,6 +706,7 @@ def student_step(
     config: DCDConfig,
     optimizer: torch.optim.Optimizer,
     autocast: torch.autocast,
+    tokens_per_row: float | None = None,
 ) -> float:
     """One optimizer step of the student on the kept rows of one shard."""
     from model.train import clipped_step, collate
@@ -720,6 +730,7 @@ def student_step(
             target=config.target,
             step_weighting=config.step_weighting,
             eos_weight=config.eos_weight,
+            tokens_per_row=tokens_per_row,
         )
     clipped_step(loss, optimizer, vlm.lm.parameters())
     return float(loss.item())

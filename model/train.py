@@ -134,6 +134,17 @@ def length_sorted_batches(
     return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
 
 
+def mean_report_tokens(records: Sequence[StudyRecord], tokenizer: Tokenizer) -> float:
+    """Mean response length in tokens: what a length-bucketed batch's loss divides by per row.
+
+    A batch's own token count would not do once batches are sorted by length: a batch of short
+    reports would give each of its tokens more weight than a batch of long ones, and a model
+    trained so writes shorter reports (the first bucketed RAD chain wrote 48 tokens per report
+    where the uniform one wrote 56; ``benchmarks/results/stages_2_3_time.md``).
+    """
+    return sum(len(tokenizer.response(r.report_text)) for r in records) / max(len(records), 1)
+
+
 def rows_loss(vlm: VLM, visual: torch.Tensor, rows: Rows) -> torch.Tensor:
     """Mean cross-entropy over the response tokens of one row group."""
     context, context_mask = vlm.assemble_context(

@@ -272,3 +272,33 @@ def test_bf16_training_step_follows_fp32() -> None:
 def test_unknown_precision_is_named() -> None:
     with pytest.raises(DiffusionError, match=r"precision must be one of \('fp32', 'bf16'\)"):
         RADConfig(precision="fp16")
+
+
+def test_a_rows_loss_does_not_depend_on_the_lengths_beside_it() -> None:
+    """With ``tokens_per_row`` every token weighs the same in every batch, as a batch of similar
+    lengths needs; with the batch's own count, a row weighs more beside shorter rows."""
+    lm = tiny_lm()
+    context, mask = context_of(lm, 2, 10)
+    response = torch.randint(5, VOCAB, (2, 14))
+    response_mask = torch.ones_like(response)
+    response_mask[0, 5:] = 0  # row 0: 5 tokens, row 1: 14
+    response[0, 4] = response[1, 13] = EOS_ID
+
+    def loss(rows: list[int], tokens_per_row: float | None) -> float:
+        return rad_loss(
+            lm,
+            context[rows],
+            mask[rows],
+            response[rows][:, : int(response_mask[rows].sum(1).max())],
+            response_mask[rows][:, : int(response_mask[rows].sum(1).max())],
+            block_size=4,
+            mask_id=MASK_ID,
+            eos_id=EOS_ID,
+            t_min=1.0,  # every response token masked: no random draw decides the loss
+            tokens_per_row=tokens_per_row,
+        ).item()
+
+    alone = [loss([0], 9.0), loss([1], 9.0)]
+    assert loss([0, 1], 9.0) == pytest.approx(sum(alone) / 2, rel=1e-5)
+    counted_alone = [loss([0], None), loss([1], None)]
+    assert loss([0, 1], None) != pytest.approx(sum(counted_alone) / 2, rel=1e-3)

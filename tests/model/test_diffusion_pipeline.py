@@ -50,6 +50,7 @@ def test_rad_then_dcd_then_bench(ar_checkpoint: Path, tmp_path: Path) -> None:
         batch_size=4,
         train_studies=8,
         eval_every=2,
+        length_buckets=2,
     )
     assert train_rad(rad, tmp_path / "rad", cache, stop_after=2) is None  # killed after a snapshot
     state = torch.load(tmp_path / "rad" / "rad_state.pt", weights_only=False)
