@@ -193,3 +193,21 @@ def test_dcd_loss_accepts_rollouts_longer_than_every_kept_row() -> None:
         longer[name] = torch.cat([shard[name], extra], 1)
     loss = dcd_loss(teacher, context, mask, longer, block_size=4, mask_id=MASK_ID, eos_id=EOS_ID)
     assert torch.isfinite(loss)
+
+
+def test_bucketed_shards_sum_their_kl_over_a_constant_per_row() -> None:
+    """Shards of similar lengths (``length_buckets``) divide by rows x ``tokens_per_row``, so a
+    position of a short trajectory weighs what one of a long trajectory does."""
+    teacher = peaked_lm(seed=3)
+    context, mask = context_of(teacher, 4, 10)
+    config = DCDConfig(teacher_steps=4, threshold=0.9, top_k=16)
+    kwargs = {"block_size": 4, "mask_id": MASK_ID, "eos_id": EOS_ID}
+    with torch.no_grad():
+        shard = rollout(teacher, context, mask, config, block_size=4, max_new_tokens=14)
+        averaged = dcd_loss(teacher, context, mask, shard, eos_weight=0.0, **kwargs)
+        fixed = dcd_loss(
+            teacher, context, mask, shard, eos_weight=0.0, tokens_per_row=5.0, **kwargs
+        )
+        _, upto = one_step_logits(teacher, context, mask, shard["tokens"], **kwargs)
+    assert int(upto.sum()) != 4 * 5  # the two divisors differ
+    torch.testing.assert_close(fixed * 4 * 5.0, averaged * upto.sum(), rtol=1e-5, atol=1e-6)
