@@ -292,7 +292,9 @@ class RADConfig:
         with the same probability, but a batch pads its reports to a similar length (1: a uniform
         batch). The loss then divides by a constant per row, not by the batch's token count
         (:func:`model.train.mean_report_tokens`). At 8, a step on two threads took 0.70 s
-        instead of 1.06 s (``benchmarks/results/length_buckets.md``).
+        instead of 1.06 s (``benchmarks/results/length_buckets.md``) and the B = 8 chain of
+        stages 2 + 3 took 55 min instead of ~79, but its teacher scored 0.493 macro-F1 against
+        the shipped 0.524, so the recipes keep 1 (``benchmarks/results/stages_2_3_time.md``).
     """
 
     init_checkpoint: str = "model/checkpoints/ar-tiny"

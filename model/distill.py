@@ -137,6 +137,7 @@ class DCDConfig:
         rollout batch runs until its longest report ends and a student step pads every row to
         the longest trajectory of its shard, so similar lengths save time in both
         (``benchmarks/results/length_buckets.md``). Shard order stays random in every epoch.
+        The recipes keep 1, as :class:`model.diffusion.RADConfig` says why.
     """
 
     teacher_checkpoint: str = "runs/rad-b8/checkpoint"

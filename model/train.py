@@ -140,7 +140,8 @@ def mean_report_tokens(records: Sequence[StudyRecord], tokenizer: Tokenizer) -> 
     A batch's own token count would not do once batches are sorted by length: a batch of short
     reports would give each of its tokens more weight than a batch of long ones, and a model
     trained so writes shorter reports (the first bucketed RAD chain wrote 48 tokens per report
-    where the uniform one wrote 56; ``benchmarks/results/stages_2_3_time.md``).
+    where the uniform one wrote 56; with this constant its student's length came back, its
+    teacher's did not; ``benchmarks/results/stages_2_3_time.md``).
     """
     return sum(len(tokenizer.response(r.report_text)) for r in records) / max(len(records), 1)
 
