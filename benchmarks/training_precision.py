@@ -28,6 +28,7 @@ from model.data.datasets import StudyDataset, phantom_cache
 from model.diffusion import (
     RADConfig,
     continue_as_stage,
+    loss_tokens_per_row,
     rad_batch,
     rad_step,
     training_autocast,
@@ -55,6 +56,7 @@ def run_steps(
     autocast = training_autocast(vlm.lm, precision)
     vlm.lm.set_attn_implementation(attention)  # bf16 + sdpa: the kernel eager replaces
     dataset = StudyDataset(cache, qa_per_study=0, seed=0)
+    per_row = loss_tokens_per_row(recipe.length_buckets, dataset.records, tokenizer)
     optimizer = torch.optim.AdamW([p for p in vlm.parameters() if p.requires_grad], lr=recipe.lr)
     vlm.train()
     seconds, losses, padding = [], [], []
@@ -62,7 +64,7 @@ def run_steps(
         batch = rad_batch(dataset, tokenizer, recipe, vlm.config.max_response_tokens, 0, step)
         padding.append(1 - batch.groups[0].response_mask.float().mean().item())
         began = time.perf_counter()
-        losses.append(rad_step(vlm, batch, tokenizer, recipe, optimizer, autocast))
+        losses.append(rad_step(vlm, batch, tokenizer, recipe, optimizer, autocast, per_row))
         seconds.append(time.perf_counter() - began)
     return {
         "precision": precision,

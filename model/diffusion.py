@@ -45,9 +45,11 @@ import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from transformers import LlamaForCausalLM
 
-    from model.data.datasets import StudyDataset
+    from model.data.datasets import StudyDataset, StudyRecord
     from model.tokenizer import Tokenizer
     from model.train import Batch
     from model.vlm import VLM
@@ -343,6 +345,16 @@ def check_length_buckets(length_buckets: int) -> None:
         raise DiffusionError(f"length_buckets must be >= 1, got {length_buckets}")
 
 
+def loss_tokens_per_row(
+    length_buckets: int, records: Sequence[StudyRecord], tokenizer: Tokenizer
+) -> float | None:
+    """What a stage 2-3 loss divides by per row: None (the batch's own token count) for uniform
+    batches, the training set's mean report length for length-bucketed ones."""
+    from model.train import mean_report_tokens
+
+    return mean_report_tokens(records, tokenizer) if length_buckets > 1 else None
+
+
 def training_autocast(lm: LlamaForCausalLM, precision: str) -> torch.autocast:
     """The context a training forward of stages 2 and 3 runs in (CPU).
 
@@ -465,7 +477,7 @@ def train_rad(
     from model.checkpoint import load_checkpoint, save_checkpoint
     from model.config import TrainConfig
     from model.data.datasets import StudyDataset, phantom_cache
-    from model.train import data_hash, lr_at, make_optimizer, mean_report_tokens, save_state
+    from model.train import data_hash, lr_at, make_optimizer, save_state
 
     loaded = load_checkpoint(Path(config.init_checkpoint))
     vlm, tokenizer = loaded.vlm, loaded.tokenizer
@@ -481,9 +493,7 @@ def train_rad(
         cache_root, config.phantom_seed, config.train_studies, "train", vlm.config.image_size
     )
     dataset = StudyDataset(cache, qa_per_study=0, seed=seed)
-    tokens_per_row = (
-        mean_report_tokens(dataset.records, tokenizer) if config.length_buckets > 1 else None
-    )
+    tokens_per_row = loss_tokens_per_row(config.length_buckets, dataset.records, tokenizer)
     optimizer = make_optimizer(vlm, schedule)
     autocast = training_autocast(vlm.lm, config.precision)
     out.mkdir(parents=True, exist_ok=True)

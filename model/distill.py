@@ -56,6 +56,7 @@ from model.diffusion import (
     check_length_buckets,
     check_precision,
     first_block_start,
+    loss_tokens_per_row,
     make_canvas,
     rad_sequence,
     read_recipe,
@@ -548,7 +549,7 @@ def distill(
     from model.checkpoint import load_checkpoint, save_checkpoint
     from model.data.datasets import StudyDataset, phantom_cache
     from model.diffusion import continue_as_stage
-    from model.train import data_hash, mean_report_tokens, save_state
+    from model.train import data_hash, save_state
 
     teacher = load_checkpoint(Path(config.teacher_checkpoint))
     vlm, tokenizer = teacher.vlm, teacher.tokenizer
@@ -579,9 +580,7 @@ def distill(
         config=config,
         optimizer=optimizer,
         autocast=training_autocast(vlm.lm, config.precision),
-        tokens_per_row=(
-            mean_report_tokens(dataset.records, tokenizer) if config.length_buckets > 1 else None
-        ),
+        tokens_per_row=loss_tokens_per_row(config.length_buckets, dataset.records, tokenizer),
     )
     rounds: dict[int, list[Path]] = {}
     for prefix in epoch_plan(config)[len(history) :]:
