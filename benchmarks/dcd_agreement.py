@@ -7,7 +7,10 @@ student writes every block in one forward, seeing the teacher's previous blocks 
 layout of ``model.distill``). Per commit step s = 1..B it reports the share of positions whose
 argmax equals the teacher's token. Positions committed late depend most on the tokens committed
 before them in their block, the ones a one-pass student must infer jointly (ECHO section 4.2).
-Writes ``benchmarks/results/dcd_agreement.{md,json}``.
+Writes ``benchmarks/results/dcd_agreement.{md,json}``; ``--split train`` rolls out the first
+training studies instead, the ones the shipped students' phase 1 rolled out, and writes
+``dcd_agreement_train.{md,json}``: a student that agrees much more there than on test studies
+has memorised its rollouts, one that agrees about as much is short of capacity, not data.
 """
 
 from __future__ import annotations
@@ -73,9 +76,8 @@ def main() -> None:
     parser.add_argument("--teacher", type=Path, default=CHECKPOINTS / "rad-b8")
     parser.add_argument("--student", action="append", default=[], help="LABEL=DIR")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "runs" / "cache")
-    parser.add_argument(
-        "--rollouts", type=Path, default=ROOT / "runs" / "dcd-agreement" / "trajectories"
-    )
+    parser.add_argument("--split", choices=("test", "train"), default="test")
+    parser.add_argument("--rollouts", type=Path, help="default: runs/dcd-agreement/SPLIT")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -84,21 +86,25 @@ def main() -> None:
     teacher = load_checkpoint(args.teacher)
     block = int(teacher.vlm.config.block_size or 0)
     size = teacher.vlm.config.image_size
-    dataset = StudyDataset(phantom_cache(args.cache_dir, 0, args.studies, "test", size), 0)
-    config = DCDConfig(studies=args.studies, train_studies=args.studies, threshold=1.0)
+    available = {"test": args.studies, "train": DCDConfig.train_studies}[args.split]
+    dataset = StudyDataset(phantom_cache(args.cache_dir, 0, available, args.split, size), 0)
+    config = DCDConfig(studies=args.studies, train_studies=available, threshold=1.0)
+    rollouts = args.rollouts or ROOT / "runs" / "dcd-agreement" / args.split
     shards = write_trajectories(
-        teacher.vlm, teacher.tokenizer, dataset, config, args.rollouts, teacher.weights_sha256
+        teacher.vlm, teacher.tokenizer, dataset, config, rollouts, teacher.weights_sha256
     )
     table = {
         label: agreement_by_step(load_checkpoint(directory), dataset, shards, block)
         for label, directory in students.items()
     }
-    (RESULTS / "dcd_agreement.json").write_text(json.dumps(table, indent=2) + "\n")
+    stem = "dcd_agreement" + ("" if args.split == "test" else "_train")
+    (RESULTS / f"{stem}.json").write_text(json.dumps(table, indent=2) + "\n")
     keys = list(next(iter(table.values())))
     lines = [
         "# One-step students against the teacher, by the teacher's commit step",
         "",
-        f"{args.studies} phantom test studies rolled out by `{args.teacher.name}` at tau = 1; each "
+        f"{args.studies} phantom {args.split} studies rolled out by `{args.teacher.name}` at "
+        "tau = 1; each "
         "cell is the share of positions committed at that step where the student's one-forward "
         "argmax equals the teacher's token (teacher's previous blocks as context). From "
         "`benchmarks/dcd_agreement.py`.",
@@ -110,7 +116,7 @@ def main() -> None:
             for label, row in table.items()
         ),
     ]
-    (RESULTS / "dcd_agreement.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

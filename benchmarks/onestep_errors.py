@@ -1,0 +1,163 @@
+"""Where the one-step student loses macro-F1: which findings, and through which sentences.
+
+Run: ``.venv/bin/python benchmarks/onestep_errors.py [--n 2000] [--student DIR]``.
+AR, the multi-step teacher and the one-step student write reports for the same phantom test
+studies (batch 16, one thread). A generated sentence is *novel* when no report of the 4,000
+training studies contains it, digits and the full stop aside (sizes and distances vary by study,
+so "16 mm" and "25 mm" count as the same sentence). The phantom's reports are built from a few
+hundred templates, so a novel sentence is one the model assembled itself: mostly pieces of two
+phrasings of one statement (``The mediastinum contours are widened.``, from "The mediastinum is
+not widened." and "The mediastinal contours are normal.") or words repeated across positions.
+Every false-positive finding is traced to the labeler's mention that made it positive, to tell
+errors written in novel sentences from errors written in well-formed ones.
+Writes ``benchmarks/results/onestep_errors.{md,json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from clinical_eval import OBSERVATIONS, LabeledReport, label_with_evidence  # noqa: E402
+from model import CHECKPOINTS  # noqa: E402
+from model.bench import decode_all, parse_rows  # noqa: E402
+from model.checkpoint import load_checkpoint  # noqa: E402
+from model.data.datasets import StudyDataset, phantom_cache  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+_SENTENCE = re.compile(r"[^.\n]+\.?")
+_HEADER = re.compile(r"^\s*(FINDINGS|IMPRESSION)\s*:+\s*", re.IGNORECASE)
+
+
+def sentence_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, normalised sentence) for every sentence of ``text``; headers and digits out."""
+    spans = []
+    for match in _SENTENCE.finditer(text):
+        words = re.sub(r"\d+(\.\d+)?", "#", _HEADER.sub("", match.group())).split()
+        normalised = " ".join(words).rstrip(".")
+        if normalised:
+            spans.append((match.start(), match.end(), normalised))
+    return spans
+
+
+def known_sentences(reports: list[str]) -> set[str]:
+    return {sentence for text in reports for _, _, sentence in sentence_spans(text)}
+
+
+def engine_errors(
+    reports: list[LabeledReport], truth: list[dict[str, int | None]], known: set[str]
+) -> dict[str, Any]:
+    """Novel-sentence rates, and false positives / negatives per finding with their source."""
+    sentences = novel = reports_with_novel = 0
+    novel_counts: Counter[str] = Counter()
+    per_finding = {name: {"fp": 0, "fn": 0, "fp_in_novel": 0} for name in OBSERVATIONS}
+    for report, gold in zip(reports, truth, strict=True):
+        spans = sentence_spans(report.scored_text)
+        novel_spans = [(a, b) for a, b, s in spans if s not in known]
+        novel_counts.update(s for _, _, s in spans if s not in known)
+        sentences, novel = sentences + len(spans), novel + len(novel_spans)
+        reports_with_novel += bool(novel_spans)
+        for name in OBSERVATIONS:
+            said, true = report.labels[name] == 1, gold[name] == 1
+            if said and not true:
+                per_finding[name]["fp"] += 1
+                per_finding[name]["fp_in_novel"] += any(
+                    a <= m.start < b
+                    for m in report.mentions
+                    if m.observation == name and m.value == 1
+                    for a, b in novel_spans
+                )
+            per_finding[name]["fn"] += true and not said
+    return {
+        "novel_sentence_share": novel / max(sentences, 1),
+        "reports_with_novel_sentence": reports_with_novel / max(len(reports), 1),
+        "per_finding": per_finding,
+        "top_novel": novel_counts.most_common(12),
+    }
+
+
+def render(results: dict[str, Any], n: int, student: Path) -> str:
+    rows = list(results)
+    lines = [
+        "# One-step student: where its macro-F1 goes",
+        "",
+        f"{n} phantom test studies, batch 16, one thread; student `{student.name}`. From "
+        "`benchmarks/onestep_errors.py` (the docstring defines *novel sentence*).",
+        "",
+        "| row | novel sentences | reports with a novel sentence | false positives | "
+        "of them written in a novel sentence | false negatives |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        r = results[row]
+        fp = sum(f["fp"] for f in r["per_finding"].values())
+        in_novel = sum(f["fp_in_novel"] for f in r["per_finding"].values())
+        fn = sum(f["fn"] for f in r["per_finding"].values())
+        lines.append(
+            f"| {row} | {r['novel_sentence_share']:.3f} | {r['reports_with_novel_sentence']:.3f} "
+            f"| {fp} | {in_novel} ({in_novel / max(fp, 1):.0%}) | {fn} |"
+        )
+    lines += [
+        "",
+        "False positives (of them in a novel sentence) / false negatives, per finding:",
+        "",
+    ]
+    lines += ["| finding | " + " | ".join(rows) + " |", "|---|" + "---|" * len(rows)]
+    for name in OBSERVATIONS:
+        cells = [results[row]["per_finding"][name] for row in rows]
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{c['fp']} ({c['fp_in_novel']}) / {c['fn']}" for c in cells)
+            + " |"
+        )
+    for row in rows:
+        lines += ["", f"Most frequent novel sentences, `{row}`:", ""]
+        lines += [f"- {count} x `{sentence}`" for sentence, count in results[row]["top_novel"]]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--student", type=Path, default=CHECKPOINTS / "dcd-b8")
+    parser.add_argument("--teacher", type=Path, default=CHECKPOINTS / "rad-b8")
+    parser.add_argument("--cache-dir", type=Path, default=ROOT / "runs" / "cache")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = parse_rows(
+        "ar,diffusion-multistep@teacher,diffusion-onestep@student",
+        [
+            f"diffusion-multistep@teacher={args.teacher}",
+            f"diffusion-onestep@student={args.student}",
+        ],
+        8,
+    )
+    test = StudyDataset(phantom_cache(args.cache_dir, 0, args.n, "test", 128), qa_per_study=0)
+    train = StudyDataset(phantom_cache(args.cache_dir, 0, 4000, "train", 128), qa_per_study=0)
+    known = known_sentences([record.report_text for record in train.records])
+    truth = [record.labels for record in test.records]
+    results = {
+        "reference": engine_errors(
+            label_with_evidence([r.report_text for r in test.records]), truth, known
+        )
+    }
+    for row in rows:
+        texts = decode_all(load_checkpoint(row.checkpoint), row, test, 16)["texts"]
+        results[row.name] = engine_errors(label_with_evidence(texts), truth, known)
+    (RESULTS / "onestep_errors.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / "onestep_errors.md").write_text(render(results, args.n, args.student))
+
+
+if __name__ == "__main__":
+    main()
