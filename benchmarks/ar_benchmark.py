@@ -180,11 +180,11 @@ def decode_without_cache(vlm: VLM, embeds: torch.Tensor, mask: torch.Tensor, ste
 def decode_cache_plain(vlm: VLM, embeds: torch.Tensor, mask: torch.Tensor, steps: int) -> None:
     """Reference: KV cache, but no_grad, full-sequence logits and a new mask every step."""
     cache = DynamicCache()
-    out = vlm.lm(inputs_embeds=embeds, attention_mask=mask, past_key_values=cache)
+    out = vlm.lm(inputs_embeds=embeds, attention_mask=mask, cache=cache)
     for _ in range(steps - 1):
         token = out.logits[:, -1].argmax(-1, keepdim=True)
         mask = torch.cat([mask, torch.ones_like(token)], 1)
-        out = vlm.lm(input_ids=token, attention_mask=mask, past_key_values=cache)
+        out = vlm.lm(input_ids=token, attention_mask=mask, cache=cache)
 
 
 def engine_variants(

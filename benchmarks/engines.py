@@ -93,7 +93,7 @@ def bare_forward_seconds(
         cache = DynamicCache()
         lm(
             inputs_embeds=context[:, :1].expand(-1, cache_len, -1).contiguous(),
-            past_key_values=cache,
+            cache=cache,
             use_cache=True,
         )
         positions = torch.arange(cache_len, cache_len + n_query)[None]
@@ -102,7 +102,7 @@ def bare_forward_seconds(
             lm(
                 inputs_embeds=embeds,
                 position_ids=positions,
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
                 logits_to_keep=n_query,
             )

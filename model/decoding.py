@@ -119,7 +119,7 @@ class AREngine:
         logits = vlm.lm(
             inputs_embeds=context_embeds,
             attention_mask=context_mask,
-            past_key_values=cache,
+            cache=cache,
             use_cache=True,
             logits_to_keep=1,
         ).logits[:, -1]  # (B, V)
@@ -135,7 +135,7 @@ class AREngine:
             logits = vlm.lm(
                 input_ids=token[:, None],
                 attention_mask=mask[:, : Lc + steps],
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
             ).logits[:, -1]
             forwards += 1

@@ -107,7 +107,7 @@ class BlockForward:
             inputs_embeds=torch.cat([clean, noisy], 1),
             attention_mask=bias,
             position_ids=positions,
-            past_key_values=self.cache,
+            cache=self.cache,
             use_cache=True,
             logits_to_keep=self.block_size,
         ).logits
