@@ -97,7 +97,10 @@ class DCDConfig:
         committed before it) 4% (``benchmarks/results/teacher_threshold.md``). A student
         distilled from 4,000 tau = 1 rollouts x 4 epochs gained only 0.015 macro-F1 over the
         first shipped one (3 epochs, ``engines_bench.md``) for 86 min of stage 3 on one core
-        instead of 11, so 0.85 stays.
+        instead of 11, so 0.85 stays. With the shipped schedule (6 epochs + the round) from the
+        shipped teacher, tau = 1 scored 0.455 on 2,000 test studies against 0.459 at 0.85
+        (``bench/b8-test2000-batch16-v6-tau1.json``): the teacher's garbled runs are not what
+        limits the student (``benchmarks/results/onestep_errors.md``).
     top_k : int
         Stored probabilities per position.
     epochs, batch_size, lr : phase-2 schedule (AdamW, constant after warm-up). At B = 8 the
