@@ -2,12 +2,13 @@
 
 Run: ``.venv/bin/python benchmarks/onestep_errors.py [--n 2000] [--student DIR]``.
 AR, the multi-step teacher and the one-step student write reports for the same phantom test
-studies (batch 16, one thread). A generated sentence is *novel* when no report of the 4,000
-training studies contains it, digits and the full stop aside (sizes and distances vary by study,
-so "16 mm" and "25 mm" count as the same sentence). The phantom's reports are built from a few
-hundred templates, so a novel sentence is one the model assembled itself: mostly pieces of two
-phrasings of one statement (``The mediastinum contours are widened.``, from "The mediastinum is
-not widened." and "The mediastinal contours are normal.") or words repeated across positions.
+studies (batch 16, one thread by default). A generated sentence is *novel* when no report of
+the 4,000 training studies contains it, digits and the full stop aside (sizes and distances
+vary by study, so "16 mm" and "25 mm" count as the same sentence). The phantom's reports are
+built from a few hundred templates, so a novel sentence is one the model assembled itself:
+mostly pieces of two phrasings of one statement (``The mediastinum contours are widened.``, from
+"The mediastinum is not widened." and "The mediastinal contours are normal.") or words repeated
+across positions.
 Every false-positive finding is traced to the labeler's mention that made it positive, to tell
 errors written in novel sentences from errors written in well-formed ones.
 Writes ``benchmarks/results/onestep_errors.{md,json}``.
@@ -31,8 +32,9 @@ sys.path.insert(0, str(ROOT))
 from clinical_eval import OBSERVATIONS, LabeledReport, label_with_evidence  # noqa: E402
 from model import CHECKPOINTS  # noqa: E402
 from model.bench import decode_all, parse_rows  # noqa: E402
-from model.checkpoint import load_checkpoint  # noqa: E402
+from model.checkpoint import load_checkpoint, read_manifest  # noqa: E402
 from model.data.datasets import StudyDataset, phantom_cache  # noqa: E402
+from model.distill import DCDConfig  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 _SENTENCE = re.compile(r"[^.\n]+\.?")
@@ -63,8 +65,8 @@ def engine_errors(
     per_finding = {name: {"fp": 0, "fn": 0, "fp_in_novel": 0} for name in OBSERVATIONS}
     for report, gold in zip(reports, truth, strict=True):
         spans = sentence_spans(report.scored_text)
-        novel_spans = [(a, b) for a, b, s in spans if s not in known]
-        novel_counts.update(s for _, _, s in spans if s not in known)
+        novel_spans = [(a, b, s) for a, b, s in spans if s not in known]
+        novel_counts.update(s for _, _, s in novel_spans)
         sentences, novel = sentences + len(spans), novel + len(novel_spans)
         reports_with_novel += bool(novel_spans)
         for name in OBSERVATIONS:
@@ -75,7 +77,7 @@ def engine_errors(
                     a <= m.start < b
                     for m in report.mentions
                     if m.observation == name and m.value == 1
-                    for a, b in novel_spans
+                    for a, b, _ in novel_spans
                 )
             per_finding[name]["fn"] += true and not said
     return {
@@ -86,12 +88,12 @@ def engine_errors(
     }
 
 
-def render(results: dict[str, Any], n: int, student: Path) -> str:
+def render(results: dict[str, Any], n: int, threads: int, student: Path) -> str:
     rows = list(results)
     lines = [
         "# One-step student: where its macro-F1 goes",
         "",
-        f"{n} phantom test studies, batch 16, one thread; student `{student.name}`. From "
+        f"{n} phantom test studies, batch 16, {threads} thread(s); student `{student.name}`. From "
         "`benchmarks/onestep_errors.py` (the docstring defines *novel sentence*).",
         "",
         "| row | novel sentences | reports with a novel sentence | false positives | "
@@ -135,16 +137,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    model = read_manifest(args.student)["model"]
     rows = parse_rows(
         "ar,diffusion-multistep@teacher,diffusion-onestep@student",
         [
             f"diffusion-multistep@teacher={args.teacher}",
             f"diffusion-onestep@student={args.student}",
         ],
-        8,
+        int(model["block_size"]),
     )
-    test = StudyDataset(phantom_cache(args.cache_dir, 0, args.n, "test", 128), qa_per_study=0)
-    train = StudyDataset(phantom_cache(args.cache_dir, 0, 4000, "train", 128), qa_per_study=0)
+    size = int(model["image_size"])
+    test = StudyDataset(phantom_cache(args.cache_dir, 0, args.n, "test", size), qa_per_study=0)
+    train = StudyDataset(
+        phantom_cache(args.cache_dir, 0, DCDConfig.train_studies, "train", size), qa_per_study=0
+    )
     known = known_sentences([record.report_text for record in train.records])
     truth = [record.labels for record in test.records]
     results = {
@@ -156,7 +162,7 @@ def main() -> None:
         texts = decode_all(load_checkpoint(row.checkpoint), row, test, 16)["texts"]
         results[row.name] = engine_errors(label_with_evidence(texts), truth, known)
     (RESULTS / "onestep_errors.json").write_text(json.dumps(results, indent=2) + "\n")
-    (RESULTS / "onestep_errors.md").write_text(render(results, args.n, args.student))
+    (RESULTS / "onestep_errors.md").write_text(render(results, args.n, args.threads, args.student))
 
 
 if __name__ == "__main__":
