@@ -98,7 +98,7 @@ class DCDConfig:
         distilled from 4,000 tau = 1 rollouts x 4 epochs gained only 0.015 macro-F1 over the
         first shipped one (3 epochs, ``engines_bench.md``) for 86 min of stage 3 on one core
         instead of 11, so 0.85 stays. With the shipped schedule (6 epochs + the round) from the
-        shipped teacher, tau = 1 scored 0.455 on 2,000 test studies against 0.459 at 0.85
+        uniform-batch teacher, tau = 1 scored 0.455 on 2,000 test studies against 0.459 at 0.85
         (``bench/b8-test2000-batch16-v6-tau1.json``): the teacher's garbled runs are not what
         limits the student (``benchmarks/results/onestep_errors.md``).
     top_k : int
@@ -141,7 +141,7 @@ class DCDConfig:
         rollout batch runs until its longest report ends and a student step pads every row to
         the longest trajectory of its shard, so similar lengths save time in both
         (``benchmarks/results/length_buckets.md``). Shard order stays random in every epoch.
-        The recipes keep 1, as :class:`model.diffusion.RADConfig` says why.
+        The B = 8 recipes use 8, as :class:`model.diffusion.RADConfig` says why.
     """
 
     teacher_checkpoint: str = "runs/rad-b8/checkpoint"

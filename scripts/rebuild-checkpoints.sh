@@ -3,7 +3,9 @@
 # into model/checkpoints/. Each command resumes where it stopped when run again.
 #   stage 1 (AR)  -> model/checkpoints/ar-tiny   (< 1 h on a 2-core CPU)
 #   stage 2 (RAD) -> model/checkpoints/rad-b8    (the multi-step teacher)
-#   stage 3 (DCD) -> model/checkpoints/dcd-b8    (one forward per block: the default engine)
+#   stage 3 (DCD) -> model/checkpoints/dcd-b8    (one forward per block)
+# Stages 2 + 3 at B = 8 took 56 min on both cores (benchmarks/results/stages_2_3_time.md); run
+# on two VMs they built checkpoints that score identically, to the last digit of every metric.
 # BLOCKS="4 8 16" also trains the other block sizes and the factorized baseline (runs/ only),
 # which the benchmark tables compare; only B = 8 is shipped.
 set -euo pipefail
