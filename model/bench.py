@@ -230,6 +230,10 @@ def bench(
         int, typer.Option(help="torch CPU threads (the same for every engine).")
     ] = 1,
     phantom_seed: Annotated[int, typer.Option(help="Seed of the phantom generator.")] = 0,
+    phantom_reports: Annotated[
+        str,
+        typer.Option(help="Wording of the reference reports: mixed or canonical (the recipes')."),
+    ] = "mixed",
     cache_dir: Annotated[
         Path, typer.Option(help="Where rendered images are cached.")
     ] = DEFAULT_CACHE,
@@ -237,15 +241,19 @@ def bench(
     """Compare decoding engines on the same phantom studies: speed and clinical quality."""
     from model.checkpoint import CheckpointError, read_manifest
     from model.data.datasets import StudyDataset, phantom_cache
+    from model.data.phantom import REPORT_FORMS
     from model.decoding import EngineError
 
     if split not in ("test", "val") or n < 1 or batch_size < 1 or threads < 1:
         raise fail("need --split test|val and positive --n, --batch-size and --threads")
+    if phantom_reports not in REPORT_FORMS:
+        raise fail(f"--phantom-reports must be one of {', '.join(REPORT_FORMS)}")
     try:
         rows = parse_rows(engines, checkpoint or [], block_size)
         image_size = int(read_manifest(rows[0].checkpoint)["model"]["image_size"])
         dataset = StudyDataset(
-            phantom_cache(cache_dir, phantom_seed, n, split, image_size), qa_per_study=0
+            phantom_cache(cache_dir, phantom_seed, n, split, image_size, phantom_reports),
+            qa_per_study=0,
         )
         started = time.time()
         results = run_bench(rows, dataset, batch_size, threads)
@@ -253,7 +261,14 @@ def bench(
         raise fail(str(err)) from err
     write_json_atomically(
         json_out,
-        {"split": split, "n": n, "threads": threads, "started": started, "engines": results},
+        {
+            "split": split,
+            "n": n,
+            "phantom_reports": phantom_reports,
+            "threads": threads,
+            "started": started,
+            "engines": results,
+        },
     )
     for r in results:
         typer.echo(
@@ -266,6 +281,7 @@ def bench(
 def run_stage(stage: str, config: Path, out: Path, seed: int, cache_dir: Path) -> None:
     """Run (or resume) stage ``rad`` or ``dcd`` from its recipe; one-line errors, exit code 2."""
     from model.checkpoint import CheckpointError
+    from model.config import ConfigError
     from model.diffusion import DiffusionError, RADConfig, train_rad
     from model.distill import DCDConfig, distill
 
@@ -275,7 +291,7 @@ def run_stage(stage: str, config: Path, out: Path, seed: int, cache_dir: Path) -
             path = train_rad(RADConfig.from_file(config), out, cache_dir, seed)
         else:
             path = distill(DCDConfig.from_file(config), out, cache_dir, seed)
-    except (DiffusionError, CheckpointError) as err:
+    except (DiffusionError, CheckpointError, ConfigError) as err:
         raise fail(str(err)) from err
     typer.echo(f"{stage.upper()} checkpoint written to {path}")
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from transformers import LlamaConfig
 
 from model.data.phantom.cases import OBSERVATIONS
+from model.data.phantom.report import REPORT_FORMS, ReportForm
 
 Stage = Literal["ar", "rad", "dcd"]
 STAGES: tuple[str, ...] = ("ar", "rad", "dcd")
@@ -196,6 +197,10 @@ class TrainConfig:
         Phantom studies drawn from the train and val splits.
     phantom_seed : int
         Seed of the phantom generator (data), distinct from the training seed (order, init).
+    phantom_reports : {"mixed", "canonical"}
+        Wording of the phantom reports: the varied archive, or one normalised form
+        (:class:`model.data.phantom.report.CanonicalWording`). Stages 2 and 3 must use the
+        form their stage-1 checkpoint was trained on.
     epochs, batch_size, lr, weight_decay, warmup_steps : training schedule (AdamW, cosine decay).
     qa_per_study : int
         Visual Q&A turns added per study and epoch, so the same model is the assistant.
@@ -224,6 +229,7 @@ class TrainConfig:
     train_studies: int = 4000
     val_studies: int = 200
     phantom_seed: int = 0
+    phantom_reports: ReportForm = "mixed"
     epochs: int = 4
     batch_size: int = 32
     lr: float = 1e-3
@@ -238,6 +244,7 @@ class TrainConfig:
     val_dir: str | None = None
 
     def __post_init__(self) -> None:
+        check_report_form(self.phantom_reports)
         if (
             self.label_loss_weight or self.finding_forcing
         ) and not self.model.vision.finding_tokens:
@@ -260,3 +267,9 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def check_report_form(reports: str) -> None:
+    """Refuse a recipe whose ``phantom_reports`` the phantom generator cannot write."""
+    if reports not in REPORT_FORMS:
+        raise ConfigError(f"phantom_reports must be one of {REPORT_FORMS}, got {reports!r}")

@@ -44,12 +44,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import torch
 import torch.nn.functional as F
 
+from model.config import check_report_form
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from transformers import LlamaForCausalLM
 
     from model.data.datasets import StudyDataset, StudyRecord
+    from model.data.phantom import ReportForm
+    from model.distill import DCDConfig
     from model.tokenizer import Tokenizer
     from model.train import Batch
     from model.vlm import VLM
@@ -284,7 +288,7 @@ class RADConfig:
     steps, batch_size, lr, warmup_steps, weight_decay : the AdamW schedule (cosine to 10%).
     t_min : float
         Lower end of the mask rate, which caps the 1/t weight.
-    train_studies, phantom_seed : the phantom training split (that of stage 1).
+    train_studies, phantom_seed, phantom_reports : the phantom training split (that of stage 1).
     eval_every : int
         Steps between resumable snapshots and log lines.
     precision : {"fp32", "bf16"}
@@ -312,6 +316,7 @@ class RADConfig:
     t_min: float = 0.1
     train_studies: int = 4000
     phantom_seed: int = 0
+    phantom_reports: ReportForm = "mixed"
     eval_every: int = 50
     precision: str = "fp32"
     length_buckets: int = 1
@@ -319,10 +324,28 @@ class RADConfig:
     def __post_init__(self) -> None:
         check_precision(self.precision)
         check_length_buckets(self.length_buckets)
+        check_report_form(self.phantom_reports)
 
     @classmethod
     def from_file(cls, path: Path) -> RADConfig:
         return read_recipe(cls, path, "RAD")
+
+
+def stage_one_studies(
+    recipe: RADConfig | DCDConfig, cache_root: Path, image_size: int, seed: int
+) -> StudyDataset:
+    """The phantom training split of stage 1, which stages 2 and 3 train on again."""
+    from model.data.datasets import StudyDataset, phantom_cache
+
+    cache = phantom_cache(
+        cache_root,
+        recipe.phantom_seed,
+        recipe.train_studies,
+        "train",
+        image_size,
+        recipe.phantom_reports,
+    )
+    return StudyDataset(cache, qa_per_study=0, seed=seed)
 
 
 def read_recipe(recipe: type[Recipe], path: Path, what: str) -> Recipe:
@@ -479,7 +502,6 @@ def train_rad(
     """
     from model.checkpoint import load_checkpoint, save_checkpoint
     from model.config import TrainConfig
-    from model.data.datasets import StudyDataset, phantom_cache
     from model.train import data_hash, lr_at, make_optimizer, save_state
 
     loaded = load_checkpoint(Path(config.init_checkpoint))
@@ -492,10 +514,7 @@ def train_rad(
         weight_decay=config.weight_decay,
         warmup_steps=config.warmup_steps,
     )
-    cache = phantom_cache(
-        cache_root, config.phantom_seed, config.train_studies, "train", vlm.config.image_size
-    )
-    dataset = StudyDataset(cache, qa_per_study=0, seed=seed)
+    dataset = stage_one_studies(config, cache_root, vlm.config.image_size, seed)
     tokens_per_row = loss_tokens_per_row(config.length_buckets, dataset.records, tokenizer)
     optimizer = make_optimizer(vlm, schedule)
     autocast = training_autocast(vlm.lm, config.precision)
@@ -543,6 +562,6 @@ def train_rad(
         vlm,
         tokenizer,
         model_id=f"echocxr-rad-b{config.block_size}-{out.name}",
-        data_sha256=data_hash((cache,)),
+        data_sha256=data_hash((dataset.directory,)),
         metrics=metrics,
     )

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tqdm import tqdm
 
+from model.config import check_report_form
 from model.diffusion import (
     DiffusionError,
     check_length_buckets,
@@ -69,6 +70,7 @@ from model.sampling import BlockTrace, decode_blocks, forced_block, special_id
 if TYPE_CHECKING:
     from transformers import LlamaForCausalLM
 
+    from model.data.phantom import ReportForm
     from model.tokenizer import Tokenizer
     from model.vlm import VLM
 
@@ -151,6 +153,7 @@ class DCDConfig:
     threshold: float = 0.85
     top_k: int = 32
     phantom_seed: int = 0
+    phantom_reports: ReportForm = "mixed"
     train_studies: int = 4000
     epochs: int = 2
     batch_size: int = 16
@@ -167,6 +170,7 @@ class DCDConfig:
     def __post_init__(self) -> None:
         check_precision(self.precision)
         check_length_buckets(self.length_buckets)
+        check_report_form(self.phantom_reports)
         if self.target not in TARGETS:
             raise DiffusionError(f"target must be one of {TARGETS}, got {self.target!r}")
         if self.student_prefix_rounds < 1:
@@ -283,6 +287,7 @@ def rollout_settings(config: DCDConfig, teacher_sha256: str) -> dict[str, Any]:
         "threshold",
         "top_k",
         "phantom_seed",
+        "phantom_reports",
         "train_studies",
         "length_buckets",
     )
@@ -550,8 +555,7 @@ def distill(
     """Phase 1 (resumable, shards in ``trajectories``) then phase 2 (resumable after each epoch,
     ``dcd_state.pt``); exports ``out/checkpoint``. ``stop_after`` epochs simulates a kill."""
     from model.checkpoint import load_checkpoint, save_checkpoint
-    from model.data.datasets import StudyDataset, phantom_cache
-    from model.diffusion import continue_as_stage
+    from model.diffusion import continue_as_stage, stage_one_studies
     from model.train import data_hash, save_state
 
     teacher = load_checkpoint(Path(config.teacher_checkpoint))
@@ -561,10 +565,7 @@ def distill(
             f"{config.teacher_checkpoint} is an AR checkpoint; DCD needs the stage-2 (RAD) teacher"
         )
     block_size = vlm.config.block_size
-    cache = phantom_cache(
-        cache_root, config.phantom_seed, config.train_studies, "train", vlm.config.image_size
-    )
-    dataset = StudyDataset(cache, qa_per_study=0, seed=seed)
+    dataset = stage_one_studies(config, cache_root, vlm.config.image_size, seed)
     directory = Path(config.trajectories) if config.trajectories else out / "trajectories"
     phase_1 = write_trajectories(vlm, tokenizer, dataset, config, directory, teacher.weights_sha256)
     continue_as_stage(vlm, "dcd", block_size)
@@ -618,7 +619,7 @@ def distill(
         vlm,
         tokenizer,
         model_id=f"echocxr-dcd-b{block_size}-{out.name}",
-        data_sha256=data_hash((cache,)),
+        data_sha256=data_hash((dataset.directory,)),
         metrics=metrics,
     )
 

@@ -433,14 +433,15 @@ def run(
 ) -> Path | None:
     """Entry point of ``echocxr train --stage ar``; returns the exported checkpoint directory."""
     config = TrainConfig.from_file(config_path)
-    size = config.model.image_size
+    size, reports = config.model.image_size, config.phantom_reports
+    data_seed = config.phantom_seed
     caches = (
         Path(config.train_dir)
         if config.train_dir
-        else phantom_cache(cache_root, config.phantom_seed, config.train_studies, "train", size),
+        else phantom_cache(cache_root, data_seed, config.train_studies, "train", size, reports),
         Path(config.val_dir)
         if config.val_dir
-        else phantom_cache(cache_root, config.phantom_seed, config.val_studies, "val", size),
+        else phantom_cache(cache_root, data_seed, config.val_studies, "val", size, reports),
     )
     trainer = Trainer(config, out, seed, caches)
     (trainer.out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))

@@ -14,6 +14,7 @@ import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,6 +22,9 @@ from torch.utils.data import Dataset
 
 from model.data.qa import QAPair, questions_for
 from model.data.transforms import cached_image_transform, model_input_transform
+
+if TYPE_CHECKING:
+    from model.data.phantom import ReportForm
 
 IMAGES_FILE = "images.npy"
 RECORDS_FILE = "records.jsonl"
@@ -97,13 +101,13 @@ def read_cache(directory: Path) -> tuple[np.ndarray, list[StudyRecord]]:
 
 
 def phantom_studies(
-    seed: int, n: int, split: str, image_size: int
+    seed: int, n: int, split: str, image_size: int, reports: ReportForm = "mixed"
 ) -> Iterator[tuple[np.ndarray, StudyRecord]]:
     """Render ``n`` phantom studies of one split at ``image_size`` with their ground truth."""
     from model.data.phantom import iter_cases, render
 
     resize = model_input_transform(image_size)
-    for case in iter_cases(seed, n, split=split):
+    for case in iter_cases(seed, n, split=split, reports=reports):
         image = render(case, size=image_size)
         if image.shape != (image_size, image_size):
             image = resize(image)[0].numpy()
@@ -117,23 +121,27 @@ def phantom_studies(
         yield image, record
 
 
-def phantom_cache_key(seed: int, n: int, split: str, image_size: int) -> str:
+def phantom_cache_key(
+    seed: int, n: int, split: str, image_size: int, reports: ReportForm = "mixed"
+) -> str:
     """Hash of what determines a phantom cache, including the generator's source code."""
     import model.data.phantom as phantom
 
     source = hashlib.sha256()
     for path in sorted(Path(phantom.__file__).parent.rglob("*.py")):
         source.update(path.read_bytes())
-    spec = f"{seed}/{n}/{split}/{image_size}/{source.hexdigest()}"
+    spec = f"{seed}/{n}/{split}/{image_size}/{reports}/{source.hexdigest()}"
     return hashlib.sha256(spec.encode()).hexdigest()[:16]
 
 
-def phantom_cache(root: Path, seed: int, n: int, split: str, image_size: int) -> Path:
+def phantom_cache(
+    root: Path, seed: int, n: int, split: str, image_size: int, reports: ReportForm = "mixed"
+) -> Path:
     """Return the cache directory for these parameters, rendering it first if absent."""
-    key = phantom_cache_key(seed, n, split, image_size)
+    key = phantom_cache_key(seed, n, split, image_size, reports)
     directory = Path(root) / f"phantom-{split}-{n}-{image_size}-{key}"
     if not (directory / RECORDS_FILE).is_file():
-        write_cache(directory, phantom_studies(seed, n, split, image_size))
+        write_cache(directory, phantom_studies(seed, n, split, image_size, reports))
     return directory
 
 
@@ -145,6 +153,7 @@ class StudyDataset(Dataset[dict[str, object]]):
     """
 
     def __init__(self, directory: Path, qa_per_study: int = 1, seed: int = 0) -> None:
+        self.directory = Path(directory)
         self.images, self.records = read_cache(directory)
         self.qa_per_study = qa_per_study
         self.seed = seed

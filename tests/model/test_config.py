@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 
 from model.config import ConfigError, TrainConfig, VLMConfig
+from model.diffusion import RADConfig
+from model.distill import DCDConfig
 
 pytestmark = pytest.mark.unit
 
@@ -51,3 +53,32 @@ def test_missing_or_broken_recipe_file_is_a_config_error(tmp_path: Path) -> None
     bad.write_text(json.dumps({"epochz": 3}))
     with pytest.raises(ConfigError, match="epochz"):
         TrainConfig.from_file(bad)
+
+
+@pytest.mark.parametrize("recipe", [TrainConfig, RADConfig, DCDConfig])
+def test_every_stage_refuses_a_report_form_the_phantom_cannot_write(recipe: type) -> None:
+    with pytest.raises(
+        ConfigError, match=r"phantom_reports must be one of \('mixed', 'canonical'\)"
+    ):
+        recipe(phantom_reports="terse")
+
+
+def test_canonical_recipes_differ_from_the_shipped_ones_only_in_wording_and_inputs() -> None:
+    """The normalisation experiment compares wordings, so every other setting is the shipped one,
+    and each stage starts from the canonical stage before it."""
+    shipped, canonical = Path("model/configs"), Path("model/configs/canonical")
+    previous = {
+        "ar-tiny.json": None,
+        "rad-b8.json": "runs/canonical/ar-tiny/checkpoint",
+        "rad-b8-more.json": "runs/canonical/rad-b8/checkpoint",
+        "dcd-b8.json": "runs/canonical/rad-b8-more/checkpoint",
+    }
+    assert sorted(p.name for p in canonical.glob("*.json")) == sorted(previous)
+    for name, start in previous.items():
+        ours, theirs = (json.loads((d / name).read_text()) for d in (canonical, shipped))
+        assert ours.pop("phantom_reports") == "canonical"
+        assert theirs.pop("phantom_reports", "mixed") == "mixed"
+        key = "teacher_checkpoint" if name.startswith("dcd") else "init_checkpoint"
+        assert ours.pop(key, None) == start
+        theirs.pop(key, None)
+        assert ours == theirs, name

@@ -217,3 +217,13 @@ def test_train_rad_names_an_unknown_recipe_key(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "invalid RAD config" in result.output and "blocks" in result.output
+
+
+def test_train_rad_names_a_report_form_it_cannot_train_on(tmp_path: Path) -> None:
+    config = tmp_path / "rad.json"
+    config.write_text(json.dumps({"phantom_reports": "terse"}))
+    result = CliRunner().invoke(
+        app, ["train-rad", "--config", str(config), "--out", str(tmp_path / "run")]
+    )
+    assert result.exit_code == 2
+    assert "phantom_reports must be one of" in result.output and "Traceback" not in result.output

@@ -129,3 +129,53 @@ def test_generator_and_labeler_name_the_same_fourteen_observations_in_order() ->
     from clinical_eval import OBSERVATIONS as LABELER_OBSERVATIONS
 
     assert OBSERVATIONS == LABELER_OBSERVATIONS
+
+
+@pytest.fixture(scope="module")
+def canonical(cases: list[PhantomCase]) -> list[PhantomCase]:
+    return list(iter_cases(11, len(cases), reports="canonical"))
+
+
+def test_canonical_reports_keep_the_study_and_its_positive_findings(
+    cases: list[PhantomCase], canonical: list[PhantomCase]
+) -> None:
+    """Only the wording changes: same image inputs, same findings, same positives and hedges."""
+    for mixed, normal in zip(cases, canonical, strict=True):
+        assert (normal.study_id, normal.findings, normal.acquisition) == (
+            mixed.study_id,
+            mixed.findings,
+            mixed.acquisition,
+        )
+        for name in OBSERVATIONS:
+            if name != "No Finding" and mixed.labels[name] in (1, -1):
+                assert normal.labels[name] == mixed.labels[name], (name, normal.report.text)
+        assert read_labels(normal.report.text) == normal.labels, normal.report.text
+
+
+def test_canonical_reports_state_every_region_in_one_phrasing(
+    canonical: list[PhantomCase],
+) -> None:
+    """One sentence per statement: identical findings give identical reports, and a negative
+    region is always worded the same way."""
+    by_findings: dict[tuple[object, ...], str] = {}
+    negations: dict[str, set[str]] = {}
+    for case in canonical:
+        assert case.report.style == "normalized"
+        blank = [o for o, v in case.labels.items() if v is None and o != "No Finding"]
+        assert set(blank) <= {"Pneumonia"}, (blank, case.report.text)
+        key = (case.findings, case.acquisition.view)
+        assert by_findings.setdefault(key, case.report.text) == case.report.text
+        for sentence in case.report.findings.split(". "):
+            for name, words in KEYWORDS.items():
+                if sentence.startswith(("No ", "Heart size", "The mediastinal")) and any(
+                    w in sentence.lower() for w in words
+                ):
+                    negations.setdefault(name, set()).add(sentence.rstrip("."))
+    assert len(by_findings) < len(canonical)  # the check above compared something
+    assert negations["Cardiomegaly"] == {"Heart size is normal"}
+    assert negations["Support Devices"] == {"No lines or tubes are seen"}
+
+
+def test_an_unknown_report_form_is_refused() -> None:
+    with pytest.raises(ValueError, match="reports must be one of"):
+        next(iter_cases(11, 1, reports="terse"))  # type: ignore[arg-type]

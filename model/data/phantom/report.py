@@ -12,14 +12,17 @@ text, as in CheXpert, and cannot drift from it. Three rules keep the text machin
 Two styles: *normalized* gives every anatomical region an explicit positive or negative
 sentence (the ECHO paper's normalisation), *exception* reports only abnormalities and a short
 normal statement, leaving the unmentioned observations blank (None).
+
+Every choice of style and phrasing is drawn from a ``Wording``: a seeded numpy generator gives
+the varied archive an AR model meets in practice; ``CanonicalWording`` gives one normalised
+form per study, as the ECHO paper's LLM rewrite does before training (its section 4.3).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-
-import numpy as np
+from typing import Literal, Protocol
 
 from model.data.phantom.cases import OBSERVATIONS, Finding, Report
 
@@ -38,6 +41,35 @@ ORDINALS = {
 ADVERBS = {"mild": "mildly", "moderate": "moderately", "severe": "severely", "marked": "markedly"}
 
 
+ReportForm = Literal["mixed", "canonical"]
+REPORT_FORMS: tuple[ReportForm, ...] = ("mixed", "canonical")
+
+
+class Wording(Protocol):
+    """The source of the grammar's choices; ``numpy.random.Generator`` is one."""
+
+    def random(self) -> float: ...
+
+    def integers(self, low: int, high: int) -> int: ...
+
+
+class CanonicalWording:
+    """Every choice its first option: one phrasing per statement, every region stated.
+
+    Each choice in the grammar is ``random() < p`` for an optional part or ``integers`` for a
+    phrasing, so 0.0 and the lowest index select the normalized style, the view statement of
+    AP films and the first phrasing everywhere. Two studies with the same findings then get
+    the same report, which is what the normalisation is for: a one-step decoder can no longer
+    blend two phrasings of one statement into a sentence no radiologist wrote.
+    """
+
+    def random(self) -> float:
+        return 0.0
+
+    def integers(self, low: int, high: int) -> int:
+        return low
+
+
 @dataclass(frozen=True)
 class Sentence:
     """One sentence and the labels it asserts (observation -> 1, 0 or -1)."""
@@ -50,7 +82,7 @@ Phrases = list[Sentence]
 
 
 def compose_report(
-    findings: Sequence[Finding], view: str, rng: np.random.Generator
+    findings: Sequence[Finding], view: str, rng: Wording
 ) -> tuple[Report, dict[str, int | None]]:
     """Write the report for ``findings`` and derive its label vector from what it says."""
     style = "normalized" if rng.random() < NORMALIZED_SHARE else "exception"
@@ -79,7 +111,7 @@ def merge_labels(sentences: Sequence[Sentence]) -> dict[str, int | None]:
     return labels
 
 
-def _pick(rng: np.random.Generator, options: Sequence[str]) -> str:
+def _pick(rng: Wording, options: Sequence[str]) -> str:
     return options[int(rng.integers(0, len(options)))]
 
 
@@ -116,9 +148,7 @@ NEGATED_NAMES = {
 }
 
 
-def _findings_section(
-    findings: Sequence[Finding], style: str, view: str, rng: np.random.Generator
-) -> Phrases:
+def _findings_section(findings: Sequence[Finding], style: str, view: str, rng: Wording) -> Phrases:
     sentences: Phrases = []
     if view == "AP" and rng.random() < 0.5:
         sentences.append(
@@ -137,9 +167,7 @@ def _findings_section(
     return sentences
 
 
-def _exception_closing(
-    positives_seen: bool, findings: Sequence[Finding], rng: np.random.Generator
-) -> Sentence:
+def _exception_closing(positives_seen: bool, findings: Sequence[Finding], rng: Wording) -> Sentence:
     if not positives_seen:
         return Sentence(
             _pick(
@@ -154,7 +182,7 @@ def _exception_closing(
     )
 
 
-def _describe(region: str, findings: Sequence[Finding], rng: np.random.Generator) -> Phrases:
+def _describe(region: str, findings: Sequence[Finding], rng: Wording) -> Phrases:
     sentences: Phrases = []
     effusions = [f for f in findings if f.kind == "effusion"]
     if len(effusions) == 2:
@@ -166,7 +194,7 @@ def _describe(region: str, findings: Sequence[Finding], rng: np.random.Generator
     return sentences
 
 
-def _negate_region(region: str, positive: Phrases, rng: np.random.Generator) -> Phrases:
+def _negate_region(region: str, positive: Phrases, rng: Wording) -> Phrases:
     asserted = {name for s in positive for name in s.labels}
     remaining = [o for o in REGION_OBSERVATIONS[region] if o not in asserted]
     if "Consolidation" in asserted or "Lung Opacity" in asserted:
@@ -203,7 +231,7 @@ def _negate_region(region: str, positive: Phrases, rng: np.random.Generator) -> 
     return [Sentence(template.format(listed), zeros)]
 
 
-def _heart_negation(name: str, rng: np.random.Generator) -> Sentence:
+def _heart_negation(name: str, rng: Wording) -> Sentence:
     if name == "Cardiomegaly":
         text = _pick(
             rng, ("Heart size is normal.", "The heart is not enlarged.", "Normal heart size.")
@@ -235,14 +263,12 @@ def _lobe(finding: Finding) -> str:
     return f"{finding.laterality} {finding.zone} lobe"
 
 
-def _say(rng: np.random.Generator, labels: dict[str, int], *options: str) -> Sentence:
+def _say(rng: Wording, labels: dict[str, int], *options: str) -> Sentence:
     """One of several phrasings, all asserting the same ``labels``."""
     return Sentence(_pick(rng, options), labels)
 
 
-def _hedged(
-    rng: np.random.Generator, observation: str, lead: Sentence | None, *hedges: str
-) -> Phrases:
+def _hedged(rng: Wording, observation: str, lead: Sentence | None, *hedges: str) -> Phrases:
     """An optional descriptive lead, then a hedge sentence naming only ``observation`` (-1)."""
     return [s for s in (lead, _say(rng, {observation: -1}, *hedges)) if s is not None]
 
@@ -251,7 +277,7 @@ def _base_words(f: Finding) -> str:
     return "both lung bases" if f.laterality == "bilateral" else f"the {f.laterality} lung base"
 
 
-def _cardiomegaly(f: Finding, rng: np.random.Generator) -> Phrases:
+def _cardiomegaly(f: Finding, rng: Wording) -> Phrases:
     if f.certainty == "uncertain":
         return _hedged(rng, "Cardiomegaly", None, "Mild cardiomegaly cannot be excluded.",
                        "The cardiac silhouette may be mildly enlarged.")  # fmt: skip
@@ -262,14 +288,14 @@ def _cardiomegaly(f: Finding, rng: np.random.Generator) -> Phrases:
                  f"The cardiac silhouette is {adverb} enlarged.")]  # fmt: skip
 
 
-def _widened_mediastinum(f: Finding, rng: np.random.Generator) -> Phrases:
+def _widened_mediastinum(f: Finding, rng: Wording) -> Phrases:
     adverb = ADVERBS[f.severity or "mild"]
     return [_say(rng, {"Enlarged Cardiomediastinum": 1},
                  f"The superior mediastinum is {adverb} widened.",
                  f"The mediastinal silhouette is {adverb} widened.")]  # fmt: skip
 
 
-def _opacity(f: Finding, rng: np.random.Generator) -> Phrases:
+def _opacity(f: Finding, rng: Wording) -> Phrases:
     texture = _pick(rng, ("patchy", "hazy", "ill-defined"))
     where = _zone_words(f)
     if f.laterality == "bilateral":
@@ -280,7 +306,7 @@ def _opacity(f: Finding, rng: np.random.Generator) -> Phrases:
                  f"There is {texture} airspace opacity in the {where}.")]  # fmt: skip
 
 
-def _lesion(f: Finding, rng: np.random.Generator) -> Phrases:
+def _lesion(f: Finding, rng: Wording) -> Phrases:
     size = round(f.size_mm or 0)
     kind = f.lesion_type or "nodule"
     edge = _pick(
@@ -291,7 +317,7 @@ def _lesion(f: Finding, rng: np.random.Generator) -> Phrases:
                  f"There is a {edge} {kind} in the {where} measuring {size} mm.")]  # fmt: skip
 
 
-def _edema(f: Finding, rng: np.random.Generator) -> Phrases:
+def _edema(f: Finding, rng: Wording) -> Phrases:
     if f.certainty == "uncertain":
         lead = Sentence("Mild prominence of the interstitial markings.")
         return _hedged(rng, "Edema", lead, "This may represent mild interstitial edema.",
@@ -303,7 +329,7 @@ def _edema(f: Finding, rng: np.random.Generator) -> Phrases:
                  "pulmonary edema.")]  # fmt: skip
 
 
-def _consolidation(f: Finding, rng: np.random.Generator) -> Phrases:
+def _consolidation(f: Finding, rng: Wording) -> Phrases:
     where = _base_words(f)
     if f.certainty == "uncertain":
         lead = Sentence(f"Patchy airspace opacity at {where}.", {"Lung Opacity": 1})
@@ -314,7 +340,7 @@ def _consolidation(f: Finding, rng: np.random.Generator) -> Phrases:
                  f"Consolidative opacity at {where}.")]  # fmt: skip
 
 
-def _pneumonia(f: Finding, rng: np.random.Generator) -> Phrases:
+def _pneumonia(f: Finding, rng: Wording) -> Phrases:
     if f.certainty == "uncertain":
         lead = Sentence(f"Patchy opacity in the {_zone_words(f)}.", {"Lung Opacity": 1})
         return _hedged(rng, "Pneumonia", lead,
@@ -330,7 +356,7 @@ def _pneumonia(f: Finding, rng: np.random.Generator) -> Phrases:
     ]  # fmt: skip
 
 
-def _atelectasis(f: Finding, rng: np.random.Generator) -> Phrases:
+def _atelectasis(f: Finding, rng: Wording) -> Phrases:
     where = _base_words(f)
     if f.certainty == "uncertain":
         lead = Sentence(f"Streaky opacity at {where}.", {"Lung Opacity": 1})
@@ -341,7 +367,7 @@ def _atelectasis(f: Finding, rng: np.random.Generator) -> Phrases:
                  f"There is {severity} atelectasis at {where} with mild volume loss.")]  # fmt: skip
 
 
-def _pneumothorax(f: Finding, rng: np.random.Generator) -> Phrases:
+def _pneumothorax(f: Finding, rng: Wording) -> Phrases:
     side = f.laterality
     if f.certainty == "uncertain":
         return _hedged(rng, "Pneumothorax", None,
@@ -352,7 +378,7 @@ def _pneumothorax(f: Finding, rng: np.random.Generator) -> Phrases:
                  "pleural line.")]  # fmt: skip
 
 
-def _effusion(f: Finding, rng: np.random.Generator) -> Phrases:
+def _effusion(f: Finding, rng: Wording) -> Phrases:
     side = f.laterality
     if f.certainty == "uncertain":
         lead = Sentence(f"Blunting of the {side} costophrenic angle.")
@@ -365,7 +391,7 @@ def _effusion(f: Finding, rng: np.random.Generator) -> Phrases:
                  "costophrenic angle.")]  # fmt: skip
 
 
-def _bilateral_effusion(effusions: Sequence[Finding], rng: np.random.Generator) -> Phrases:
+def _bilateral_effusion(effusions: Sequence[Finding], rng: Wording) -> Phrases:
     right, left = sorted(effusions, key=lambda f: f.laterality != "right")
     if right.severity == left.severity:
         text = f"{_cap(right.severity or 'small')} bilateral pleural effusions."
@@ -375,25 +401,25 @@ def _bilateral_effusion(effusions: Sequence[Finding], rng: np.random.Generator) 
     return [Sentence(text, {"Pleural Effusion": 1})]
 
 
-def _pleural_thickening(f: Finding, rng: np.random.Generator) -> Phrases:
+def _pleural_thickening(f: Finding, rng: Wording) -> Phrases:
     where = "apical" if f.zone == "upper" else "lateral"
     return [_say(rng, {"Pleural Other": 1},
                  f"{_cap(f.laterality or 'right')} {where} pleural thickening.",
                  f"Smooth {where} pleural thickening on the {f.laterality}.")]  # fmt: skip
 
 
-def _fracture(f: Finding, rng: np.random.Generator) -> Phrases:
+def _fracture(f: Finding, rng: Wording) -> Phrases:
     rib = ORDINALS.get(f.rib or 0, "lower")
     return [_say(rng, {"Fracture": 1},
                  f"{_cap(f.severity or 'nondisplaced')} fracture of the {f.laterality} {rib} rib.",
                  f"Acute {f.severity} {f.laterality} {rib} rib fracture.")]  # fmt: skip
 
 
-def _device(f: Finding, rng: np.random.Generator) -> Phrases:
+def _device(f: Finding, rng: Wording) -> Phrases:
     return [Sentence(text, {"Support Devices": 1}) for text in _device_texts(f, rng)]
 
 
-def _device_texts(f: Finding, rng: np.random.Generator) -> list[str]:
+def _device_texts(f: Finding, rng: Wording) -> list[str]:
     if f.device == "endotracheal tube":
         distance = f.tip_to_carina_cm
         texts = [
@@ -436,7 +462,7 @@ TUBE_ADVICE = {
 }
 
 
-DESCRIBERS: dict[str, Callable[[Finding, np.random.Generator], Phrases]] = {
+DESCRIBERS: dict[str, Callable[[Finding, Wording], Phrases]] = {
     "cardiomegaly": _cardiomegaly,
     "widened_mediastinum": _widened_mediastinum,
     "opacity": _opacity,
@@ -470,7 +496,7 @@ IMPRESSION_NAMES = {
 }
 
 
-def _impression_section(findings: Sequence[Finding], rng: np.random.Generator) -> Phrases:
+def _impression_section(findings: Sequence[Finding], rng: Wording) -> Phrases:
     sentences: Phrases = []
     seen: set[str] = set()
     for finding in findings:
