@@ -1,6 +1,8 @@
 """Where the one-step student loses macro-F1: which findings, and through which sentences.
 
-Run: ``.venv/bin/python benchmarks/onestep_errors.py [--n 2000] [--student DIR]``.
+Run: ``.venv/bin/python benchmarks/onestep_errors.py [--n 2000] [--student DIR]``; for the
+pair trained on normalised reports, ``--phantom-reports canonical --ar DIR --teacher DIR
+--student DIR --name onestep_errors_canonical``.
 AR, the multi-step teacher and the one-step student write reports for the same phantom test
 studies (batch 16, one thread by default). A generated sentence is *novel* when no report of
 the 4,000 training studies contains it, digits and the full stop aside (sizes and distances
@@ -11,7 +13,7 @@ mostly pieces of two phrasings of one statement (``The mediastinum contours are 
 across positions.
 Every false-positive finding is traced to the labeler's mention that made it positive, to tell
 errors written in novel sentences from errors written in well-formed ones.
-Writes ``benchmarks/results/onestep_errors.{md,json}``.
+Writes ``benchmarks/results/<name>.{md,json}`` (``onestep_errors`` by default).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from model import CHECKPOINTS  # noqa: E402
 from model.bench import decode_all, parse_rows  # noqa: E402
 from model.checkpoint import load_checkpoint, read_manifest  # noqa: E402
 from model.data.datasets import StudyDataset, phantom_cache  # noqa: E402
+from model.data.phantom import REPORT_FORMS  # noqa: E402
 from model.distill import DCDConfig  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -88,12 +91,13 @@ def engine_errors(
     }
 
 
-def render(results: dict[str, Any], n: int, threads: int, student: Path) -> str:
+def render(results: dict[str, Any], args: argparse.Namespace) -> str:
     rows = list(results)
     lines = [
         "# One-step student: where its macro-F1 goes",
         "",
-        f"{n} phantom test studies, batch 16, {threads} thread(s); student `{student.name}`. From "
+        f"{args.n} phantom test studies ({args.phantom_reports} reports), batch 16, "
+        f"{args.threads} thread(s); student `{read_manifest(args.student)['model_id']}`. From "
         "`benchmarks/onestep_errors.py` (the docstring defines *novel sentence*).",
         "",
         "| row | novel sentences | reports with a novel sentence | false positives | "
@@ -133,6 +137,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--student", type=Path, default=CHECKPOINTS / "dcd-b8")
     parser.add_argument("--teacher", type=Path, default=CHECKPOINTS / "rad-b8")
+    parser.add_argument("--ar", type=Path, default=CHECKPOINTS / "ar-tiny")
+    parser.add_argument("--phantom-reports", choices=REPORT_FORMS, default="mixed")
+    parser.add_argument("--name", default="onestep_errors", help="stem of the result files")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "runs" / "cache")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -141,15 +148,19 @@ def main() -> None:
     rows = parse_rows(
         "ar,diffusion-multistep@teacher,diffusion-onestep@student",
         [
+            f"ar={args.ar}",
             f"diffusion-multistep@teacher={args.teacher}",
             f"diffusion-onestep@student={args.student}",
         ],
         int(model["block_size"]),
     )
-    size = int(model["image_size"])
-    test = StudyDataset(phantom_cache(args.cache_dir, 0, args.n, "test", size), qa_per_study=0)
+    size, seed, reports = int(model["image_size"]), DCDConfig.phantom_seed, args.phantom_reports
+    test = StudyDataset(
+        phantom_cache(args.cache_dir, seed, args.n, "test", size, reports), qa_per_study=0
+    )
     train = StudyDataset(
-        phantom_cache(args.cache_dir, 0, DCDConfig.train_studies, "train", size), qa_per_study=0
+        phantom_cache(args.cache_dir, seed, DCDConfig.train_studies, "train", size, reports),
+        qa_per_study=0,
     )
     known = known_sentences([record.report_text for record in train.records])
     truth = [record.labels for record in test.records]
@@ -161,8 +172,8 @@ def main() -> None:
     for row in rows:
         texts = decode_all(load_checkpoint(row.checkpoint), row, test, 16)["texts"]
         results[row.name] = engine_errors(label_with_evidence(texts), truth, known)
-    (RESULTS / "onestep_errors.json").write_text(json.dumps(results, indent=2) + "\n")
-    (RESULTS / "onestep_errors.md").write_text(render(results, args.n, args.threads, args.student))
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / f"{args.name}.md").write_text(render(results, args))
 
 
 if __name__ == "__main__":
