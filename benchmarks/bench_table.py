@@ -62,7 +62,7 @@ def markdown(runs: list[dict[str, Any]]) -> str:
         first = run["engines"][0]
         lines += [
             f"## B = {_block(run)}, batch {first['batch_size']}, {run['n']} {run['split']} "
-            f"studies, {run['threads']} thread(s) (`{run['file']}`)",
+            f"studies{_wording(run)}, {run['threads']} thread(s) (`{run['file']}`)",
             "",
             "| row | B | " + " | ".join(COLUMNS) + " |",
             "|---|---|" + "---|" * len(COLUMNS),
@@ -74,6 +74,12 @@ def markdown(runs: list[dict[str, Any]]) -> str:
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def _wording(run: dict[str, Any]) -> str:
+    """Runs on normalised reports say so; their F1 compares only with rows of the same run."""
+    reports = run.get("phantom_reports", "mixed")
+    return "" if reports == "mixed" else f" ({reports} reports)"
 
 
 def _cell(value: Any) -> str:
