@@ -91,13 +91,13 @@ def engine_errors(
     }
 
 
-def render(results: dict[str, Any], args: argparse.Namespace) -> str:
+def render(results: dict[str, Any], args: argparse.Namespace, student_id: str) -> str:
     rows = list(results)
     lines = [
         "# One-step student: where its macro-F1 goes",
         "",
         f"{args.n} phantom test studies ({args.phantom_reports} reports), batch 16, "
-        f"{args.threads} thread(s); student `{read_manifest(args.student)['model_id']}`. From "
+        f"{args.threads} thread(s); student `{student_id}`. From "
         "`benchmarks/onestep_errors.py` (the docstring defines *novel sentence*).",
         "",
         "| row | novel sentences | reports with a novel sentence | false positives | "
@@ -144,7 +144,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = read_manifest(args.student)["model"]
+    manifest = read_manifest(args.student)
+    model = manifest["model"]
     rows = parse_rows(
         "ar,diffusion-multistep@teacher,diffusion-onestep@student",
         [
@@ -173,7 +174,7 @@ def main() -> None:
         texts = decode_all(load_checkpoint(row.checkpoint), row, test, 16)["texts"]
         results[row.name] = engine_errors(label_with_evidence(texts), truth, known)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(results, indent=2) + "\n")
-    (RESULTS / f"{args.name}.md").write_text(render(results, args))
+    (RESULTS / f"{args.name}.md").write_text(render(results, args, manifest["model_id"]))
 
 
 if __name__ == "__main__":
