@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -48,29 +49,58 @@ class BenchRow:
     options: dict[str, Any] = field(default_factory=dict)  # engine options, e.g. a threshold
 
 
-def parse_rows(engines: str, checkpoints: list[str], block_size: int) -> list[BenchRow]:
-    """``ar,diffusion-onestep@rad`` + ``ROW=DIR`` overrides -> rows (``ar`` first if present)."""
+def parse_rows(
+    engines: str,
+    checkpoints: Sequence[str],
+    block_size: int,
+    engine_options: Sequence[str] = (),
+) -> list[BenchRow]:
+    """``ar,diffusion-onestep@rad`` + ``ROW=DIR`` checkpoint overrides + ``ROW:KEY=VALUE``
+    engine options -> rows (``ar`` first if present)."""
     overrides = {}
     for item in checkpoints:
         name, sep, directory = item.partition("=")
         if not sep or not directory:
             raise BenchError(f"--checkpoint takes ROW=DIR, got {item!r}")
         overrides[name] = Path(directory)
+    options = parse_engine_options(engine_options)
     rows = []
     for name in [n.strip() for n in engines.split(",") if n.strip()]:
         engine = name.split("@")[0]
         default = CHECKPOINTS / ("ar-tiny" if engine == "ar" else f"dcd-b{block_size}")
         rows.append(
             BenchRow(
-                name, engine, overrides.get(name, default), None if engine == "ar" else block_size
+                name,
+                engine,
+                overrides.get(name, default),
+                None if engine == "ar" else block_size,
+                options.get(name, {}),
             )
         )
-    unknown = set(overrides) - {row.name for row in rows}
-    if unknown:
-        raise BenchError(f"--checkpoint names rows that are not benchmarked: {sorted(unknown)}")
+    for flag, named in (("--checkpoint", overrides), ("--engine-option", options)):
+        unknown = set(named) - {row.name for row in rows}
+        if unknown:
+            raise BenchError(f"{flag} names rows that are not benchmarked: {sorted(unknown)}")
     if not rows:
         raise BenchError("--engines lists no engine")
     return sorted(rows, key=lambda row: row.engine != "ar")
+
+
+def parse_engine_options(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``ROW:KEY=VALUE`` items -> {row: {key: value}}; values are read as JSON where they parse
+    (``2``, ``0.5``, ``false``), else kept as text, and the engine checks them when it is built."""
+    options: dict[str, dict[str, Any]] = {}
+    for item in items:
+        row, colon, setting = item.rpartition(":")
+        key, equals, text = setting.partition("=")
+        if not colon or not row or not equals or not key or not text:
+            raise BenchError(f"--engine-option takes ROW:KEY=VALUE, got {item!r}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        options.setdefault(row, {})[key] = value
+    return options
 
 
 def decode_all(
@@ -185,6 +215,7 @@ def run_bench(
             "checkpoint": str(row.checkpoint),
             "model_id": loaded.model_id,
             "block_size": row.block_size,
+            "engine_options": row.options,
             "batch_size": batch_size,
             **{k: v for k, v in decoded.items() if k != "texts"},
             **quality(decoded["texts"], dataset, labels),
@@ -225,6 +256,13 @@ def bench(
     checkpoint: Annotated[
         list[str] | None, typer.Option(help="ROW=DIR, the checkpoint of a row (repeatable).")
     ] = None,
+    engine_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="ROW:KEY=VALUE, an option of a row's engine, e.g. "
+            "diffusion-multistep@s2:steps=2 (repeatable)."
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Studies decoded together.")] = 1,
     threads: Annotated[
         int, typer.Option(help="torch CPU threads (the same for every engine).")
@@ -242,14 +280,16 @@ def bench(
     from model.checkpoint import CheckpointError, read_manifest
     from model.data.datasets import StudyDataset, phantom_cache
     from model.data.phantom import REPORT_FORMS
-    from model.decoding import EngineError
+    from model.decoding import EngineError, get_engine
 
     if split not in ("test", "val") or n < 1 or batch_size < 1 or threads < 1:
         raise fail("need --split test|val and positive --n, --batch-size and --threads")
     if phantom_reports not in REPORT_FORMS:
         raise fail(f"--phantom-reports must be one of {', '.join(REPORT_FORMS)}")
     try:
-        rows = parse_rows(engines, checkpoint or [], block_size)
+        rows = parse_rows(engines, checkpoint or [], block_size, engine_option or [])
+        for row in rows:  # a bad option fails now, not after the rows before it have run
+            get_engine(row.engine, **row.options)
         image_size = int(read_manifest(rows[0].checkpoint)["model"]["image_size"])
         dataset = StudyDataset(
             phantom_cache(cache_dir, phantom_seed, n, split, image_size, phantom_reports),

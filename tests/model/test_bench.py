@@ -6,7 +6,7 @@ import pytest
 
 from clinical_eval import OBSERVATIONS, label_f1
 from clinical_eval.labeler import Labels
-from model.bench import paired_vs_ar, per_observation_f1
+from model.bench import BenchError, paired_vs_ar, parse_rows, per_observation_f1
 
 
 def labels_with(present: set[str]) -> Labels:
@@ -42,3 +42,22 @@ def test_per_observation_f1_names_the_finding_a_row_misses() -> None:
     assert f1["Cardiomegaly"] == pytest.approx(0.8)
     assert f1["Edema"] == 1.0
     assert f1["Pneumothorax"] == 0.0  # never present, never predicted
+
+
+def test_engine_options_reach_their_row_with_json_values() -> None:
+    rows = parse_rows(
+        "diffusion-multistep@s2,ar",
+        [],
+        8,
+        ["diffusion-multistep@s2:steps=2", "diffusion-multistep@s2:threshold=0.5", "ar:seed=7"],
+    )
+    assert [row.name for row in rows] == ["ar", "diffusion-multistep@s2"]
+    assert rows[0].options == {"seed": 7}
+    assert rows[1].options == {"steps": 2, "threshold": 0.5}
+    assert rows[1].checkpoint.name == "dcd-b8"
+
+
+@pytest.mark.parametrize("option", ["ar", "ar:seed", "ar:=1", ":seed=1", "ar:seed="])
+def test_a_malformed_engine_option_is_refused(option: str) -> None:
+    with pytest.raises(BenchError, match="ROW:KEY=VALUE"):
+        parse_rows("ar", [], 8, [option])

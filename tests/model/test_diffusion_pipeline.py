@@ -136,7 +136,7 @@ def test_rad_then_dcd_then_bench(ar_checkpoint: Path, tmp_path: Path) -> None:
         [
             "bench",
             "--engines",
-            "ar,diffusion-onestep,diffusion-multistep@rad",
+            "ar,diffusion-onestep,diffusion-multistep@rad,diffusion-multistep@s1",
             "--block-size",
             "4",
             "--n",
@@ -147,6 +147,10 @@ def test_rad_then_dcd_then_bench(ar_checkpoint: Path, tmp_path: Path) -> None:
             f"diffusion-onestep={dcd_dir}",
             "--checkpoint",
             f"diffusion-multistep@rad={rad_dir}",
+            "--checkpoint",
+            f"diffusion-multistep@s1={dcd_dir}",
+            "--engine-option",
+            "diffusion-multistep@s1:steps=1",
             "--json",
             str(out),
             "--cache-dir",
@@ -155,7 +159,12 @@ def test_rad_then_dcd_then_bench(ar_checkpoint: Path, tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     rows = {row["row"]: row for row in json.loads(out.read_text())["engines"]}
-    assert set(rows) == {"ar", "diffusion-onestep", "diffusion-multistep@rad"}
+    assert set(rows) == {
+        "ar",
+        "diffusion-onestep",
+        "diffusion-multistep@rad",
+        "diffusion-multistep@s1",
+    }
     for row in rows.values():
         for key in (
             "ms_per_report",
@@ -176,6 +185,12 @@ def test_rad_then_dcd_then_bench(ar_checkpoint: Path, tmp_path: Path) -> None:
         assert gap["delta"] == pytest.approx(rows[name]["macro_f1_14"] - rows["ar"]["macro_f1_14"])
         assert gap["low"] <= gap["delta"] <= gap["high"]
     assert rows["diffusion-onestep"]["tokens_per_forward"] <= 4.0
+    # the multi-step sampler told to take one step per block is the one-step engine
+    one_step, s1 = rows["diffusion-onestep"], rows["diffusion-multistep@s1"]
+    assert s1["engine_options"] == {"steps": 1}
+    assert one_step["engine_options"] == {}
+    assert s1["forwards_per_report"] == one_step["forwards_per_report"]
+    assert s1["tokens_per_report"] == one_step["tokens_per_report"]
 
 
 def round_studies(shards: list[Path]) -> list[list[int]]:
@@ -197,6 +212,33 @@ def test_bench_rejects_checkpoint_for_unlisted_row(ar_checkpoint: Path, tmp_path
     )
     assert result.exit_code == 2
     assert "not benchmarked" in result.output
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("ar:temperature", "ROW:KEY=VALUE"),
+        ("steps=2", "ROW:KEY=VALUE"),
+        ("diffusion-onestep:steps=2", "not benchmarked"),
+        ("ar:steps=2", "invalid options for engine 'ar'"),
+        ("ar:top_p=2", "top_p"),
+    ],
+)
+def test_bench_rejects_a_bad_engine_option_before_decoding(
+    ar_checkpoint: Path, tmp_path: Path, option: str, message: str
+) -> None:
+    out = tmp_path / "x.json"
+    result = CliRunner().invoke(
+        app,
+        [
+            *("bench", "--engines", "ar", "--checkpoint", f"ar={ar_checkpoint}"),
+            *("--engine-option", option, "--json", str(out), "--cache-dir", str(tmp_path)),
+        ],
+    )
+    assert result.exit_code == 2
+    assert message in result.output
+    assert not out.exists()
+    assert not any(tmp_path.iterdir())  # failed before rendering a study
 
 
 def test_distill_refuses_an_ar_teacher(ar_checkpoint: Path, tmp_path: Path) -> None:
