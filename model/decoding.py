@@ -65,6 +65,38 @@ def pick_next(
     return order.gather(-1, choice).squeeze(-1)
 
 
+class LoopGuard:
+    """Finds rows whose last ``p`` tokens repeat the ``p`` tokens just before them.
+
+    Greedy decoding that falls into a loop writes the same span again and again until the length
+    cap, and a draft that says "No pneumothorax. No pneumothorax. ..." reaches the reader. An
+    immediate verbatim repeat of a span of ``min_period`` or more tokens is not something a report
+    says on purpose, so the guard ends the row there and the repeat is dropped. Loops of a shorter
+    period (one token again and again) are caught too: they also repeat with a period of
+    ``min_period`` or more. Per period it keeps how many steps in a row the newest token has
+    equalled the token ``p`` back, so a step costs a handful of tensor operations, not a scan.
+    """
+
+    def __init__(
+        self, rows: int, device: torch.device, min_period: int = 3, max_period: int = 32
+    ) -> None:
+        self.periods = torch.arange(min_period, max_period + 1, device=device)  # (P,)
+        self.runs = torch.zeros(rows, len(self.periods), dtype=torch.long, device=device)
+
+    def update(self, out: torch.Tensor, step: int, active: torch.Tensor) -> dict[int, int]:
+        """After ``out[:, step]`` is written: {row: period} for active rows now looping."""
+        lags = step - self.periods  # (P,) where each period's earlier copy of this token is
+        earlier = out[:, lags.clamp(min=0)]  # (R, P)
+        same = (earlier == out[:, step, None]) & (lags >= 0)
+        self.runs = (self.runs + 1) * same
+        looping = (self.runs >= self.periods) & active[:, None]  # (R, P)
+        if not bool(looping.any()):
+            return {}
+        first = looping.float().argmax(1)  # the shortest period that repeats
+        rows = looping.any(1).nonzero().flatten().tolist()
+        return {row: int(self.periods[first[row]]) for row in rows}
+
+
 class AREngine:
     """Left-to-right decoding with a KV cache; stops when every row has produced ``<eos>``.
 
@@ -76,12 +108,19 @@ class AREngine:
         Nucleus mass kept when sampling.
     seed : int or None
         Seeds the sampling generator so sampled outputs are reproducible.
+    repetition_guard : bool
+        End a row whose newest span of 3 to 32 tokens repeats the span before it, dropping the
+        repeat (:class:`LoopGuard`); the block engines' guard does the same for a repeated block.
     """
 
     name = "ar"
 
     def __init__(
-        self, temperature: float = 0.0, top_p: float = 0.9, seed: int | None = None
+        self,
+        temperature: float = 0.0,
+        top_p: float = 0.9,
+        seed: int | None = None,
+        repetition_guard: bool = True,
     ) -> None:
         if temperature < 0 or not 0 < top_p <= 1:
             raise EngineError(
@@ -90,6 +129,7 @@ class AREngine:
         self.temperature = temperature
         self.top_p = top_p
         self.seed = seed
+        self.repetition_guard = repetition_guard
 
     @torch.inference_mode()
     def generate(
@@ -115,6 +155,7 @@ class AREngine:
             (B, max_new_tokens), eos_id, dtype=torch.long, device=context_embeds.device
         )
         done = torch.zeros(B, dtype=torch.bool, device=context_embeds.device)
+        guard = LoopGuard(B, context_embeds.device) if self.repetition_guard else None
         cache = DynamicCache()
         logits = vlm.lm(
             inputs_embeds=context_embeds,
@@ -128,6 +169,10 @@ class AREngine:
             token = pick_next(logits, self.temperature, self.top_p, generator)
             token = token.masked_fill(done, eos_id)
             out[:, steps] = token
+            if guard is not None:
+                for row, period in guard.update(out, steps, ~done).items():
+                    out[row, steps + 1 - period : steps + 1] = eos_id
+                    done[row] = True
             steps += 1
             done |= token == eos_id
             if bool(done.all()) or steps == max_new_tokens:

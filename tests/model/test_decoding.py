@@ -7,7 +7,7 @@ import torch
 
 from model.checkpoint import load_checkpoint
 from model.data.qa import REPORT_PROMPT
-from model.decoding import AREngine, EngineError, get_engine
+from model.decoding import AREngine, EngineError, LoopGuard, get_engine
 from model.tokenizer import Tokenizer, pad_rows
 from model.vlm import VLM
 from tests.model.conftest import synthetic_study, tiny_model_config
@@ -51,11 +51,77 @@ def test_kv_cache_decoding_matches_full_recomputation(random_vlm: tuple[VLM, Tok
     embeds, mask = context(vlm, [tokenizer.chat_prompt("fox")], tokenizer.pad_id)
     vlm.lm.config.eos_token_id = -1  # never stop early: compare all 12 steps
     try:
-        out = AREngine().generate(vlm, embeds, mask, max_new_tokens=12)
+        out = AREngine(repetition_guard=False).generate(vlm, embeds, mask, max_new_tokens=12)
     finally:
         vlm.lm.config.eos_token_id = tokenizer.eos_id
     assert out.token_ids[0] == greedy_without_cache(vlm, embeds, mask, 12)
     assert out.forwards == 12
+
+
+def first_loop(tokens: list[int], min_period: int = 3, max_period: int = 32) -> int | None:
+    """Reference for the loop guard: the length kept at the first step whose newest span of
+    ``min_period``..``max_period`` tokens repeats the span before it, else None."""
+    for end in range(1, len(tokens) + 1):
+        for period in range(min_period, min(max_period, end // 2) + 1):
+            if tokens[end - period : end] == tokens[end - 2 * period : end - period]:
+                return end - period
+    return None
+
+
+def guard_all(rows: list[list[int]], active: list[bool] | None = None) -> list[int | None]:
+    """Feed ``rows`` to one LoopGuard step by step; per row, the length kept at its first loop."""
+    out = torch.tensor(rows)
+    guard = LoopGuard(len(rows), out.device)
+    kept: list[int | None] = [None] * len(rows)
+    live = torch.tensor(active or [True] * len(rows))
+    for step in range(out.shape[1]):
+        for row, period in guard.update(out, step, live).items():
+            kept[row] = step + 1 - period
+            live[row] = False
+    return kept
+
+
+def test_loop_guard_cuts_a_repeated_span_where_the_repeat_starts() -> None:
+    sentence = [11, 12, 13, 14, 15]
+    assert guard_all([[1, 2, *sentence, *sentence, 9]]) == [7]
+    assert guard_all([[6] * 10]) == [3]  # one token again and again: kept three times
+    assert guard_all([[5, 6, 5, 6, 5, 6, 5, 6]]) == [4]  # period 2 repeats with period 4
+    assert guard_all([[5, 6, 5, 6, 7, 8, 9, 10]]) == [None]  # a two-token span once is fine
+    assert guard_all([list(range(40))]) == [None]
+    assert guard_all([sentence * 2, sentence * 2], active=[False, True]) == [None, 5]
+
+
+def test_loop_guard_agrees_with_a_brute_force_search() -> None:
+    generator = torch.Generator().manual_seed(0)
+    # a small alphabet and copied spans make repeats of every period common
+    rows = []
+    for _ in range(200):
+        row = torch.randint(0, 4, (20,), generator=generator).tolist()
+        start, period = (int(v) for v in torch.randint(0, 20, (2,), generator=generator))
+        row[start:] = (row[start : start + period + 1] * 40)[: 20 - start]
+        rows.append(row + torch.randint(0, 4, (20,), generator=generator).tolist())
+    expected = [first_loop(row) for row in rows]
+    assert guard_all(rows) == expected
+    assert sum(kept is None for kept in expected) > 10
+    assert len({kept for kept in expected}) > 10
+
+
+def test_ar_repetition_guard_ends_a_looping_row_without_the_repeat(
+    random_vlm: tuple[VLM, Tokenizer],
+) -> None:
+    vlm, tokenizer = random_vlm
+    prompts = [tokenizer.chat_prompt("the quick brown fox jumps"), tokenizer.chat_prompt("dog")]
+    embeds, mask = context(vlm, prompts, tokenizer.pad_id)
+    vlm.lm.config.eos_token_id = -1  # only the guard or the cap can end a row
+    try:
+        looping = AREngine(repetition_guard=False).generate(vlm, embeds, mask, max_new_tokens=40)
+        guarded = AREngine().generate(vlm, embeds, mask, max_new_tokens=40)
+    finally:
+        vlm.lm.config.eos_token_id = tokenizer.eos_id
+    kept = [first_loop(row) for row in looping.token_ids]
+    assert all(length is not None for length in kept)  # random weights loop at once
+    assert guarded.token_ids == [row[:n] for row, n in zip(looping.token_ids, kept, strict=True)]
+    assert guarded.forwards < looping.forwards  # stopped when both rows were cut
 
 
 def test_left_padded_batch_decodes_like_each_row_alone(random_vlm: tuple[VLM, Tokenizer]) -> None:
