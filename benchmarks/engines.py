@@ -5,8 +5,9 @@ Writes ``benchmarks/results/engines.{md,json,png}``.
 
 Speed does not depend on the weights, so the backbone of ``model/configs/ar-tiny.json`` is built
 with random weights and every engine writes exactly ``--tokens`` tokens (no ``<eos>``, repetition
-guard off): the comparison is per token at equal length. Times are the fastest of several runs in
-CPU seconds of the process (one thread; see ``best_seconds``). Measured:
+guards off; the AR guard's own cost per step is measured apart): the comparison is per token at
+equal length. Times are the fastest of several runs in CPU seconds of the process (one thread;
+see ``best_seconds``). Measured:
 
 - ``t(n)``: one bare ``LlamaForCausalLM`` forward of n query tokens against a KV cache of the
   context (the cost model of the issue: the fused ceiling is ``B * t(1) / t(2B)``);
@@ -33,7 +34,7 @@ import torch
 from transformers import DynamicCache
 
 from model.config import TrainConfig
-from model.decoding import AREngine
+from model.decoding import AREngine, LoopGuard
 from model.diffusion import attention_bias, first_block_start
 from model.sampling import BlockForward, OneStepEngine
 from model.tokenizer import Tokenizer
@@ -164,7 +165,7 @@ def latency_rows(
     """Batch-1 latency per report and where the one-step engine's time per block goes."""
     Lc = context.shape[1]
     t1 = bare_forward_seconds(vlm, context, 1, Lc + tokens // 2, repeats * 5)
-    ar = engine_seconds(AREngine(), vlm, context, mask, tokens, repeats)
+    ar = engine_seconds(AREngine(repetition_guard=False), vlm, context, mask, tokens, repeats)
     rows = [
         {"engine": "ar", "B": 1, "ms_per_report": 1000 * ar, "forwards": tokens, "t1_ms": 1000 * t1}
     ]
@@ -208,7 +209,7 @@ def lean_forward_rows(tokens: int, repeats: int) -> list[dict[str, Any]]:
         vlm, context, mask = build_backbone(attn)
         for label, mode in (("inference_mode", torch.inference_mode), ("no_grad", torch.no_grad)):
             for name, engine in (
-                ("ar", AREngine()),
+                ("ar", AREngine(repetition_guard=False)),
                 ("diffusion-onestep B=8", OneStepEngine(8, repetition_guard=False)),
             ):
                 seconds = engine_seconds(engine, vlm, context, mask, tokens, repeats, mode)
@@ -254,6 +255,27 @@ def mask_cost_us(
     return {name: round(1e6 * seconds, 1) for name, seconds in timings.items()}
 
 
+def loop_guard_us(tokens: int, repeats: int) -> dict[str, float]:
+    """Microseconds per AR step of the repetition guard (``LoopGuard.update``), by batch size.
+
+    The rows above run with the guards off so that every engine writes ``--tokens`` tokens from
+    random weights, which loop at once; this is what the AR guard adds to each of its steps when
+    it is on (the default). The block engines' guard is one comparison per block.
+    """
+    costs = {}
+    for batch in (1, 16):
+        out = torch.randint(0, 1000, (batch, tokens))
+        active = torch.ones(batch, dtype=torch.bool)
+
+        def run(out: torch.Tensor = out, active: torch.Tensor = active) -> None:
+            guard = LoopGuard(out.shape[0], tokens, out.device)
+            for step in range(tokens):
+                guard.update(out, step, active)
+
+        costs[f"batch {batch}"] = round(1e6 * best_seconds(run, repeats) / tokens, 1)
+    return costs
+
+
 def throughput_rows(
     vlm: VLM, context: torch.Tensor, mask: torch.Tensor, tokens: int
 ) -> list[dict[str, Any]]:
@@ -262,7 +284,7 @@ def throughput_rows(
     for batch in (1, 4, 16, 64):
         ctx, msk = batched(context, mask, batch)
         for name, engine in (
-            ("ar", AREngine()),
+            ("ar", AREngine(repetition_guard=False)),
             ("diffusion-onestep", OneStepEngine(8, repetition_guard=False)),
         ):
             seconds = engine_seconds(engine, vlm, ctx, msk, tokens, 2)
@@ -337,6 +359,7 @@ def main() -> None:
             f"B={b}": mask_cost_us(vlm, context, mask, b, args.tokens, 50) for b in (4, 8, 16)
         },
         "lean_forward": lean_forward_rows(args.tokens, args.repeats),
+        "loop_guard_us_per_step": loop_guard_us(args.tokens, args.repeats),
         "throughput": throughput_rows(vlm, context, mask, args.tokens),
     }
     RESULTS.mkdir(exist_ok=True)
@@ -370,6 +393,10 @@ def main() -> None:
         "Block mask, µs (`rebuild`: one `attention_bias` call per block, as the engine did",
         "before; `setup`: the whole generation's bias, built once; `view`: what a block pays",
         f"now): {json.dumps(result['mask_us'])}",
+        "",
+        "AR repetition guard (`LoopGuard`, on by default, off in these rows so every engine",
+        "writes the same number of tokens from random weights), µs per AR step: "
+        f"{json.dumps(result['loop_guard_us_per_step'])}; compare `t1_ms` above.",
         "",
         "## Throughput against batch size (B = 8)",
         "",

@@ -66,35 +66,48 @@ def pick_next(
 
 
 class LoopGuard:
-    """Finds rows whose last ``p`` tokens repeat the ``p`` tokens just before them.
+    """Finds rows whose newest span of ``p`` tokens is the third copy in a row of the same span.
 
     Greedy decoding that falls into a loop writes the same span again and again until the length
-    cap, and a draft that says "No pneumothorax. No pneumothorax. ..." reaches the reader. An
-    immediate verbatim repeat of a span of ``min_period`` or more tokens is not something a report
-    says on purpose, so the guard ends the row there and the repeat is dropped. Loops of a shorter
-    period (one token again and again) are caught too: they also repeat with a period of
-    ``min_period`` or more. Per period it keeps how many steps in a row the newest token has
-    equalled the token ``p`` back, so a step costs a handful of tensor operations, not a scan.
+    cap, and a draft that says "No pneumothorax. No pneumothorax. ..." reaches the reader. Two
+    copies in a row are not enough to call a loop: "Right pleural effusion. Left pleural
+    effusion. Left ..." holds "pleural effusion. Left" twice and is a correct report. Three
+    copies of a span of ``min_period`` to ``max_period`` tokens are; the row ends after the first
+    copy and the others are dropped. Loops of a shorter period (one token again and again) are
+    caught too: they also repeat with a period of ``min_period`` or more. Per period it keeps how
+    many steps in a row the newest token has equalled the token ``p`` back, so a step costs a
+    handful of tensor operations, not a scan.
     """
 
+    COPIES = 3
+
     def __init__(
-        self, rows: int, device: torch.device, min_period: int = 3, max_period: int = 32
+        self,
+        rows: int,
+        steps: int,
+        device: torch.device,
+        min_period: int = 3,
+        max_period: int = 32,
     ) -> None:
         self.periods = torch.arange(min_period, max_period + 1, device=device)  # (P,)
+        lags = torch.arange(steps, device=device)[:, None] - self.periods  # (steps, P)
+        self.earlier, self.has_earlier = lags.clamp(min=0), lags >= 0  # built once, not per step
         self.runs = torch.zeros(rows, len(self.periods), dtype=torch.long, device=device)
+        self.loop_runs = (self.COPIES - 1) * self.periods  # the run that makes COPIES copies
 
     def update(self, out: torch.Tensor, step: int, active: torch.Tensor) -> dict[int, int]:
-        """After ``out[:, step]`` is written: {row: period} for active rows now looping."""
-        lags = step - self.periods  # (P,) where each period's earlier copy of this token is
-        earlier = out[:, lags.clamp(min=0)]  # (R, P)
-        same = (earlier == out[:, step, None]) & (lags >= 0)
-        self.runs = (self.runs + 1) * same
-        looping = (self.runs >= self.periods) & active[:, None]  # (R, P)
+        """After ``out[:, step]`` is written: {row: where its repeats start} for looping rows.
+
+        Only ``active`` rows count; the repeats run from that index to ``step`` inclusive.
+        """
+        same = out[:, self.earlier[step]] == out[:, step : step + 1]  # (R, P)
+        self.runs.add_(1).mul_(same & self.has_earlier[step] & active[:, None])
+        looping = self.runs >= self.loop_runs
         if not bool(looping.any()):
             return {}
-        first = looping.float().argmax(1)  # the shortest period that repeats
+        first = looping.float().argmax(1)  # the shortest period that loops
         rows = looping.any(1).nonzero().flatten().tolist()
-        return {row: int(self.periods[first[row]]) for row in rows}
+        return {row: step + 1 - int(self.loop_runs[first[row]]) for row in rows}
 
 
 class AREngine:
@@ -109,8 +122,8 @@ class AREngine:
     seed : int or None
         Seeds the sampling generator so sampled outputs are reproducible.
     repetition_guard : bool
-        End a row whose newest span of 3 to 32 tokens repeats the span before it, dropping the
-        repeat (:class:`LoopGuard`); the block engines' guard does the same for a repeated block.
+        End a row at the third copy in a row of a span of 3 to 32 tokens, keeping the first
+        (:class:`LoopGuard`); the block engines' guard ends a row at a repeated block.
     """
 
     name = "ar"
@@ -155,7 +168,9 @@ class AREngine:
             (B, max_new_tokens), eos_id, dtype=torch.long, device=context_embeds.device
         )
         done = torch.zeros(B, dtype=torch.bool, device=context_embeds.device)
-        guard = LoopGuard(B, context_embeds.device) if self.repetition_guard else None
+        guard = (
+            LoopGuard(B, max_new_tokens, context_embeds.device) if self.repetition_guard else None
+        )
         cache = DynamicCache()
         logits = vlm.lm(
             inputs_embeds=context_embeds,
@@ -170,8 +185,8 @@ class AREngine:
             token = token.masked_fill(done, eos_id)
             out[:, steps] = token
             if guard is not None:
-                for row, period in guard.update(out, steps, ~done).items():
-                    out[row, steps + 1 - period : steps + 1] = eos_id
+                for row, repeats_start in guard.update(out, steps, ~done).items():
+                    out[row, repeats_start : steps + 1] = eos_id
                     done[row] = True
             steps += 1
             done |= token == eos_id

@@ -60,45 +60,54 @@ def test_kv_cache_decoding_matches_full_recomputation(random_vlm: tuple[VLM, Tok
 
 def first_loop(tokens: list[int], min_period: int = 3, max_period: int = 32) -> int | None:
     """Reference for the loop guard: the length kept at the first step whose newest span of
-    ``min_period``..``max_period`` tokens repeats the span before it, else None."""
+    ``min_period``..``max_period`` tokens is the third copy in a row, else None."""
     for end in range(1, len(tokens) + 1):
-        for period in range(min_period, min(max_period, end // 2) + 1):
-            if tokens[end - period : end] == tokens[end - 2 * period : end - period]:
-                return end - period
+        for period in range(min_period, min(max_period, end // 3) + 1):
+            copies = [tokens[end - k * period : end - (k - 1) * period] for k in (1, 2, 3)]
+            if copies[0] == copies[1] == copies[2]:
+                return end - 2 * period
     return None
 
 
 def guard_all(rows: list[list[int]], active: list[bool] | None = None) -> list[int | None]:
     """Feed ``rows`` to one LoopGuard step by step; per row, the length kept at its first loop."""
     out = torch.tensor(rows)
-    guard = LoopGuard(len(rows), out.device)
+    guard = LoopGuard(len(rows), out.shape[1], out.device)
     kept: list[int | None] = [None] * len(rows)
     live = torch.tensor(active or [True] * len(rows))
     for step in range(out.shape[1]):
-        for row, period in guard.update(out, step, live).items():
-            kept[row] = step + 1 - period
+        for row, repeats_start in guard.update(out, step, live).items():
+            kept[row] = repeats_start
             live[row] = False
     return kept
 
 
-def test_loop_guard_cuts_a_repeated_span_where_the_repeat_starts() -> None:
+def test_loop_guard_keeps_one_copy_of_a_span_written_three_times_in_a_row() -> None:
     sentence = [11, 12, 13, 14, 15]
-    assert guard_all([[1, 2, *sentence, *sentence, 9]]) == [7]
+    assert guard_all([[1, 2, *sentence, *sentence, *sentence, 9]]) == [7]
+    assert guard_all([[1, 2, *sentence, *sentence, 9]]) == [None]  # twice is not yet a loop
     assert guard_all([[6] * 10]) == [3]  # one token again and again: kept three times
-    assert guard_all([[5, 6, 5, 6, 5, 6, 5, 6]]) == [4]  # period 2 repeats with period 4
-    assert guard_all([[5, 6, 5, 6, 7, 8, 9, 10]]) == [None]  # a two-token span once is fine
+    assert guard_all([[5, 6] * 6]) == [4]  # period 2 loops with period 4
     assert guard_all([list(range(40))]) == [None]
-    assert guard_all([sentence * 2, sentence * 2], active=[False, True]) == [None, 5]
+    assert guard_all([sentence * 3, sentence * 3], active=[False, True]) == [None, 5]
+
+
+def test_loop_guard_lets_a_report_name_both_sides() -> None:
+    # the shipped tokenizer's ids for "Right pleural effusion. Left pleural effusion. Left
+    # airspace opacity.": "pleural effusion. Left" comes twice in a row and must stay
+    right, pleural, effusion, stop, left, airspace, opacity = 551, 294, 316, 20, 528, 467, 340
+    report = [right, pleural, effusion, stop, left, pleural, effusion, stop, left]
+    assert guard_all([[*report, airspace, opacity, stop]]) == [None]
 
 
 def test_loop_guard_agrees_with_a_brute_force_search() -> None:
     generator = torch.Generator().manual_seed(0)
     # a small alphabet and copied spans make repeats of every period common
     rows = []
-    for _ in range(200):
-        row = torch.randint(0, 4, (20,), generator=generator).tolist()
-        start, period = (int(v) for v in torch.randint(0, 20, (2,), generator=generator))
-        row[start:] = (row[start : start + period + 1] * 40)[: 20 - start]
+    for _ in range(300):
+        row = torch.randint(0, 4, (40,), generator=generator).tolist()
+        start, period = (int(v) for v in torch.randint(0, 15, (2,), generator=generator))
+        row[start:] = (row[start : start + period + 1] * 40)[: 40 - start]
         rows.append(row + torch.randint(0, 4, (20,), generator=generator).tolist())
     expected = [first_loop(row) for row in rows]
     assert guard_all(rows) == expected
