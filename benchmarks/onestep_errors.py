@@ -2,7 +2,8 @@
 
 Run: ``.venv/bin/python benchmarks/onestep_errors.py [--n 2000] [--student DIR]``; for the
 pair trained on normalised reports, ``--phantom-reports canonical --ar DIR --teacher DIR
---student DIR --name onestep_errors_canonical``.
+--student DIR --name onestep_errors_canonical``; ``--refine-steps 2`` adds the student decoded
+by the multi-step sampler with that many steps (``student_refinement.md``).
 AR, the multi-step teacher and the one-step student write reports for the same phantom test
 studies (batch 16, one thread by default). A generated sentence is *novel* when no report of
 the 4,000 training studies contains it, digits and the full stop aside (sizes and distances
@@ -99,6 +100,14 @@ def render(results: dict[str, Any], args: argparse.Namespace, student_id: str) -
         f"{args.n} phantom test studies ({args.phantom_reports} reports), batch 16, "
         f"{args.threads} thread(s); student `{student_id}`. From "
         "`benchmarks/onestep_errors.py` (the docstring defines *novel sentence*).",
+        *(
+            [
+                "`student-sN`: the same student decoded by the multi-step sampler, N steps per "
+                f"block, threshold {args.refine_threshold}.",
+            ]
+            if args.refine_steps
+            else []
+        ),
         "",
         "| row | novel sentences | reports with a novel sentence | false positives | "
         "of them written in a novel sentence | false negatives |",
@@ -142,18 +151,33 @@ def main() -> None:
     parser.add_argument("--name", default="onestep_errors", help="stem of the result files")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "runs" / "cache")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--refine-steps",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also decode the student with the multi-step sampler, S steps per block",
+    )
+    parser.add_argument("--refine-threshold", type=float, default=0.5)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     manifest = read_manifest(args.student)
     model = manifest["model"]
+    refined = [f"diffusion-multistep@student-s{steps}" for steps in args.refine_steps]
     rows = parse_rows(
-        "ar,diffusion-multistep@teacher,diffusion-onestep@student",
+        ",".join(["ar", "diffusion-multistep@teacher", "diffusion-onestep@student", *refined]),
         [
             f"ar={args.ar}",
             f"diffusion-multistep@teacher={args.teacher}",
             f"diffusion-onestep@student={args.student}",
+            *(f"{row}={args.student}" for row in refined),
         ],
         int(model["block_size"]),
+        [
+            f"{row}:{key}={value}"
+            for row, steps in zip(refined, args.refine_steps, strict=True)
+            for key, value in (("steps", steps), ("threshold", args.refine_threshold))
+        ],
     )
     size, seed, reports = int(model["image_size"]), DCDConfig.phantom_seed, args.phantom_reports
     test = StudyDataset(
