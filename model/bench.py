@@ -91,7 +91,7 @@ def parse_engine_options(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     (``2``, ``0.5``, ``false``), else kept as text, and the engine checks them when it is built."""
     options: dict[str, dict[str, Any]] = {}
     for item in items:
-        row, colon, setting = item.rpartition(":")
+        row, colon, setting = item.partition(":")  # a row name has no colon; a value may
         key, equals, text = setting.partition("=")
         if not colon or not row or not equals or not key or not text:
             raise BenchError(f"--engine-option takes ROW:KEY=VALUE, got {item!r}")

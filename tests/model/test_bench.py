@@ -6,7 +6,13 @@ import pytest
 
 from clinical_eval import OBSERVATIONS, label_f1
 from clinical_eval.labeler import Labels
-from model.bench import BenchError, paired_vs_ar, parse_rows, per_observation_f1
+from model.bench import (
+    BenchError,
+    paired_vs_ar,
+    parse_engine_options,
+    parse_rows,
+    per_observation_f1,
+)
 
 
 def labels_with(present: set[str]) -> Labels:
@@ -61,3 +67,8 @@ def test_engine_options_reach_their_row_with_json_values() -> None:
 def test_a_malformed_engine_option_is_refused(option: str) -> None:
     with pytest.raises(BenchError, match="ROW:KEY=VALUE"):
         parse_rows("ar", [], 8, [option])
+
+
+def test_an_engine_option_value_keeps_its_colons_and_text() -> None:
+    options = parse_engine_options(["diffusion-multistep@a:mode=x:y", "ar:top_p=0.5"])
+    assert options == {"diffusion-multistep@a": {"mode": "x:y"}, "ar": {"top_p": 0.5}}
