@@ -38,6 +38,9 @@ COLUMNS = (
 """``*_vs_ar``: the row minus AR on the same studies [paired bootstrap 95% interval]; runs made
 before the bench computed it leave the cell empty. ``tokens_per_report`` is the report length,
 which the repeat rate depends on."""
+PNEUMOTHORAX_FP = "pneumothorax_fp"
+"""False pneumothorax findings, shown for runs whose JSON counts errors per finding: macro-F1
+can rise while they do, and a reader can least afford them."""
 
 
 def load_runs(paths: list[Path]) -> list[dict[str, Any]]:
@@ -60,15 +63,19 @@ def markdown(runs: list[dict[str, Any]]) -> str:
     ]
     for run in runs:
         first = run["engines"][0]
+        counts_errors = "per_observation_errors" in first
+        columns = (*COLUMNS, PNEUMOTHORAX_FP) if counts_errors else COLUMNS
         lines += [
             f"## B = {_block(run)}, batch {first['batch_size']}, {run['n']} {run['split']} "
             f"studies{_wording(run)}, {run['threads']} thread(s) (`{run['file']}`)",
             "",
-            "| row | B | " + " | ".join(COLUMNS) + " |",
-            "|---|---|" + "---|" * len(COLUMNS),
+            "| row | B | " + " | ".join(columns) + " |",
+            "|---|---|" + "---|" * len(columns),
         ]
         for row in run["engines"]:
-            cells = [_cell(row.get(column)) for column in COLUMNS]
+            if counts_errors:
+                row = row | {PNEUMOTHORAX_FP: row["per_observation_errors"]["Pneumothorax"]["fp"]}
+            cells = [_cell(row.get(column)) for column in columns]
             lines.append(
                 f"| {row['row']} | {row['block_size'] or '-'} | " + " | ".join(cells) + " |"
             )

@@ -172,6 +172,26 @@ def per_observation_f1(labels: list[Labels], references: list[Labels]) -> dict[s
     return {name: scores["f1"] for name, scores in found.items()}
 
 
+def per_observation_errors(
+    labels: list[Labels], references: list[Labels]
+) -> dict[str, dict[str, int]]:
+    """False positives and false negatives of each of the 14 observations (uncertain counts as
+    negative). Macro-F1 weighs every finding alike, so a row can gain F1 while it adds false
+    pneumothoraces, the error a reader can least afford; the counts show such trades."""
+    from clinical_eval import OBSERVATIONS
+    from clinical_eval.label_metrics import binarize, label_matrix
+
+    said = binarize(label_matrix(labels), uncertain_as=0).astype(bool)
+    true = binarize(label_matrix(references), uncertain_as=0).astype(bool)
+    return {
+        name: {
+            "fp": int((said[:, i] & ~true[:, i]).sum()),
+            "fn": int((~said[:, i] & true[:, i]).sum()),
+        }
+        for i, name in enumerate(OBSERVATIONS)
+    }
+
+
 def paired_vs_ar(
     ar_labels: list[Labels], labels: list[Labels], references: list[Labels]
 ) -> dict[str, dict[str, float]]:
@@ -220,6 +240,7 @@ def run_bench(
             **{k: v for k, v in decoded.items() if k != "texts"},
             **quality(decoded["texts"], dataset, labels),
             "per_observation_f1": per_observation_f1(labels, references),
+            "per_observation_errors": per_observation_errors(labels, references),
         }
         if row.engine == "ar":
             ar_labels = labels
@@ -314,7 +335,8 @@ def bench(
         typer.echo(
             f"{r['row']:<32} {r['ms_per_report']:8.1f} ms  {r['forwards_per_report']:6.1f} fwd  "
             f"x{r['speedup_vs_ar'] or 0:5.2f}  macroF1 {r['macro_f1_14']:.3f}  "
-            f"repeat {r['repeat_rate']:.3f}"
+            f"repeat {r['repeat_rate']:.3f}  "
+            f"pneumothorax FP {r['per_observation_errors']['Pneumothorax']['fp']}"
         )
 
 

@@ -11,6 +11,7 @@ from model.bench import (
     paired_vs_ar,
     parse_engine_options,
     parse_rows,
+    per_observation_errors,
     per_observation_f1,
 )
 
@@ -72,3 +73,16 @@ def test_a_malformed_engine_option_is_refused(option: str) -> None:
 def test_an_engine_option_value_keeps_its_colons_and_text() -> None:
     options = parse_engine_options(["diffusion-multistep@a:mode=x:y", "ar:top_p=0.5"])
     assert options == {"diffusion-multistep@a": {"mode": "x:y"}, "ar": {"top_p": 0.5}}
+
+
+def test_per_observation_errors_count_what_macro_f1_hides() -> None:
+    references = [labels_with({"Edema"}) for _ in range(10)]
+    # the row finds every edema and says pneumothorax in 3 studies; uncertain counts as negative
+    row = [
+        labels_with({"Edema", "Pneumothorax"}) if i < 3 else ref for i, ref in enumerate(references)
+    ]
+    row[9] = {**references[9], "Edema": -1}
+    errors = per_observation_errors(row, references)
+    assert errors["Pneumothorax"] == {"fp": 3, "fn": 0}
+    assert errors["Edema"] == {"fp": 0, "fn": 1}
+    assert sum(e["fp"] + e["fn"] for e in errors.values()) == 4

@@ -178,6 +178,7 @@ def test_rad_then_dcd_then_bench(ar_checkpoint: Path, tmp_path: Path) -> None:
         ):
             assert isinstance(row[key], float), key
         assert len(row["per_observation_f1"]) == 14
+        assert set(row["per_observation_errors"]["Pneumothorax"]) == {"fp", "fn"}
     assert rows["ar"]["speedup_vs_ar"] == 1.0
     assert "macro_f1_14_vs_ar" not in rows["ar"]
     for name in ("diffusion-onestep", "diffusion-multistep@rad"):
