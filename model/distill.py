@@ -75,7 +75,7 @@ if TYPE_CHECKING:
     from model.vlm import VLM
 
 log = logging.getLogger(__name__)
-TARGETS = ("conditional", "factorized")
+TARGETS = ("conditional", "factorized", "committed")
 
 
 @dataclass
@@ -86,8 +86,13 @@ class DCDConfig:
     ----------
     teacher_checkpoint : str
         The stage-2 (RAD) checkpoint; its block size is the student's.
-    target : {"conditional", "factorized"}
-        DCD's commit-time targets, or the step-1 marginals of the factorized baseline.
+    target : {"conditional", "factorized", "committed"}
+        DCD's commit-time targets, or the step-1 marginals of the factorized baseline, or (not
+        in ECHO) the token the teacher committed as a one-hot target: sequence-level knowledge
+        distillation (Kim and Rush, 2016), the usual remedy of non-autoregressive translation for
+        outputs that mix two phrasings. Forward KL asks the student to cover every token the
+        teacher gave mass to at a position; the one-hot target asks only for the teacher's
+        choice, so it tests whether that covering is what mixes the student's blocks.
     studies : int
         Training studies the teacher rolls out (phase 1).
     teacher_steps : int or None
@@ -495,6 +500,20 @@ def one_step_logits(
     return logits, upto[:, : logits.shape[1]]
 
 
+def target_distribution(
+    shard: dict[str, torch.Tensor], target: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The student's per-position target as ``(ids (R, W, k), probs (R, W, k + 1))``."""
+    if target == "factorized":
+        return shard["first_ids"], shard["first_probs"]
+    if target == "committed":  # one-hot on the teacher's top-1, nothing in the rest
+        committed = shard["commit_ids"][..., :1]
+        one_hot = committed.new_zeros(*committed.shape[:2], 2, dtype=shard["commit_probs"].dtype)
+        one_hot[..., 0] = 1.0
+        return committed, one_hot
+    return shard["commit_ids"], shard["commit_probs"]
+
+
 def dcd_loss(
     lm: LlamaForCausalLM,
     context: torch.Tensor,
@@ -519,13 +538,8 @@ def dcd_loss(
         lm, context, context_mask, tokens, block_size=block_size, mask_id=mask_id, eos_id=eos_id
     )  # (R, Wc, V)
     R, Wc = upto.shape
-    ids, probs = (
-        (shard["commit_ids"], shard["commit_probs"])
-        if target == "conditional"
-        else (shard["first_ids"], shard["first_probs"])
-    )
-    ids, probs = ids[:, :Wc], probs[:, :Wc]
-    kl = coarse_kl(ids, probs, logits)
+    ids, probs = target_distribution(shard, target)
+    kl = coarse_kl(ids[:, :Wc], probs[:, :Wc], logits)
     weight = shard["steps"][:, :Wc].float() if step_weighting else torch.ones_like(kl)
     weight = weight * upto / (weight * upto).sum().clamp(min=1e-8) * upto.sum()  # mean weight 1
     # The <eos> the teacher committed (its top-1), within what the student's report keeps:

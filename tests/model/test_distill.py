@@ -134,6 +134,16 @@ def peaked_lm(seed: int) -> torch.nn.Module:
     return lm
 
 
+def peaked_rollout() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """A peaked teacher, four rows of context and the teacher's phase-1 shard for them."""
+    teacher = peaked_lm(seed=3)
+    context, mask = context_of(teacher, 4, 10)
+    config = DCDConfig(teacher_steps=4, threshold=0.9, top_k=16)
+    with torch.no_grad():
+        shard = rollout(teacher, context, mask, config, block_size=4, max_new_tokens=14)
+    return teacher, context, mask, shard
+
+
 def one_step_agreement(
     lm: torch.nn.Module, context: torch.Tensor, mask: torch.Tensor, tokens: torch.Tensor
 ) -> float:
@@ -157,11 +167,7 @@ def test_dcd_student_learns_the_teachers_trajectory_in_one_step() -> None:
     A random teacher barely depends on context, so a student copied from it would agree before
     training; the student here starts from other weights and can only agree by learning the targets.
     """
-    teacher = peaked_lm(seed=3)
-    context, mask = context_of(teacher, 4, 10)
-    config = DCDConfig(teacher_steps=4, threshold=0.9, top_k=16)
-    with torch.no_grad():
-        shard = rollout(teacher, context, mask, config, block_size=4, max_new_tokens=14)
+    _, context, mask, shard = peaked_rollout()
     student = peaked_lm(seed=4).train()  # a different network, so it must learn the blocks
     before = one_step_agreement(student, context, mask, shard["tokens"])
     optimizer = torch.optim.AdamW(student.parameters(), lr=3e-3)
@@ -177,11 +183,7 @@ def test_dcd_student_learns_the_teachers_trajectory_in_one_step() -> None:
 def test_dcd_loss_accepts_rollouts_longer_than_every_kept_row() -> None:
     """Found at B = 4 and 16 on the phantom set: a looping row (filtered out) set the rollout's
     width, and the loss compared targets wider than the kept rows' canvas."""
-    teacher = peaked_lm(seed=3)
-    context, mask = context_of(teacher, 4, 10)
-    config = DCDConfig(teacher_steps=4, threshold=0.9, top_k=16)
-    with torch.no_grad():
-        shard = rollout(teacher, context, mask, config, block_size=4, max_new_tokens=14)
+    teacher, context, mask, shard = peaked_rollout()
     pad = 12  # the rows end where they end; the rollout ran three blocks longer
     longer = {name: value for name, value in shard.items()}
     longer["tokens"] = torch.cat(
@@ -198,12 +200,9 @@ def test_dcd_loss_accepts_rollouts_longer_than_every_kept_row() -> None:
 def test_bucketed_shards_sum_their_kl_over_a_constant_per_row() -> None:
     """Shards of similar lengths (``length_buckets``) divide by rows x ``tokens_per_row``, so a
     position of a short trajectory weighs what one of a long trajectory does."""
-    teacher = peaked_lm(seed=3)
-    context, mask = context_of(teacher, 4, 10)
-    config = DCDConfig(teacher_steps=4, threshold=0.9, top_k=16)
+    teacher, context, mask, shard = peaked_rollout()
     kwargs = {"block_size": 4, "mask_id": MASK_ID, "eos_id": EOS_ID}
     with torch.no_grad():
-        shard = rollout(teacher, context, mask, config, block_size=4, max_new_tokens=14)
         averaged = dcd_loss(teacher, context, mask, shard, eos_weight=0.0, **kwargs)
         fixed = dcd_loss(
             teacher, context, mask, shard, eos_weight=0.0, tokens_per_row=5.0, **kwargs
@@ -211,3 +210,30 @@ def test_bucketed_shards_sum_their_kl_over_a_constant_per_row() -> None:
         _, upto = one_step_logits(teacher, context, mask, shard["tokens"], **kwargs)
     assert int(upto.sum()) != 4 * 5  # the two divisors differ
     torch.testing.assert_close(fixed * 4 * 5.0, averaged * upto.sum(), rtol=1e-5, atol=1e-6)
+
+
+def test_committed_target_is_cross_entropy_on_the_teachers_choice() -> None:
+    """Sequence-level distillation: the loss is -log q(teacher's committed token) at every kept
+    position, whatever else the teacher gave mass to."""
+    _, context, mask, shard = peaked_rollout()
+    kwargs = {"block_size": 4, "mask_id": MASK_ID, "eos_id": EOS_ID}
+    student = peaked_lm(seed=4)
+    with torch.no_grad():
+        loss = dcd_loss(
+            student,
+            context,
+            mask,
+            shard,
+            target="committed",
+            step_weighting=False,
+            eos_weight=0.0,
+            **kwargs,
+        )
+        soft = dcd_loss(
+            student, context, mask, shard, step_weighting=False, eos_weight=0.0, **kwargs
+        )
+        logits, upto = one_step_logits(student, context, mask, shard["tokens"], **kwargs)
+    chosen = shard["commit_ids"][:, : upto.shape[1], 0]
+    ce = -logits.float().log_softmax(-1).gather(-1, chosen[..., None])[..., 0]
+    torch.testing.assert_close(loss, ce[upto].mean(), rtol=1e-4, atol=1e-5)
+    assert not torch.isclose(loss, soft)  # the teacher's spread of mass is what it drops
