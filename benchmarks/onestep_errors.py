@@ -3,7 +3,9 @@
 Run: ``.venv/bin/python benchmarks/onestep_errors.py [--n 2000] [--student DIR]``; for the
 pair trained on normalised reports, ``--phantom-reports canonical --ar DIR --teacher DIR
 --student DIR --name onestep_errors_canonical``; ``--refine-steps 2`` adds the student decoded
-by the multi-step sampler with that many steps (``student_refinement.md``).
+by the multi-step sampler with that many steps (``student_refinement.md``); ``--compared DIR``
+adds another one-step student as the row ``diffusion-onestep@compared``
+(``dcd_committed_target.md``).
 AR, the multi-step teacher and the one-step student write reports for the same phantom test
 studies (batch 16, one thread by default). A generated sentence is *novel* when no report of
 the 4,000 training studies contains it, digits and the full stop aside (sizes and distances
@@ -14,6 +16,9 @@ mostly pieces of two phrasings of one statement (``The mediastinum contours are 
 across positions.
 Every false-positive finding is traced to the labeler's mention that made it positive, to tell
 errors written in novel sentences from errors written in well-formed ones.
+A sentence has a *doubled word* when one word follows itself ("Left pleural effusion
+effusion."): no training report has one, and non-autoregressive decoders write them when their
+positions agree on the words but not on where each one lands.
 Writes ``benchmarks/results/<name>.{md,json}`` (``onestep_errors`` by default).
 """
 
@@ -24,6 +29,7 @@ import json
 import re
 import sys
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +62,11 @@ def sentence_spans(text: str) -> list[tuple[int, int, str]]:
     return spans
 
 
+def has_doubled_word(sentence: str) -> bool:
+    words = [word.lower().strip(",;:") for word in sentence.split()]
+    return any(a == b and a != "#" for a, b in pairwise(words))
+
+
 def known_sentences(reports: list[str]) -> set[str]:
     return {sentence for text in reports for _, _, sentence in sentence_spans(text)}
 
@@ -64,7 +75,7 @@ def engine_errors(
     reports: list[LabeledReport], truth: list[dict[str, int | None]], known: set[str]
 ) -> dict[str, Any]:
     """Novel-sentence rates, and false positives / negatives per finding with their source."""
-    sentences = novel = reports_with_novel = 0
+    sentences = novel = doubled = reports_with_novel = 0
     novel_counts: Counter[str] = Counter()
     per_finding = {name: {"fp": 0, "fn": 0, "fp_in_novel": 0} for name in OBSERVATIONS}
     for report, gold in zip(reports, truth, strict=True):
@@ -72,6 +83,7 @@ def engine_errors(
         novel_spans = [(a, b, s) for a, b, s in spans if s not in known]
         novel_counts.update(s for _, _, s in novel_spans)
         sentences, novel = sentences + len(spans), novel + len(novel_spans)
+        doubled += sum(has_doubled_word(sentence) for _, _, sentence in spans)
         reports_with_novel += bool(novel_spans)
         for name in OBSERVATIONS:
             said, true = report.labels[name] == 1, gold[name] == 1
@@ -87,6 +99,7 @@ def engine_errors(
     return {
         "novel_sentence_share": novel / max(sentences, 1),
         "reports_with_novel_sentence": reports_with_novel / max(len(reports), 1),
+        "doubled_word_share": doubled / max(sentences, 1),
         "per_finding": per_finding,
         "top_novel": novel_counts.most_common(12),
     }
@@ -98,7 +111,9 @@ def render(results: dict[str, Any], args: argparse.Namespace, student_id: str) -
         "# One-step student: where its macro-F1 goes",
         "",
         f"{args.n} phantom test studies ({args.phantom_reports} reports), batch 16, "
-        f"{args.threads} thread(s); student `{student_id}`. From "
+        f"{args.threads} thread(s); student `{student_id}`"
+        + (f", compared with `{args.compared}`" if args.compared else "")
+        + ". From "
         "`benchmarks/onestep_errors.py` (the docstring defines *novel sentence*).",
         *(
             [
@@ -109,9 +124,9 @@ def render(results: dict[str, Any], args: argparse.Namespace, student_id: str) -
             else []
         ),
         "",
-        "| row | novel sentences | reports with a novel sentence | false positives | "
-        "of them written in a novel sentence | false negatives |",
-        "|---|---|---|---|---|---|",
+        "| row | novel sentences | reports with a novel sentence | sentences with a doubled word "
+        "| false positives | of them written in a novel sentence | false negatives |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         r = results[row]
@@ -120,7 +135,8 @@ def render(results: dict[str, Any], args: argparse.Namespace, student_id: str) -
         fn = sum(f["fn"] for f in r["per_finding"].values())
         lines.append(
             f"| {row} | {r['novel_sentence_share']:.3f} | {r['reports_with_novel_sentence']:.3f} "
-            f"| {fp} | {in_novel} ({in_novel / max(fp, 1):.0%}) | {fn} |"
+            f"| {r['doubled_word_share']:.3f} | {fp} | {in_novel} ({in_novel / max(fp, 1):.0%}) "
+            f"| {fn} |"
         )
     lines += [
         "",
@@ -147,6 +163,7 @@ def main() -> None:
     parser.add_argument("--student", type=Path, default=CHECKPOINTS / "dcd-b8")
     parser.add_argument("--teacher", type=Path, default=CHECKPOINTS / "rad-b8")
     parser.add_argument("--ar", type=Path, default=CHECKPOINTS / "ar-tiny")
+    parser.add_argument("--compared", type=Path, help="a second one-step student")
     parser.add_argument("--phantom-reports", choices=REPORT_FORMS, default="mixed")
     parser.add_argument("--name", default="onestep_errors", help="stem of the result files")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "runs" / "cache")
@@ -164,13 +181,17 @@ def main() -> None:
     manifest = read_manifest(args.student)
     model = manifest["model"]
     refined = [f"diffusion-multistep@student-s{steps}" for steps in args.refine_steps]
+    compared = {"diffusion-onestep@compared": args.compared} if args.compared else {}
     rows = parse_rows(
-        ",".join(["ar", "diffusion-multistep@teacher", "diffusion-onestep@student", *refined]),
+        ",".join(
+            ["ar", "diffusion-multistep@teacher", "diffusion-onestep@student", *refined, *compared]
+        ),
         [
             f"ar={args.ar}",
             f"diffusion-multistep@teacher={args.teacher}",
             f"diffusion-onestep@student={args.student}",
             *(f"{row}={args.student}" for row in refined),
+            *(f"{row}={path}" for row, path in compared.items()),
         ],
         int(model["block_size"]),
         [

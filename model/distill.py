@@ -92,7 +92,11 @@ class DCDConfig:
         distillation (Kim and Rush, 2016), the usual remedy of non-autoregressive translation for
         outputs that mix two phrasings. Forward KL asks the student to cover every token the
         teacher gave mass to at a position; the one-hot target asks only for the teacher's
-        choice, so it tests whether that covering is what mixes the student's blocks.
+        choice, so it tests whether that covering is what mixes the student's blocks. Measured
+        at B = 8 with the shipped schedule (``dcd-committed-b8.json``, 2,000 test studies):
+        macro-F1 0.442 against 0.449, novel sentences 31.8% against 36.7%; the rest of the
+        mixing is where words land, not which words
+        (``benchmarks/results/dcd_committed_target.md``).
     studies : int
         Training studies the teacher rolls out (phase 1).
     teacher_steps : int or None
