@@ -148,6 +148,23 @@ def choose_commits(
     return masked & ((rank < k) | (score >= threshold))
 
 
+def argmax_without_doubles(logits: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+    """Greedy ids ``(R, W)`` where no position repeats the token before it: such a position takes
+    its second choice. ``previous`` (R,) is the token before the block (-1: none).
+
+    One forward writes a block's positions independently, and neighbours that agree on the words
+    but not on where each lands write one word twice ("effusion effusion"); the training reports
+    never hold a token twice in a row (``benchmarks/results/dcd_committed_target.md``).
+    """
+    top2 = logits.topk(2, -1).indices  # (R, W, 2)
+    picks = []
+    for position in range(top2.shape[1]):
+        first, second = top2[:, position, 0], top2[:, position, 1]
+        previous = torch.where(first == previous, second, first)
+        picks.append(previous)
+    return torch.stack(picks, 1)
+
+
 def denoise_block(
     forward: BlockForward,
     clean: torch.Tensor,
@@ -155,17 +172,21 @@ def denoise_block(
     steps: int,
     threshold: float,
     trace: BlockTrace | None = None,
+    previous: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Fill one block after ``prefix`` (known embeddings, the prompt tail); ids ``(R, W)``.
 
     The first forward also carries ``clean`` (the previous finished block or the context).
+    Given ``previous`` (R,), the token before the block, a one-step block writes no token twice
+    in a row (:func:`argmax_without_doubles`).
     """
     embed = forward.lm.get_input_embeddings()
     R, P, D = prefix.shape
     width, mask_id = forward.block_size - P, forward.mask_id
     block = torch.cat([prefix, forward.mask_embed.expand(R, width, D)], 1)  # (R, B, D)
     if steps == 1 and trace is None:  # the lean one-step path: one forward, argmax, no softmax
-        return forward(clean, block)[:, P:].argmax(-1)
+        logits = forward(clean, block)[:, P:]  # (R, W, V)
+        return logits.argmax(-1) if previous is None else argmax_without_doubles(logits, previous)
     tokens = torch.full((R, width), mask_id, dtype=torch.long, device=prefix.device)
     masked = torch.ones(R, width, dtype=torch.bool, device=prefix.device)
     for step in range(steps):
@@ -226,6 +247,7 @@ def decode_blocks(
     repetition_guard: bool = True,
     trace: BlockTrace | None = None,
     forced: torch.Tensor | None = None,
+    no_doubled_tokens: bool = False,
 ) -> BlockOutput:
     """Write up to ``max_new_tokens`` after the context, block by block (module docstring).
 
@@ -233,8 +255,11 @@ def decode_blocks(
     output before the next block conditions on it: the model still denoises (and ``trace``
     records) every block, but given that writer's previous blocks, not its own. Positions past
     ``T`` count as ``<eos>``. DCD's student-prefix round uses it to ask the teacher what it would
-    write after the student's blocks.
+    write after the student's blocks. ``no_doubled_tokens`` (one step only) keeps a position from
+    repeating the token before it, across block boundaries too.
     """
+    if no_doubled_tokens and (steps != 1 or trace is not None):
+        raise EngineError("no_doubled_tokens applies to one-step decoding only")
     eos_id = special_id(lm, "eos_token_id")
     R, Lc, _ = context_embeds.shape
     s0 = first_block_start(Lc, block_size)
@@ -243,12 +268,13 @@ def decode_blocks(
     embed = lm.get_input_embeddings()
     clean, prefix = context_embeds[:, :s0], context_embeds[:, s0:]
     done = torch.zeros(R, dtype=torch.bool, device=context_embeds.device)
+    previous = torch.full((R,), -1, device=context_embeds.device) if no_doubled_tokens else None
     blocks: list[torch.Tensor] = []
     written = 0
     while written < max_new_tokens and not bool(done.all()):
-        tokens = denoise_block(forward, clean, prefix, steps, threshold, trace).masked_fill(
-            done[:, None], eos_id
-        )
+        tokens = denoise_block(
+            forward, clean, prefix, steps, threshold, trace, previous
+        ).masked_fill(done[:, None], eos_id)
         if repetition_guard and blocks and blocks[-1].shape == tokens.shape:
             repeated = (tokens == blocks[-1]).all(1) & ~done
             tokens = tokens.masked_fill(repeated[:, None], eos_id)
@@ -256,6 +282,7 @@ def decode_blocks(
             tokens = forced_block(forced, written, tokens.shape[1], eos_id)
         done |= (tokens == eos_id).any(1)
         blocks.append(tokens)
+        previous = None if previous is None else tokens[:, -1]
         written += tokens.shape[1]
         clean = torch.cat([prefix, embed(tokens)], 1)
         prefix = prefix[:, :0]
@@ -285,6 +312,7 @@ class MultiStepEngine:
     """
 
     name = "diffusion-multistep"
+    no_doubled_tokens = False
 
     def __init__(
         self,
@@ -330,6 +358,7 @@ class MultiStepEngine:
             threshold=self.threshold,
             max_new_tokens=max_new_tokens,
             repetition_guard=self.repetition_guard,
+            no_doubled_tokens=self.no_doubled_tokens,
         )
         eos_id = special_id(vlm.lm, "eos_token_id")
         ids = [strip_eos(row, eos_id) for row in out.tokens.tolist()]
@@ -337,12 +366,22 @@ class MultiStepEngine:
 
 
 class OneStepEngine(MultiStepEngine):
-    """The DCD engine: one forward per block writes all B tokens (fused cache, greedy)."""
+    """The DCD engine: one forward per block writes all B tokens (fused cache, greedy).
+
+    ``no_doubled_tokens``: no position repeats the token before it
+    (:func:`argmax_without_doubles`).
+    """
 
     name = "diffusion-onestep"
 
-    def __init__(self, block_size: int | None = None, repetition_guard: bool = True) -> None:
+    def __init__(
+        self,
+        block_size: int | None = None,
+        repetition_guard: bool = True,
+        no_doubled_tokens: bool = False,
+    ) -> None:
         super().__init__(block_size=block_size, steps=1, repetition_guard=repetition_guard)
+        self.no_doubled_tokens = no_doubled_tokens
 
 
 ENGINES["diffusion-multistep"] = MultiStepEngine

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from transformers import LlamaForCausalLM
 from model.config import VLMConfig
 from model.decoding import EngineError, get_engine
 from model.diffusion import first_block_start
-from model.sampling import BlockOutput, BlockTrace, decode_blocks
+from model.sampling import BlockOutput, BlockTrace, argmax_without_doubles, decode_blocks
 from model.tokenizer import Tokenizer
 from model.vlm import VLM
 from tests.model.conftest import tiny_model_config
@@ -157,6 +158,38 @@ def test_repeated_block_ends_generation() -> None:
     # block 0 holds 2 new tokens after the 2-token tail, block 1 four, block 2 repeats block 1
     assert strip(out.tokens[0].tolist()) == [0] * 6
     assert out.forwards == 3
+
+
+def test_a_position_that_repeats_the_token_before_it_takes_its_second_choice() -> None:
+    top1 = torch.tensor([[5, 5, 5, 7], [3, 4, 4, 4]])
+    top2 = torch.tensor([[6, 6, 9, 8], [2, 1, 1, 1]])
+    logits = torch.zeros(2, 4, 10)
+    logits.scatter_(-1, top1[..., None], 2.0).scatter_(-1, top2[..., None], 1.0)
+    picks = argmax_without_doubles(logits, previous=torch.tensor([-1, 3]))
+    # row 1's first position repeats the previous block's last token (3)
+    assert picks.tolist() == [[5, 6, 5, 7], [2, 4, 1, 4]]
+
+
+def doubled_pairs(row: list[int]) -> int:
+    return sum(a == b for a, b in pairwise(row))
+
+
+def test_one_step_decoding_can_forbid_doubled_tokens_across_blocks() -> None:
+    lm = constant_lm(eos_id=EOS_ID)
+    lm.model.norm.weight.data.fill_(1e-3)  # near-flat logits: neighbours share a first choice
+    context, mask = context_of(lm, 2, 6)
+    kwargs: dict[str, Any] = {"block_size": 4, "steps": 1, "threshold": 0.85, "max_new_tokens": 24}
+    with torch.inference_mode():
+        plain = decode_blocks(lm, context, mask, repetition_guard=False, **kwargs)
+        undoubled = decode_blocks(
+            lm, context, mask, repetition_guard=False, no_doubled_tokens=True, **kwargs
+        )
+    for before, after in zip(plain.tokens.tolist(), undoubled.tokens.tolist(), strict=True):
+        assert doubled_pairs(strip(before)) > 0
+        assert doubled_pairs(strip(after)) == 0, after
+        assert after[0] == before[0]  # nothing comes before the first position
+    with pytest.raises(EngineError, match="one-step"):
+        decode_blocks(lm, context, mask, no_doubled_tokens=True, **(kwargs | {"steps": 2}))
 
 
 def test_eos_in_first_block_stops_after_one_forward() -> None:
