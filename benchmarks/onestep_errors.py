@@ -4,8 +4,9 @@ Run: ``.venv/bin/python benchmarks/onestep_errors.py [--n 2000] [--student DIR]`
 pair trained on normalised reports, ``--phantom-reports canonical --ar DIR --teacher DIR
 --student DIR --name onestep_errors_canonical``; ``--refine-steps 2`` adds the student decoded
 by the multi-step sampler with that many steps (``student_refinement.md``); ``--compared DIR``
-adds another one-step student as the row ``diffusion-onestep@compared``
-(``dcd_committed_target.md``).
+adds another one-step student as the row ``diffusion-onestep@compared``, decoded with the
+engine options of ``--compared-option KEY=VALUE``, and its label F1 minus the student's with a
+paired bootstrap interval (``dcd_committed_target.md``).
 AR, the multi-step teacher and the one-step student write reports for the same phantom test
 studies (batch 16, one thread by default). A generated sentence is *novel* when no report of
 the 4,000 training studies contains it, digits and the full stop aside (sizes and distances
@@ -40,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from clinical_eval import OBSERVATIONS, LabeledReport, label_with_evidence  # noqa: E402
 from model import CHECKPOINTS  # noqa: E402
-from model.bench import decode_all, parse_rows  # noqa: E402
+from model.bench import decode_all, paired_f1_difference, parse_rows  # noqa: E402
 from model.checkpoint import load_checkpoint, read_manifest  # noqa: E402
 from model.data.datasets import StudyDataset, phantom_cache  # noqa: E402
 from model.data.phantom import REPORT_FORMS  # noqa: E402
@@ -113,8 +114,19 @@ def render(results: dict[str, Any], args: argparse.Namespace, student_id: str) -
         f"{args.n} phantom test studies ({args.phantom_reports} reports), batch 16, "
         f"{args.threads} thread(s); student `{student_id}`"
         + (f", compared with `{args.compared}`" if args.compared else "")
+        + (f" decoded with {', '.join(args.compared_option)}" if args.compared_option else "")
         + ". From "
         "`benchmarks/onestep_errors.py` (the docstring defines *novel sentence*).",
+        *(
+            f"`{row}` minus the student: "
+            + ", ".join(
+                f"{metric} {t['delta']:+.3f} [{t['low']:+.3f}, {t['high']:+.3f}]"
+                for metric, t in results[row]["minus_student"].items()
+            )
+            + " (paired bootstrap 95%)."
+            for row in rows
+            if "minus_student" in results[row]
+        ),
         *(
             [
                 "`student-sN`: the same student decoded by the multi-step sampler, N steps per "
@@ -164,6 +176,9 @@ def main() -> None:
     parser.add_argument("--teacher", type=Path, default=CHECKPOINTS / "rad-b8")
     parser.add_argument("--ar", type=Path, default=CHECKPOINTS / "ar-tiny")
     parser.add_argument("--compared", type=Path, help="a second one-step student")
+    parser.add_argument(
+        "--compared-option", action="append", default=[], help="KEY=VALUE for its engine"
+    )
     parser.add_argument("--phantom-reports", choices=REPORT_FORMS, default="mixed")
     parser.add_argument("--name", default="onestep_errors", help="stem of the result files")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "runs" / "cache")
@@ -198,7 +213,8 @@ def main() -> None:
             f"{row}:{key}={value}"
             for row, steps in zip(refined, args.refine_steps, strict=True)
             for key, value in (("steps", steps), ("threshold", args.refine_threshold))
-        ],
+        ]
+        + [f"{row}:{option}" for row in compared for option in args.compared_option],
     )
     size, seed, reports = int(model["image_size"]), DCDConfig.phantom_seed, args.phantom_reports
     test = StudyDataset(
@@ -215,9 +231,16 @@ def main() -> None:
             label_with_evidence([r.report_text for r in test.records]), truth, known
         )
     }
+    labels = {}
     for row in rows:
         texts = decode_all(load_checkpoint(row.checkpoint), row, test, 16)["texts"]
-        results[row.name] = engine_errors(label_with_evidence(texts), truth, known)
+        labeled = label_with_evidence(texts)
+        labels[row.name] = [report.labels for report in labeled]
+        results[row.name] = engine_errors(labeled, truth, known)
+    for name in compared:
+        results[name]["minus_student"] = paired_f1_difference(
+            labels["diffusion-onestep@student"], labels[name], truth
+        )
     (RESULTS / f"{args.name}.json").write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / f"{args.name}.md").write_text(render(results, args, manifest["model_id"]))
 
