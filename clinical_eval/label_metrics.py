@@ -95,19 +95,25 @@ def f1_variants(
 def per_label(
     pred: NDArray[np.float64], ref: NDArray[np.float64], uncertain_as: int
 ) -> dict[str, dict[str, float]]:
-    """Precision, recall, F1 and support (reference positives) for each observation."""
+    """Precision, recall, F1, support (reference positives) and the false positives and
+    negatives behind them for each observation: F1 weighs findings alike, the counts show which
+    errors a system trades (a false pneumothorax costs a reader more than a missed nodule)."""
     from sklearn.metrics import precision_recall_fscore_support
 
     pred_bin, ref_bin = binarize(pred, uncertain_as), binarize(ref, uncertain_as)
     precision, recall, f1, support = precision_recall_fscore_support(
         ref_bin, pred_bin, average=None, zero_division=0
     )
+    false_positives = (pred_bin * (1 - ref_bin)).sum(0)
+    false_negatives = ((1 - pred_bin) * ref_bin).sum(0)
     return {
         name: {
             "precision": float(precision[i]),
             "recall": float(recall[i]),
             "f1": float(f1[i]),
             "support": int(support[i]),
+            "fp": int(false_positives[i]),
+            "fn": int(false_negatives[i]),
         }
         for i, name in enumerate(OBSERVATIONS)
     }

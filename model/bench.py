@@ -164,31 +164,19 @@ def quality(
     }
 
 
-def per_observation_f1(labels: list[Labels], references: list[Labels]) -> dict[str, float]:
-    """F1 of each of the 14 observations, to see which findings a gap in macro-F1 comes from."""
+def per_observation_scores(labels: list[Labels], references: list[Labels]) -> dict[str, Any]:
+    """Each of the 14 observations' F1 (``per_observation_f1``: which findings a gap in macro-F1
+    comes from) and false positives and negatives (``per_observation_errors``, uncertain as
+    negative). Macro-F1 weighs every finding alike, so a row can gain F1 while it adds false
+    pneumothoraces, the error a reader can least afford; the counts show such trades."""
     from clinical_eval.label_metrics import label_matrix, per_label
 
     found = per_label(label_matrix(labels), label_matrix(references), uncertain_as=0)
-    return {name: scores["f1"] for name, scores in found.items()}
-
-
-def per_observation_errors(
-    labels: list[Labels], references: list[Labels]
-) -> dict[str, dict[str, int]]:
-    """False positives and false negatives of each of the 14 observations (uncertain counts as
-    negative). Macro-F1 weighs every finding alike, so a row can gain F1 while it adds false
-    pneumothoraces, the error a reader can least afford; the counts show such trades."""
-    from clinical_eval import OBSERVATIONS
-    from clinical_eval.label_metrics import binarize, label_matrix
-
-    said = binarize(label_matrix(labels), uncertain_as=0).astype(bool)
-    true = binarize(label_matrix(references), uncertain_as=0).astype(bool)
     return {
-        name: {
-            "fp": int((said[:, i] & ~true[:, i]).sum()),
-            "fn": int((~said[:, i] & true[:, i]).sum()),
-        }
-        for i, name in enumerate(OBSERVATIONS)
+        "per_observation_f1": {name: scores["f1"] for name, scores in found.items()},
+        "per_observation_errors": {
+            name: {"fp": scores["fp"], "fn": scores["fn"]} for name, scores in found.items()
+        },
     }
 
 
@@ -245,8 +233,7 @@ def run_bench(
             "batch_size": batch_size,
             **{k: v for k, v in decoded.items() if k != "texts"},
             **quality(decoded["texts"], dataset, labels),
-            "per_observation_f1": per_observation_f1(labels, references),
-            "per_observation_errors": per_observation_errors(labels, references),
+            **per_observation_scores(labels, references),
         }
         if row.engine == "ar":
             ar_labels = labels

@@ -11,8 +11,7 @@ from model.bench import (
     paired_vs_ar,
     parse_engine_options,
     parse_rows,
-    per_observation_errors,
-    per_observation_f1,
+    per_observation_scores,
 )
 
 
@@ -44,7 +43,7 @@ def test_per_observation_f1_names_the_finding_a_row_misses() -> None:
     references = [labels_with({"Cardiomegaly"} if i % 2 else {"Edema"}) for i in range(12)]
     # the row misses cardiomegaly in studies 3 and 9: recall 4/6, precision 1, F1 0.8
     row = [labels_with(set()) if i in (3, 9) else ref for i, ref in enumerate(references)]
-    f1 = per_observation_f1(row, references)
+    f1 = per_observation_scores(row, references)["per_observation_f1"]
     assert set(f1) == set(OBSERVATIONS)
     assert f1["Cardiomegaly"] == pytest.approx(0.8)
     assert f1["Edema"] == 1.0
@@ -82,7 +81,7 @@ def test_per_observation_errors_count_what_macro_f1_hides() -> None:
         labels_with({"Edema", "Pneumothorax"}) if i < 3 else ref for i, ref in enumerate(references)
     ]
     row[9] = {**references[9], "Edema": -1}
-    errors = per_observation_errors(row, references)
+    errors = per_observation_scores(row, references)["per_observation_errors"]
     assert errors["Pneumothorax"] == {"fp": 3, "fn": 0}
     assert errors["Edema"] == {"fp": 0, "fn": 1}
     assert sum(e["fp"] + e["fn"] for e in errors.values()) == 4
