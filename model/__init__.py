@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
 DEFAULT_CHECKPOINT = CHECKPOINTS / "ar-tiny"
 # The engine `echocxr report` and the demo use. One-step decoding is 4.0x faster at batch 1 but,
-# as shipped, writes clinically worse drafts (macro-F1 0.072 below AR on 2,000 phantom test
-# studies, 95% interval [-0.088, -0.057], benchmarks/results/engines_bench.md); on a CPU that
+# as shipped, writes clinically worse drafts (macro-F1 0.082 below AR on 2,000 phantom test
+# studies, 95% interval [-0.097, -0.066], benchmarks/results/engines_bench.md); on a CPU that
 # saves ~0.12 s per report, less than a reader notices, so the more accurate engine is the default
 # until the one-step model is within 0.02 of it. ECHOCXR_ENGINE=diffusion-onestep selects it.
 DEFAULT_ENGINE = "ar"
@@ -41,12 +41,14 @@ def load(
     engine: str | None = None,
     device: str = "cpu",
     batch_size: int = 16,
-    **engine_options: Any,
+    engine_options: dict[str, Any] | None = None,
 ) -> ReportGenerator:
     """Load a checkpoint with a decoding engine.
 
     With neither given: the default engine on its shipped checkpoint. With only an engine: the
     checkpoint shipped for it. With only a checkpoint: the engine of its training stage.
+    ``engine_options`` go to the engine (e.g. ``{"no_doubled_tokens": True}`` for one-step
+    decoding) and into every report's provenance.
 
     Raises ``model.checkpoint.CheckpointError`` on a missing or corrupt checkpoint and
     ``model.decoding.EngineError`` on an unknown engine.
@@ -64,8 +66,9 @@ def load(
                 "train`, `echocxr train-rad` or `echocxr distill`"
             )
     checkpoint = load_checkpoint(Path(checkpoint_dir), device=device)
-    decoder = get_engine(engine or ENGINE_FOR_STAGE[checkpoint.vlm.config.stage], **engine_options)
-    return ReportGenerator(checkpoint, decoder, batch_size=batch_size)
+    options = engine_options or {}
+    decoder = get_engine(engine or ENGINE_FOR_STAGE[checkpoint.vlm.config.stage], **options)
+    return ReportGenerator(checkpoint, decoder, batch_size=batch_size, engine_options=options)
 
 
 __all__ = [

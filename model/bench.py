@@ -87,19 +87,21 @@ def parse_rows(
 
 
 def parse_engine_options(items: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """``ROW:KEY=VALUE`` items -> {row: {key: value}}; values are read as JSON where they parse
-    (``2``, ``0.5``, ``false``), else kept as text, and the engine checks them when it is built."""
+    """``ROW:KEY=VALUE`` items -> {row: {key: value}}, each value read as
+    :func:`model.decoding.parse_engine_options` reads it."""
+    from model.decoding import EngineError
+    from model.decoding import parse_engine_options as parse_options
+
     options: dict[str, dict[str, Any]] = {}
     for item in items:
         row, colon, setting = item.partition(":")  # a row name has no colon; a value may
-        key, equals, text = setting.partition("=")
-        if not colon or not row or not equals or not key or not text:
-            raise BenchError(f"--engine-option takes ROW:KEY=VALUE, got {item!r}")
         try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            value = text
-        options.setdefault(row, {})[key] = value
+            parsed = parse_options([setting])
+        except EngineError:
+            parsed = {}
+        if not colon or not row or not parsed:
+            raise BenchError(f"--engine-option takes ROW:KEY=VALUE, got {item!r}")
+        options.setdefault(row, {}).update(parsed)
     return options
 
 

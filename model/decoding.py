@@ -13,6 +13,7 @@ only the last position projected to the vocabulary.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -208,6 +209,21 @@ def strip_eos(row: list[int], eos_id: int) -> list[int]:
 
 
 ENGINES: dict[str, Callable[..., Engine]] = {"ar": AREngine}
+
+
+def parse_engine_options(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` items -> {key: value}; values are read as JSON where they parse (``2``,
+    ``0.5``, ``false``), else kept as text, and the engine checks them when it is built."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, equals, text = item.partition("=")
+        if not equals or not key or not text:
+            raise EngineError(f"an engine option takes KEY=VALUE, got {item!r}")
+        try:
+            options[key] = json.loads(text)
+        except json.JSONDecodeError:
+            options[key] = text
+    return options
 
 
 def get_engine(name: str, **options: Any) -> Engine:

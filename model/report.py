@@ -58,6 +58,7 @@ class Report:
     model_id: str
     checkpoint_sha256: str
     engine: str
+    engine_options: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -71,12 +72,20 @@ class Report:
 class ReportGenerator:
     """Images in, reports out, through one checkpoint and one decoding engine."""
 
-    def __init__(self, checkpoint: LoadedCheckpoint, engine: Engine, batch_size: int = 16) -> None:
+    def __init__(
+        self,
+        checkpoint: LoadedCheckpoint,
+        engine: Engine,
+        batch_size: int = 16,
+        engine_options: dict[str, Any] | None = None,
+    ) -> None:
         self.checkpoint = checkpoint
         self.vlm = checkpoint.vlm
         self.tokenizer = checkpoint.tokenizer
         self.engine = engine
         self.batch_size = batch_size
+        # recorded in every report: the same weights decode differently with other options
+        self.engine_options = dict(engine_options or {})
 
     @property
     def image_size(self) -> int:
@@ -162,4 +171,5 @@ class ReportGenerator:
             self.checkpoint.model_id,
             self.checkpoint.weights_sha256,
             self.engine.name,
+            dict(self.engine_options),
         )

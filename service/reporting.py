@@ -80,6 +80,7 @@ def write_draft(study: dicom.Study, report: Report, out_dir: Path) -> WrittenDra
     )
     details = {
         "engine": report.engine,
+        "engine_options": report.engine_options,
         "labels": report.labels,
         "timings": report.timings,
         "model_id": report.model_id,
@@ -102,17 +103,27 @@ def report(
             "block). Default with --checkpoint: the engine of the checkpoint's stage.",
         ),
     ] = None,
+    engine_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            envvar="ECHOCXR_ENGINE_OPTIONS",
+            help="KEY=VALUE, a decoding option of the engine (repeatable; the variable takes "
+            "them space-separated), e.g. no_doubled_tokens=true for diffusion-onestep or "
+            "steps=2 for diffusion-multistep. Recorded in report.json.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json's content.")] = False,
 ) -> None:
     """Draft a preliminary report for one study and write it as JSON, SR, PDF and FHIR."""
     import dicom
     import model
     from model.checkpoint import CheckpointError
-    from model.decoding import EngineError
+    from model.decoding import EngineError, parse_engine_options
 
     try:
         study_read = dicom.read_study(study)
-        generator = model.load(checkpoint, engine=engine)
+        options = parse_engine_options(engine_option or [])
+        generator = model.load(checkpoint, engine=engine, engine_options=options)
         written = write_draft(study_read, draft_study(study_read, generator), out)
     except (dicom.DicomError, CheckpointError, EngineError) as error:
         raise _fail(str(error)) from None

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from click.testing import Result
 from typer.testing import CliRunner
 
 import model
@@ -47,3 +48,44 @@ def test_every_engine_drafts_from_its_shipped_checkpoint(engine: str, tmp_path: 
     assert summary["engine"] == engine and summary["findings"]
     stage = json.loads((model.SHIPPED_CHECKPOINTS[engine] / "config.json").read_text())
     assert model.ENGINE_FOR_STAGE[stage["stage"]] == engine
+
+
+def draft_with(tmp_path: Path, name: str, args: list[str], env: dict[str, str]) -> Result:
+    from model.data.phantom import sample_case
+    from model.data.phantom.dicom_export import write_dicom
+
+    study = write_dicom(sample_case(0, 3), tmp_path / "study.dcm", downscale=8)
+    return CliRunner().invoke(
+        app, ["report", str(study), "--out", str(tmp_path / name), "--json", *args], env=env
+    )
+
+
+def test_engine_options_reach_the_engine_and_the_reports_provenance(tmp_path: Path) -> None:
+    """One step per block instead of S = B: fewer forwards, and report.json says why."""
+    env = {"ECHOCXR_ENGINE": "diffusion-multistep"}
+    default = draft_with(tmp_path, "default", [], env)
+    one_step = draft_with(tmp_path, "one-step", ["--engine-option", "steps=1"], env)
+    from_env = draft_with(
+        tmp_path, "env", [], env | {"ECHOCXR_ENGINE_OPTIONS": "steps=1 threshold=0.5"}
+    )
+    assert default.exit_code == one_step.exit_code == from_env.exit_code == 0, from_env.output
+    default_json, one_step_json = json.loads(default.output), json.loads(one_step.output)
+    assert default_json["engine_options"] == {}
+    assert one_step_json["engine_options"] == {"steps": 1}
+    assert json.loads(from_env.output)["engine_options"] == {"steps": 1, "threshold": 0.5}
+    assert one_step_json["timings"]["forwards"] < default_json["timings"]["forwards"]
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [("steps", "KEY=VALUE"), ("temperature=0.7", "invalid options for engine")],
+)
+def test_a_bad_engine_option_is_refused_before_anything_is_written(
+    tmp_path: Path, option: str, message: str
+) -> None:
+    result = draft_with(
+        tmp_path, "out", ["--engine-option", option], {"ECHOCXR_ENGINE": "diffusion-onestep"}
+    )
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
