@@ -1,7 +1,9 @@
 """Turns ``echocxr bench --json`` files into the committed table and plot.
 
 Run: ``.venv/bin/python benchmarks/bench_table.py benchmarks/results/bench/*.json
-[--notes benchmarks/results/bench/NOTES.md]``. Each JSON is one ``echocxr bench`` run (one block
+[--notes benchmarks/results/bench/NOTES.md] [--plot-run FILE ...]``; the committed plot names
+``b4-v2-batch1.json``, ``b8-v7-batch1.json`` (the shipped B = 8 pair with its baselines) and
+``b16-v2-batch1.json``. Each JSON is one ``echocxr bench`` run (one block
 size, one batch size, every engine row in the same process); speedups are only ever taken within
 one run. Writes ``benchmarks/results/engines_bench.{md,png}``; the notes file (how each run was
 made) is appended, so regenerating the table keeps them.
@@ -95,24 +97,42 @@ def _cell(value: Any) -> str:
     return "" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def plot(runs: list[dict[str, Any]], path: Path) -> None:
-    """Speedup over AR against macro-F1: per block size and row, the newest batch-1 measurement
-    (each speedup is over the AR row of its own run; older runs were made on other machines)."""
-    newest: dict[tuple[int, str], dict[str, Any]] = {}
+def plotted_runs(runs: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
+    """The batch-1 runs the plot shows: those ``names``d, else the newest of each block size.
+
+    One run per block size, so every point's speedup and every other point's at that B were
+    measured on the same machine at the same time; the VMs of different sessions timed AR from
+    136 to 239 ms, so mixing runs would place points by the machine, not the engine.
+    """
+    if names:
+        chosen = [run for run in runs if run["file"] in names]
+        if missing := set(names) - {run["file"] for run in chosen}:
+            raise SystemExit(f"--plot-run names files not given: {sorted(missing)}")
+        if bad := [run["file"] for run in chosen if run["engines"][0]["batch_size"] != 1]:
+            raise SystemExit(f"--plot-run takes batch-1 runs only: {bad}")
+        return chosen
+    newest: dict[int, dict[str, Any]] = {}
     for run in sorted(runs, key=lambda r: r["started"]):
         if run["engines"][0]["batch_size"] == 1:
-            for row in run["engines"]:
-                newest[(_block(run), row["row"])] = row
-    ar_block = min(block for block, _ in newest)  # AR is the same model at every B: one point
+            newest[_block(run)] = run
+    return list(newest.values())
+
+
+def plot(runs: list[dict[str, Any]], path: Path) -> None:
+    """Speedup over AR against macro-F1, one colour per run (:func:`plotted_runs`); each run's
+    AR sits at 1.0."""
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    for (block, name), row in newest.items():
-        if row["engine"] == "ar" and block != ar_block:
-            continue
-        label = f"{name} B={row['block_size'] or '-'}"
-        axis.scatter(row["speedup_vs_ar"], row["macro_f1_14"], s=30)
-        axis.annotate(label, (row["speedup_vs_ar"], row["macro_f1_14"]), fontsize=6)
-    axis.set_xlabel("wall-clock speedup over AR (batch 1, same run)")
+    for run in sorted(runs, key=_block):
+        points = [row for row in run["engines"] if row["speedup_vs_ar"] is not None]
+        speedups = [row["speedup_vs_ar"] for row in points]
+        f1s = [row["macro_f1_14"] for row in points]
+        axis.scatter(speedups, f1s, s=30, label=f"B = {_block(run)}: {run['file']}")
+        for row, x, y in zip(points, speedups, f1s, strict=True):
+            axis.annotate(row["row"], (x, y), fontsize=6)
+    axis.set_xlabel("wall-clock speedup over the AR row of the same run (batch 1)")
     axis.set_ylabel("macro-F1 over 14 observations")
+    axis.margins(x=0.2)  # room for the labels of the rightmost points
+    axis.legend(fontsize=7)
     axis.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
@@ -122,13 +142,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--notes", type=Path, help="Markdown appended after the tables.")
+    parser.add_argument(
+        "--plot-run",
+        action="append",
+        default=[],
+        help="File name of a batch-1 run to plot (repeatable; default: the newest per B).",
+    )
     args = parser.parse_args()
     runs = load_runs(args.files)
     notes = "\n" + args.notes.read_text() if args.notes else ""
     (RESULTS / "engines_bench.md").write_text(
         markdown(runs) + "\n![speed vs quality](engines_bench.png)\n" + notes
     )
-    plot(runs, RESULTS / "engines_bench.png")
+    plot(plotted_runs(runs, args.plot_run), RESULTS / "engines_bench.png")
 
 
 if __name__ == "__main__":
