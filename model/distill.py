@@ -146,6 +146,16 @@ class DCDConfig:
         round after the shipped schedule (rad-b8 teacher of 1,500 steps) lowered macro-F1 on
         2,000 test studies from 0.451 to 0.433 (``benchmarks/results/engines_bench.md``), so the
         recipes run one.
+    glance : float
+        Not in ECHO: glancing training (GLAT, Qian et al., 2021), 0 for none. Each student step
+        first decodes its blocks in one pass without gradient, counts the positions where it
+        misses the teacher's committed token, and shows the teacher's token at ``glance`` x that
+        many random positions of the row in the second, trained pass; only the hidden positions
+        are scored. A student that is still far from the teacher sees more of each block, so it
+        learns how a block's words depend on each other before it must write all of them from
+        nothing; as it improves, its training input approaches the fully masked block of
+        inference. Non-autoregressive translation gains most of the distance to its
+        autoregressive teacher in one pass this way; the first pass costs a forward per step.
     length_buckets : int
         Phase 1 and each round cut their studies into groups of ``length_buckets`` shards and sort
         each group by reference report length before cutting it into shards (1: study order). A
@@ -175,6 +185,7 @@ class DCDConfig:
     student_prefix_rounds: int = 1
     precision: str = "fp32"
     length_buckets: int = 1
+    glance: float = 0.0
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
@@ -182,6 +193,8 @@ class DCDConfig:
         check_report_form(self.phantom_reports)
         if self.target not in TARGETS:
             raise DiffusionError(f"target must be one of {TARGETS}, got {self.target!r}")
+        if not 0.0 <= self.glance < 1.0:
+            raise DiffusionError(f"glance must be in [0, 1), got {self.glance}")
         if self.student_prefix_rounds < 1:
             raise DiffusionError(
                 f"student_prefix_rounds must be >= 1, got {self.student_prefix_rounds}; "
@@ -484,9 +497,13 @@ def one_step_logits(
     block_size: int,
     mask_id: int,
     eos_id: int,
+    glimpse: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The student's one-forward logits for every block of ``tokens`` (R, W), given the blocks
     before it: ``(logits (R, Wc, V), upto (R, Wc))``.
+
+    Every block is fully masked, or, given ``glimpse`` (R, >= Wc), holds its ids wherever they
+    are not ``<mask>`` (:func:`glanced_targets`).
 
     ``upto`` marks the positions up to and including a row's first ``<eos>`` (decoding truncates
     there). Wc <= W: the rollout ran as long as its longest row, which may be a looping row
@@ -500,6 +517,8 @@ def one_step_logits(
     tail = context.shape[1] - first_block_start(context.shape[1], block_size)
     canvas = make_canvas(tokens.masked_fill(~upto, eos_id), upto.long(), tail, block_size, eos_id)
     noisy = torch.full_like(canvas.tokens, mask_id)
+    if glimpse is not None:
+        noisy = glimpse[:, : noisy.shape[1]]
     logits = response_logits(lm, rad_sequence(lm, context, context_mask, canvas, noisy))[:, :W]
     return logits, upto[:, : logits.shape[1]]
 
@@ -531,24 +550,41 @@ def dcd_loss(
     step_weighting: bool = True,
     eos_weight: float = 1.0,
     tokens_per_row: float | None = None,
+    glance: float = 0.0,
 ) -> torch.Tensor:
     """Step-weighted forward KL at every generated position + CE on the ``<eos>`` position.
 
     The KL is averaged over the shard's positions, or, given ``tokens_per_row``, summed and
     divided by rows x that constant (length-bucketed shards, :func:`model.diffusion.rad_loss`).
+    With ``glance`` > 0 the positions :func:`glanced_targets` shows are not scored.
     """
     tokens = shard["tokens"]
-    logits, upto = one_step_logits(
-        lm, context, context_mask, tokens, block_size=block_size, mask_id=mask_id, eos_id=eos_id
-    )  # (R, Wc, V)
+    student = partial(
+        one_step_logits,
+        lm,
+        context,
+        context_mask,
+        tokens,
+        block_size=block_size,
+        mask_id=mask_id,
+        eos_id=eos_id,
+    )
+    glimpse = None
+    if glance > 0:
+        with torch.no_grad():
+            first, upto = student()
+        chosen = shard["commit_ids"][:, : upto.shape[1], 0]
+        glimpse = glanced_targets(first.argmax(-1), chosen, upto, glance, mask_id)
+    logits, upto = student(glimpse=glimpse)  # (R, Wc, V)
     R, Wc = upto.shape
+    scored = upto if glimpse is None else upto & (glimpse == mask_id)
     ids, probs = target_distribution(shard, target)
     kl = coarse_kl(ids[:, :Wc], probs[:, :Wc], logits)
     weight = shard["steps"][:, :Wc].float() if step_weighting else torch.ones_like(kl)
-    weight = weight * upto / (weight * upto).sum().clamp(min=1e-8) * upto.sum()  # mean weight 1
+    weight = weight * scored / (weight * scored).sum().clamp(min=1e-8) * scored.sum()  # mean 1
     # The <eos> the teacher committed (its top-1), within what the student's report keeps:
     # phase 1's own tokens, or where the teacher would stop after a student's prefix.
-    teacher_eos = (shard["commit_ids"][:, :Wc, 0] == eos_id) & upto
+    teacher_eos = (shard["commit_ids"][:, :Wc, 0] == eos_id) & scored
     eos_rows = teacher_eos.any(1)
     eos_at = teacher_eos.int().argmax(1)
     eos_logits = logits[torch.arange(R, device=tokens.device), eos_at][eos_rows]
@@ -559,7 +595,21 @@ def dcd_loss(
         if bool(eos_rows.any())
         else logits.sum() * 0
     )
-    return (weight * kl).sum() / token_count(upto, tokens_per_row) + eos_weight * ce
+    return (weight * kl).sum() / token_count(scored, tokens_per_row) + eos_weight * ce
+
+
+def glanced_targets(
+    predicted: torch.Tensor, chosen: torch.Tensor, upto: torch.Tensor, glance: float, mask_id: int
+) -> torch.Tensor:
+    """GLAT's input (R, W): the teacher's ``chosen`` ids at ``ceil(glance x misses)`` random
+    positions of each row, ``<mask>`` elsewhere, where misses are the positions within ``upto``
+    at which the student's one-pass ``predicted`` ids differ from ``chosen``."""
+    misses = ((predicted != chosen) & upto).sum(1)  # (R,)
+    shown = torch.ceil(glance * misses).long()
+    # random order of each row's positions within upto, the others after them
+    order = torch.rand(upto.shape, device=upto.device).masked_fill(~upto, 2.0).argsort(1)
+    rank = order.argsort(1)  # (R, W) place of each position in that order
+    return torch.where(rank < shown[:, None], chosen, mask_id)
 
 
 def kept_rows(shard: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -753,6 +803,7 @@ def student_step(
             step_weighting=config.step_weighting,
             eos_weight=config.eos_weight,
             tokens_per_row=tokens_per_row,
+            glance=config.glance,
         )
     clipped_step(loss, optimizer, vlm.lm.parameters())
     return float(loss.item())

@@ -10,6 +10,7 @@ from model.distill import (
     DCDConfig,
     coarse_kl,
     dcd_loss,
+    glanced_targets,
     looping_rows,
     one_step_logits,
     rollout,
@@ -237,3 +238,58 @@ def test_committed_target_is_cross_entropy_on_the_teachers_choice() -> None:
     ce = -logits.float().log_softmax(-1).gather(-1, chosen[..., None])[..., 0]
     torch.testing.assert_close(loss, ce[upto].mean(), rtol=1e-4, atol=1e-5)
     assert not torch.isclose(loss, soft)  # the teacher's spread of mass is what it drops
+
+
+def test_glanced_targets_show_the_teachers_ids_at_a_share_of_the_misses() -> None:
+    predicted = torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3, 4, 5, 6, 7, 8]])
+    chosen = torch.tensor([[1, 9, 9, 9, 9, 6, 9, 9], [1, 2, 3, 4, 5, 6, 7, 8]])
+    upto = torch.tensor([[True] * 6 + [False] * 2, [True] * 8])  # row 0: 4 misses within upto
+    glimpse = glanced_targets(predicted, chosen, upto, 0.5, MASK_ID)
+    shown = glimpse != MASK_ID
+    assert shown.sum(1).tolist() == [2, 0]  # ceil(0.5 x 4), and nothing for a row without misses
+    assert not bool((shown & ~upto).any())  # never past a row's end
+    assert torch.equal(glimpse[shown], chosen[shown])
+
+
+def test_glancing_scores_only_the_hidden_positions() -> None:
+    """The second pass sees the teacher's ids where they are shown and is scored elsewhere."""
+    _, context, mask, shard = peaked_rollout()
+    kwargs = {"block_size": 4, "mask_id": MASK_ID, "eos_id": EOS_ID}
+    student = peaked_lm(seed=4)
+    terms = {"target": "committed", "step_weighting": False, "eos_weight": 0.0}
+    with torch.no_grad():
+        torch.manual_seed(0)
+        loss = dcd_loss(student, context, mask, shard, glance=0.9, **terms, **kwargs)
+        first, upto = one_step_logits(student, context, mask, shard["tokens"], **kwargs)
+        chosen = shard["commit_ids"][:, : upto.shape[1], 0]
+        torch.manual_seed(0)
+        glimpse = glanced_targets(first.argmax(-1), chosen, upto, 0.9, MASK_ID)
+        logits, _ = one_step_logits(
+            student, context, mask, shard["tokens"], glimpse=glimpse, **kwargs
+        )
+    hidden = upto & (glimpse == MASK_ID)
+    assert 0 < int(hidden.sum()) < int(upto.sum())
+    ce = -logits.float().log_softmax(-1).gather(-1, chosen[..., None])[..., 0]
+    torch.testing.assert_close(loss, ce[hidden].mean(), rtol=1e-4, atol=1e-5)
+
+
+def test_a_glancing_student_still_writes_the_teachers_blocks_from_fully_masked_ones() -> None:
+    """Glancing trains on partly shown blocks; inference shows nothing. The student must still
+    learn to write the whole block in one forward."""
+    _, context, mask, shard = peaked_rollout()
+    student = peaked_lm(seed=4).train()
+    optimizer = torch.optim.AdamW(student.parameters(), lr=3e-3)
+    torch.manual_seed(0)
+    for _ in range(100):  # it scores fewer positions per step than plain DCD, so twice the steps
+        loss = dcd_loss(
+            student, context, mask, shard, block_size=4, mask_id=MASK_ID, eos_id=EOS_ID, glance=0.5
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert one_step_agreement(student.eval(), context, mask, shard["tokens"]) > 0.8
+
+
+def test_glance_outside_its_range_is_rejected() -> None:
+    with pytest.raises(DiffusionError, match="glance must be in"):
+        DCDConfig(glance=1.0)
