@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -226,6 +227,31 @@ def parse_engine_options(items: list[str]) -> dict[str, Any]:
     return options
 
 
+def check_option_types(name: str, options: dict[str, Any]) -> None:
+    """Refuse an option whose value is not of the type the engine declares for it.
+
+    Options come as text from a command line or the environment, and a wrong type would
+    otherwise pass silently (``no_doubled_tokens=maybe`` is a true string) or fail mid-decode
+    (``steps=2.5``). Unknown names are left to the constructor, whose error names them.
+    """
+    declared = typing.get_type_hints(ENGINES[name].__init__)
+    for key, value in options.items():
+        if key not in declared:
+            continue
+        kinds = typing.get_args(declared[key]) or (declared[key],)
+        if not any(value_fits(value, kind) for kind in kinds):
+            names = " or ".join("null" if kind is type(None) else kind.__name__ for kind in kinds)
+            raise EngineError(f"option {key!r} of engine {name!r} takes {names}, got {value!r}")
+
+
+def value_fits(value: Any, kind: type) -> bool:
+    if isinstance(value, bool):  # bool is an int: a flag takes only true/false, a number never
+        return kind is bool
+    if kind is float:
+        return isinstance(value, int | float)
+    return isinstance(value, kind)
+
+
 def get_engine(name: str, **options: Any) -> Engine:
     """Build a registered engine; the diffusion engines register themselves on import."""
     if name not in ENGINES:  # the diffusion engines live in model/sampling.py
@@ -233,6 +259,7 @@ def get_engine(name: str, **options: Any) -> Engine:
             import model.sampling  # noqa: F401
     if name not in ENGINES:
         raise EngineError(f"unknown engine {name!r}; available: {sorted(ENGINES)}")
+    check_option_types(name, options)
     try:
         return ENGINES[name](**options)
     except TypeError as err:

@@ -191,3 +191,30 @@ def test_unknown_engine_and_bad_options_are_engine_errors() -> None:
         get_engine("ar", top_p=0.0)
     with pytest.raises(EngineError, match="invalid options"):
         get_engine("ar", beams=4)
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("diffusion-onestep", {"no_doubled_tokens": "maybe"}, "'no_doubled_tokens' .* takes bool"),
+        ("diffusion-multistep", {"steps": 2.5}, "'steps' .* takes int or null"),
+        ("diffusion-multistep", {"steps": True}, "'steps' .* takes int or null"),
+        ("ar", {"temperature": "hot"}, "'temperature' .* takes float"),
+    ],
+)
+def test_an_option_of_the_wrong_type_is_refused(
+    name: str, options: dict[str, object], message: str
+) -> None:
+    """Options arrive as text; a string flag would be silently true, a float step count would
+    fail mid-decode."""
+    with pytest.raises(EngineError, match=message):
+        get_engine(name, **options)
+
+
+def test_options_of_the_declared_types_are_taken() -> None:
+    from model.sampling import MultiStepEngine
+
+    multistep = get_engine("diffusion-multistep", steps=None, threshold=1)  # an int for a float
+    assert isinstance(multistep, MultiStepEngine) and multistep.threshold == 1
+    ar = get_engine("ar", seed=None, temperature=0)
+    assert isinstance(ar, AREngine) and ar.temperature == 0 and ar.seed is None

@@ -78,7 +78,11 @@ def test_engine_options_reach_the_engine_and_the_reports_provenance(tmp_path: Pa
 
 @pytest.mark.parametrize(
     ("option", "message"),
-    [("steps", "KEY=VALUE"), ("temperature=0.7", "invalid options for engine")],
+    [
+        ("steps", "KEY=VALUE"),
+        ("temperature=0.7", "invalid options for engine"),
+        ("no_doubled_tokens=maybe", "takes bool"),
+    ],
 )
 def test_a_bad_engine_option_is_refused_before_anything_is_written(
     tmp_path: Path, option: str, message: str
