@@ -30,6 +30,10 @@ class AlgorithmIdentity:
         A UID identifying the software as a device (TID 1004 Device Observer UID).
     checkpoint_sha256
         Hash of the weights that wrote the draft, so a re-run with other weights is told apart.
+    decoding
+        The decoding engine and its options (e.g. ``"diffusion-onestep no_doubled_tokens=true"``).
+        The same weights write other text under another, so it is part of the derived UIDs (a
+        SOP Instance UID never names two contents) and of the ContributionDescription.
     """
 
     name: str
@@ -38,6 +42,7 @@ class AlgorithmIdentity:
     model_name: str
     device_uid: str
     checkpoint_sha256: str
+    decoding: str = ""
 
     def __post_init__(self) -> None:
         for field_name in ("name", "version", "manufacturer", "model_name"):
@@ -50,6 +55,10 @@ class AlgorithmIdentity:
         if not _SHA256.match(self.checkpoint_sha256):
             raise ReportInputError(
                 "AlgorithmIdentity.checkpoint_sha256 must be 64 lowercase hex digits"
+            )
+        if len(self.decoding) > 512 or not self.decoding.isprintable():
+            raise ReportInputError(
+                "AlgorithmIdentity.decoding must be printable text of at most 512 characters"
             )
 
     @property
@@ -76,9 +85,16 @@ class DraftReport:
 
 
 def derived_uid(study_instance_uid: str, algorithm: AlgorithmIdentity, purpose: str) -> str:
-    """A UID fixed by (study, model id, checkpoint hash, purpose): a re-run replaces, not adds.
+    """A UID fixed by (study, model id, checkpoint hash, decoding, purpose): a re-run replaces,
+    not adds.
 
     ``purpose`` separates the objects of one draft (``"sr-series"``, ``"sr-instance"``, …).
     """
-    sources = [study_instance_uid, algorithm.model_id, algorithm.checkpoint_sha256, purpose]
+    sources = [
+        study_instance_uid,
+        algorithm.model_id,
+        algorithm.checkpoint_sha256,
+        algorithm.decoding,
+        purpose,
+    ]
     return str(generate_uid(entropy_srcs=sources))

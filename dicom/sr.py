@@ -153,7 +153,8 @@ def contributing_equipment(draft: DraftReport) -> hd.ContributingEquipment:
         purpose_of_reference=codes.DCM.ProcessingEquipment,
         manufacturer_model_name=algorithm.model_name,
         software_versions=algorithm.version,
-        contribution_description=f"Draft text; weights sha256 {algorithm.checkpoint_sha256}",
+        contribution_description=f"Draft text; weights sha256 {algorithm.checkpoint_sha256}"
+        + (f"; decoding {algorithm.decoding}" if algorithm.decoding else ""),
     )
     equipment.DeviceUID = algorithm.device_uid
     return equipment

@@ -68,6 +68,10 @@ def algorithm_identity(report: Report) -> dicom.AlgorithmIdentity:
         model_name=PRODUCT_NAME,
         device_uid=generate_uid(entropy_srcs=["echocxr-device", report.model_id]),
         checkpoint_sha256=report.checkpoint_sha256,
+        decoding=" ".join(
+            [report.engine]
+            + [f"{key}={json.dumps(value)}" for key, value in sorted(report.engine_options.items())]
+        ),
     )
 
 

@@ -138,3 +138,12 @@ def write_file(ds: Dataset, path: Path) -> bytes:
     """Writes ``ds`` uncompressed and returns the file's bytes (for hostile variants)."""
     save(ds, path)
     return path.read_bytes()
+
+
+def processing_equipment(sr: Dataset) -> Dataset:
+    """The model's item of ContributingEquipmentSequence (109102, DCM, Processing Equipment)."""
+    return next(
+        item
+        for item in sr.ContributingEquipmentSequence
+        if item.PurposeOfReferenceCodeSequence[0].CodeValue == "109102"
+    )

@@ -16,7 +16,7 @@ from dicom.draft import AlgorithmIdentity, DraftReport
 from dicom.fhir import fhir_diagnostic_report
 from dicom.pdf import write_encapsulated_pdf
 from dicom.sr import write_sr
-from tests.dicom.factories import PATIENT_ID, PATIENT_NAME
+from tests.dicom.factories import PATIENT_ID, PATIENT_NAME, processing_equipment
 
 pytestmark = pytest.mark.integration
 
@@ -93,6 +93,21 @@ def test_uids_are_deterministic_per_study_model_and_checkpoint(
     assert other.SOPInstanceUID != first.SOPInstanceUID
 
 
+def test_other_decoding_of_the_same_weights_gets_its_own_uids_and_says_so(
+    draft: DraftReport, study: dicom.Study, algorithm: AlgorithmIdentity
+) -> None:
+    """Other decoding options write other text with the same weights; one UID must not name
+    both."""
+    decoded = AlgorithmIdentity(**{**algorithm.__dict__, "decoding": "diffusion-multistep steps=2"})
+    first = write_sr(draft, study)
+    other = write_sr(DraftReport(draft.findings, draft.impression, decoded), study)
+    assert other.SOPInstanceUID != first.SOPInstanceUID
+    assert other.SeriesInstanceUID != first.SeriesInstanceUID
+    described = processing_equipment(other).ContributionDescription
+    assert described.endswith("; decoding diffusion-multistep steps=2")
+    assert "decoding" not in processing_equipment(first).ContributionDescription
+
+
 def test_encapsulated_pdf_passes_dciodvfy(
     draft: DraftReport, study: dicom.Study, tmp_path: Path, dciodvfy: str
 ) -> None:
@@ -136,3 +151,5 @@ def test_invalid_drafts_are_refused(algorithm: AlgorithmIdentity) -> None:
         DraftReport(findings=" ", impression="", algorithm=algorithm)
     with pytest.raises(dicom.ReportInputError, match="checkpoint_sha256"):
         AlgorithmIdentity(**{**algorithm.__dict__, "checkpoint_sha256": "abc"})
+    with pytest.raises(dicom.ReportInputError, match="decoding must be printable"):
+        AlgorithmIdentity(**{**algorithm.__dict__, "decoding": "ar\x1b[31m"})

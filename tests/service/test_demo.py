@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 import model
 from service.cli import app
+from tests.dicom.factories import processing_equipment
 
 pytestmark = pytest.mark.e2e
 
@@ -74,6 +75,10 @@ def test_engine_options_reach_the_engine_and_the_reports_provenance(tmp_path: Pa
     assert one_step_json["engine_options"] == {"steps": 1}
     assert json.loads(from_env.output)["engine_options"] == {"steps": 1, "threshold": 0.5}
     assert one_step_json["timings"]["forwards"] < default_json["timings"]["forwards"]
+    srs = [pydicom.dcmread(tmp_path / name / "report.sr.dcm") for name in ("default", "one-step")]
+    assert srs[0].SOPInstanceUID != srs[1].SOPInstanceUID  # other text, so another instance
+    described = processing_equipment(srs[1]).ContributionDescription
+    assert described.endswith("; decoding diffusion-multistep steps=1")
 
 
 @pytest.mark.parametrize(
