@@ -32,26 +32,8 @@ def test_demo_drafts_a_phantom_study_with_the_shipped_default_model(tmp_path: Pa
     assert "phantom ground truth" in result.output
 
 
-@pytest.mark.parametrize("engine", sorted(model.SHIPPED_CHECKPOINTS))
-def test_every_engine_drafts_from_its_shipped_checkpoint(engine: str, tmp_path: Path) -> None:
-    """ECHOCXR_ENGINE switches `echocxr report` to any engine, each on its own stage's weights."""
-    from model.data.phantom import sample_case
-    from model.data.phantom.dicom_export import write_dicom
-
-    study = write_dicom(sample_case(0, 3), tmp_path / "study.dcm", downscale=8)
-    result = CliRunner().invoke(
-        app,
-        ["report", str(study), "--out", str(tmp_path / "out"), "--json"],
-        env={"ECHOCXR_ENGINE": engine},
-    )
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.output)
-    assert summary["engine"] == engine and summary["findings"]
-    stage = json.loads((model.SHIPPED_CHECKPOINTS[engine] / "config.json").read_text())
-    assert model.ENGINE_FOR_STAGE[stage["stage"]] == engine
-
-
 def draft_with(tmp_path: Path, name: str, args: list[str], env: dict[str, str]) -> Result:
+    """`echocxr report --json` on a phantom study, into ``tmp_path / name``."""
     from model.data.phantom import sample_case
     from model.data.phantom.dicom_export import write_dicom
 
@@ -59,6 +41,17 @@ def draft_with(tmp_path: Path, name: str, args: list[str], env: dict[str, str]) 
     return CliRunner().invoke(
         app, ["report", str(study), "--out", str(tmp_path / name), "--json", *args], env=env
     )
+
+
+@pytest.mark.parametrize("engine", sorted(model.SHIPPED_CHECKPOINTS))
+def test_every_engine_drafts_from_its_shipped_checkpoint(engine: str, tmp_path: Path) -> None:
+    """ECHOCXR_ENGINE switches `echocxr report` to any engine, each on its own stage's weights."""
+    result = draft_with(tmp_path, "out", [], {"ECHOCXR_ENGINE": engine})
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["engine"] == engine and summary["findings"]
+    stage = json.loads((model.SHIPPED_CHECKPOINTS[engine] / "config.json").read_text())
+    assert model.ENGINE_FOR_STAGE[stage["stage"]] == engine
 
 
 def test_engine_options_reach_the_engine_and_the_reports_provenance(tmp_path: Path) -> None:
