@@ -31,7 +31,7 @@ class AlgorithmIdentity:
     checkpoint_sha256
         Hash of the weights that wrote the draft, so a re-run with other weights is told apart.
     decoding
-        The decoding engine and its options (e.g. ``"diffusion-onestep no_doubled_tokens=true"``).
+        The decoding engine and its options (e.g. ``"diffusion-onestep report_ngrams=false"``).
         The same weights write other text under another, so it is part of the derived UIDs (a
         SOP Instance UID never names two contents) and of the ContributionDescription.
     """

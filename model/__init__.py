@@ -47,7 +47,7 @@ def load(
 
     With neither given: the default engine on its shipped checkpoint. With only an engine: the
     checkpoint shipped for it. With only a checkpoint: the engine of its training stage.
-    ``engine_options`` go to the engine (e.g. ``{"no_doubled_tokens": True}`` for one-step
+    ``engine_options`` go to the engine (e.g. ``{"ngram_candidates": 8}`` for one-step
     decoding) and into every report's provenance.
 
     Raises ``model.checkpoint.CheckpointError`` on a missing or corrupt checkpoint and
@@ -66,9 +66,10 @@ def load(
                 "train`, `echocxr train-rad` or `echocxr distill`"
             )
     checkpoint = load_checkpoint(Path(checkpoint_dir), device=device)
-    options = engine_options or {}
-    decoder = get_engine(engine or ENGINE_FOR_STAGE[checkpoint.vlm.config.stage], **options)
-    return ReportGenerator(checkpoint, decoder, batch_size=batch_size, engine_options=options)
+    decoder = get_engine(
+        engine or ENGINE_FOR_STAGE[checkpoint.vlm.config.stage], **(engine_options or {})
+    )
+    return ReportGenerator(checkpoint, decoder, batch_size=batch_size)
 
 
 __all__ = [

@@ -6,6 +6,8 @@ Layout::
     config.json         architecture, tokenizer + weights hashes, preprocessing, data hash, stage
     tokenizer.json      the BPE tokenizer
     metrics.json        what the checkpoint reached, written by training and the benchmark
+    report_ngrams.safetensors  (optional) the training reports' token n-grams, which one-step
+                        decoding writes under (model/report_ngrams.py)
 
 Loading re-hashes the files and checks the format version and every tensor shape, so a truncated
 download, a swapped tokenizer or a config edited by hand fails with a ``CheckpointError`` that says
@@ -28,6 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from model.config import ConfigError, VLMConfig
 from model.data.transforms import PREPROCESSING
+from model.report_ngrams import NGRAMS_FILE, ReportNgrams, ReportNgramsError
 from model.tokenizer import TOKENIZER_FILE, Tokenizer, TokenizerError
 from model.vlm import VLM
 
@@ -115,11 +118,43 @@ def save_checkpoint(
         "image_preprocessing": {"image_size": vlm.config.image_size, "steps": PREPROCESSING},
         "training_data_sha256": data_sha256,
     }
+    if vlm.report_ngrams is not None:
+        manifest["report_ngrams"] = ngrams_entry(vlm.report_ngrams, tmp)
     (tmp / CONFIG_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     (tmp / METRICS_FILE).write_text(json.dumps(metrics or {}, indent=2, sort_keys=True) + "\n")
     shutil.rmtree(directory, ignore_errors=True)
     tmp.rename(directory)
     return directory
+
+
+def ngrams_entry(ngrams: ReportNgrams, directory: Path) -> dict[str, Any]:
+    """Write the n-gram table into ``directory``; its manifest entry."""
+    path = ngrams.save(directory)
+    return {
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "order": ngrams.order,
+        "count": len(ngrams.keys),
+    }
+
+
+def add_report_ngrams(directory: Path, ngrams: ReportNgrams) -> None:
+    """Give an existing checkpoint its report n-grams (replacing any), manifest last.
+
+    The weights are untouched, so the checkpoint keeps its weights hash; a crash between the two
+    writes leaves a manifest whose n-gram hash no longer matches, which loading reports.
+    """
+    manifest = read_manifest(directory)
+    if ngrams.vocab_size != manifest["tokenizer"]["vocab_size"]:
+        raise CheckpointError(
+            f"the n-grams are of a {ngrams.vocab_size}-token vocabulary, {directory} has "
+            f"{manifest['tokenizer']['vocab_size']}"
+        )
+    manifest["report_ngrams"] = ngrams_entry(ngrams, directory)
+    path = Path(directory) / CONFIG_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
@@ -192,7 +227,26 @@ def load_checkpoint(directory: Path, device: str | torch.device = "cpu") -> Load
         raise CheckpointError(f"{directory}: {err}") from err
     vlm = VLM(config, tokenizer)
     load_state(vlm, directory / WEIGHTS_FILE)
+    vlm.report_ngrams = load_report_ngrams(directory, manifest)
     return LoadedCheckpoint(vlm=vlm.to(device).eval(), tokenizer=tokenizer, manifest=manifest)
+
+
+def load_report_ngrams(directory: Path, manifest: dict[str, Any]) -> ReportNgrams | None:
+    """The checkpoint's report n-grams, checked against its manifest, or None if it has none."""
+    entry = manifest.get("report_ngrams")
+    if entry is None:
+        return None
+    path = Path(directory) / NGRAMS_FILE
+    if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+        raise CheckpointError(f"{directory / CONFIG_FILE}: report_ngrams lacks its sha256")
+    verify_hash(path, entry["sha256"])
+    try:
+        ngrams = ReportNgrams.load(path)
+    except ReportNgramsError as err:
+        raise CheckpointError(str(err)) from err
+    if ngrams.vocab_size != manifest["tokenizer"]["vocab_size"]:
+        raise CheckpointError(f"{path} is of another vocabulary than the checkpoint's tokenizer")
+    return ngrams
 
 
 def write_metrics(directory: Path, metrics: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ only the last position projected to the vocabulary.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import time
 import typing
@@ -42,6 +43,7 @@ class Generation:
 
 class Engine(Protocol):
     name: str
+    options: dict[str, Any]  # every constructor option, defaults included (:func:`get_engine`)
 
     def generate(
         self,
@@ -129,6 +131,7 @@ class AREngine:
     """
 
     name = "ar"
+    options: dict[str, Any]  # set by get_engine
 
     def __init__(
         self,
@@ -231,7 +234,7 @@ def check_option_types(name: str, options: dict[str, Any]) -> None:
     """Refuse an option whose value is not of the type the engine declares for it.
 
     Options come as text from a command line or the environment, and a wrong type would
-    otherwise pass silently (``no_doubled_tokens=maybe`` is a true string) or fail mid-decode
+    otherwise pass silently (``report_ngrams=maybe`` is a true string) or fail mid-decode
     (``steps=2.5``). Unknown names are left to the constructor, whose error names them.
     """
     declared = typing.get_type_hints(ENGINES[name].__init__)
@@ -261,6 +264,20 @@ def get_engine(name: str, **options: Any) -> Engine:
         raise EngineError(f"unknown engine {name!r}; available: {sorted(ENGINES)}")
     check_option_types(name, options)
     try:
-        return ENGINES[name](**options)
+        engine = ENGINES[name](**options)
     except TypeError as err:
         raise EngineError(f"invalid options for engine {name!r}: {err}") from err
+    engine.options = resolved_options(ENGINES[name], options)
+    return engine
+
+
+def resolved_options(factory: Callable[..., Engine], options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with the constructor's defaults for the rest, as a draft records them.
+
+    The same weights decode differently under other options, and a default can change between
+    versions; recording every option, not only those given, keeps a draft's provenance (and the
+    UIDs derived from it) exact.
+    """
+    parameters = inspect.signature(factory).parameters.values()
+    defaults = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+    return defaults | options

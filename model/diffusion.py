@@ -502,6 +502,7 @@ def train_rad(
     """
     from model.checkpoint import load_checkpoint, save_checkpoint
     from model.config import TrainConfig
+    from model.report_ngrams import ReportNgrams
     from model.train import data_hash, lr_at, make_optimizer, save_state
 
     loaded = load_checkpoint(Path(config.init_checkpoint))
@@ -556,6 +557,7 @@ def train_rad(
             )
         if stop_after is not None and step >= stop_after:
             return None
+    vlm.report_ngrams = ReportNgrams.of_texts((r.report_text for r in dataset.records), tokenizer)
     metrics: dict[str, Any] = {"rad_history": history, "rad_config": asdict(config), "seed": seed}
     return save_checkpoint(
         out / "checkpoint",

@@ -628,6 +628,7 @@ def distill(
     ``dcd_state.pt``); exports ``out/checkpoint``. ``stop_after`` epochs simulates a kill."""
     from model.checkpoint import load_checkpoint, save_checkpoint
     from model.diffusion import continue_as_stage, stage_one_studies
+    from model.report_ngrams import ReportNgrams
     from model.train import data_hash, save_state
 
     teacher = load_checkpoint(Path(config.teacher_checkpoint))
@@ -686,6 +687,7 @@ def distill(
         "kept_trajectories": kept,
         "seed": seed,
     }
+    vlm.report_ngrams = ReportNgrams.of_texts((r.report_text for r in dataset.records), tokenizer)
     return save_checkpoint(
         out / "checkpoint",
         vlm,

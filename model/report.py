@@ -77,15 +77,12 @@ class ReportGenerator:
         checkpoint: LoadedCheckpoint,
         engine: Engine,
         batch_size: int = 16,
-        engine_options: dict[str, Any] | None = None,
     ) -> None:
         self.checkpoint = checkpoint
         self.vlm = checkpoint.vlm
         self.tokenizer = checkpoint.tokenizer
         self.engine = engine
         self.batch_size = batch_size
-        # recorded in every report: the same weights decode differently with other options
-        self.engine_options = dict(engine_options or {})
 
     @property
     def image_size(self) -> int:
@@ -171,5 +168,5 @@ class ReportGenerator:
             self.checkpoint.model_id,
             self.checkpoint.weights_sha256,
             self.engine.name,
-            dict(self.engine_options),
+            dict(self.engine.options),  # the same weights decode differently with other options
         )

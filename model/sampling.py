@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import DynamicCache
@@ -38,6 +40,7 @@ from model.diffusion import attention_bias, first_block_start
 if TYPE_CHECKING:
     from transformers import LlamaForCausalLM
 
+    from model.report_ngrams import NgramPrior
     from model.vlm import VLM
 
 
@@ -148,23 +151,6 @@ def choose_commits(
     return masked & ((rank < k) | (score >= threshold))
 
 
-def argmax_without_doubles(logits: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
-    """Greedy ids ``(R, W)`` where no position repeats the token before it: such a position takes
-    its second choice. ``previous`` (R,) is the token before the block (-1: none).
-
-    One forward writes a block's positions independently, and neighbours that agree on the words
-    but not on where each lands write one word twice ("effusion effusion"); the training reports
-    never hold a token twice in a row (``benchmarks/results/dcd_committed_target.md``).
-    """
-    top2 = logits.topk(2, -1).indices  # (R, W, 2)
-    picks = []
-    for position in range(top2.shape[1]):
-        first, second = top2[:, position, 0], top2[:, position, 1]
-        previous = torch.where(first == previous, second, first)
-        picks.append(previous)
-    return torch.stack(picks, 1)
-
-
 def denoise_block(
     forward: BlockForward,
     clean: torch.Tensor,
@@ -172,13 +158,13 @@ def denoise_block(
     steps: int,
     threshold: float,
     trace: BlockTrace | None = None,
-    previous: torch.Tensor | None = None,
+    pick: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Fill one block after ``prefix`` (known embeddings, the prompt tail); ids ``(R, W)``.
 
     The first forward also carries ``clean`` (the previous finished block or the context).
-    Given ``previous`` (R,), the token before the block, a one-step block writes no token twice
-    in a row (:func:`argmax_without_doubles`).
+    ``pick`` turns a one-step block's logits (R, W, V) into its ids, instead of the argmax (the
+    n-gram prior, :class:`model.report_ngrams.NgramPrior`).
     """
     embed = forward.lm.get_input_embeddings()
     R, P, D = prefix.shape
@@ -186,7 +172,7 @@ def denoise_block(
     block = torch.cat([prefix, forward.mask_embed.expand(R, width, D)], 1)  # (R, B, D)
     if steps == 1 and trace is None:  # the lean one-step path: one forward, argmax, no softmax
         logits = forward(clean, block)[:, P:]  # (R, W, V)
-        return logits.argmax(-1) if previous is None else argmax_without_doubles(logits, previous)
+        return logits.argmax(-1) if pick is None else pick(logits)
     tokens = torch.full((R, width), mask_id, dtype=torch.long, device=prefix.device)
     masked = torch.ones(R, width, dtype=torch.bool, device=prefix.device)
     for step in range(steps):
@@ -247,7 +233,7 @@ def decode_blocks(
     repetition_guard: bool = True,
     trace: BlockTrace | None = None,
     forced: torch.Tensor | None = None,
-    no_doubled_tokens: bool = False,
+    ngram_prior: NgramPrior | None = None,
 ) -> BlockOutput:
     """Write up to ``max_new_tokens`` after the context, block by block (module docstring).
 
@@ -255,11 +241,11 @@ def decode_blocks(
     output before the next block conditions on it: the model still denoises (and ``trace``
     records) every block, but given that writer's previous blocks, not its own. Positions past
     ``T`` count as ``<eos>``. DCD's student-prefix round uses it to ask the teacher what it would
-    write after the student's blocks. ``no_doubled_tokens`` (one step only) keeps a position from
-    repeating the token before it, across block boundaries too.
+    write after the student's blocks. ``ngram_prior`` (one step only) writes each block under the
+    training reports' n-grams, across block boundaries too (:mod:`model.report_ngrams`).
     """
-    if no_doubled_tokens and (steps != 1 or trace is not None):
-        raise EngineError("no_doubled_tokens applies to one-step decoding only")
+    if ngram_prior is not None and (steps != 1 or trace is not None):
+        raise EngineError("the report n-gram prior applies to one-step decoding only")
     eos_id = special_id(lm, "eos_token_id")
     R, Lc, _ = context_embeds.shape
     s0 = first_block_start(Lc, block_size)
@@ -268,13 +254,13 @@ def decode_blocks(
     embed = lm.get_input_embeddings()
     clean, prefix = context_embeds[:, :s0], context_embeds[:, s0:]
     done = torch.zeros(R, dtype=torch.bool, device=context_embeds.device)
-    previous = torch.full((R,), -1, device=context_embeds.device) if no_doubled_tokens else None
     blocks: list[torch.Tensor] = []
     written = 0
     while written < max_new_tokens and not bool(done.all()):
-        tokens = denoise_block(
-            forward, clean, prefix, steps, threshold, trace, previous
-        ).masked_fill(done[:, None], eos_id)
+        pick = None if ngram_prior is None else partial(ngram_prior, written=blocks)
+        tokens = denoise_block(forward, clean, prefix, steps, threshold, trace, pick).masked_fill(
+            done[:, None], eos_id
+        )
         if repetition_guard and blocks and blocks[-1].shape == tokens.shape:
             repeated = (tokens == blocks[-1]).all(1) & ~done
             tokens = tokens.masked_fill(repeated[:, None], eos_id)
@@ -282,7 +268,6 @@ def decode_blocks(
             tokens = forced_block(forced, written, tokens.shape[1], eos_id)
         done |= (tokens == eos_id).any(1)
         blocks.append(tokens)
-        previous = None if previous is None else tokens[:, -1]
         written += tokens.shape[1]
         clean = torch.cat([prefix, embed(tokens)], 1)
         prefix = prefix[:, :0]
@@ -312,7 +297,7 @@ class MultiStepEngine:
     """
 
     name = "diffusion-multistep"
-    no_doubled_tokens = False
+    options: dict[str, Any]  # set by get_engine
 
     def __init__(
         self,
@@ -338,6 +323,10 @@ class MultiStepEngine:
             )
         return block_size, self.steps or block_size
 
+    def ngram_prior(self, vlm: VLM) -> NgramPrior | None:
+        """The prior a one-step block is written under; the multi-step sampler has none."""
+        return None
+
     @torch.inference_mode()
     def generate(
         self,
@@ -358,7 +347,7 @@ class MultiStepEngine:
             threshold=self.threshold,
             max_new_tokens=max_new_tokens,
             repetition_guard=self.repetition_guard,
-            no_doubled_tokens=self.no_doubled_tokens,
+            ngram_prior=self.ngram_prior(vlm),
         )
         eos_id = special_id(vlm.lm, "eos_token_id")
         ids = [strip_eos(row, eos_id) for row in out.tokens.tolist()]
@@ -366,10 +355,18 @@ class MultiStepEngine:
 
 
 class OneStepEngine(MultiStepEngine):
-    """The DCD engine: one forward per block writes all B tokens (fused cache, greedy).
+    """The DCD engine: one forward per block writes all B tokens (fused cache).
 
-    ``no_doubled_tokens``: no position repeats the token before it
-    (:func:`argmax_without_doubles`).
+    Parameters
+    ----------
+    block_size, repetition_guard : as :class:`MultiStepEngine`.
+    report_ngrams : bool
+        Write each block under the checkpoint's report n-grams (:mod:`model.report_ngrams`)
+        instead of taking every position's argmax; a checkpoint without them is refused.
+    ngram_candidates : int
+        Tokens per position the block is chosen from (K).
+    ngram_penalty : float
+        Log-probability an n-gram that no training report holds costs.
     """
 
     name = "diffusion-onestep"
@@ -378,10 +375,31 @@ class OneStepEngine(MultiStepEngine):
         self,
         block_size: int | None = None,
         repetition_guard: bool = True,
-        no_doubled_tokens: bool = False,
+        report_ngrams: bool = True,
+        ngram_candidates: int = 4,
+        ngram_penalty: float = 10.0,
     ) -> None:
         super().__init__(block_size=block_size, steps=1, repetition_guard=repetition_guard)
-        self.no_doubled_tokens = no_doubled_tokens
+        if ngram_candidates < 1 or ngram_penalty < 0:
+            raise EngineError(
+                "need ngram_candidates >= 1 and ngram_penalty >= 0, "
+                f"got {ngram_candidates}, {ngram_penalty}"
+            )
+        self.report_ngrams = report_ngrams
+        self.ngram_candidates, self.ngram_penalty = ngram_candidates, ngram_penalty
+
+    def ngram_prior(self, vlm: VLM) -> NgramPrior | None:
+        from model.report_ngrams import NgramPrior
+
+        if not self.report_ngrams:
+            return None
+        if vlm.report_ngrams is None:
+            raise EngineError(
+                "this checkpoint has no report n-grams (report_ngrams.safetensors); add them "
+                "with `echocxr report-ngrams CHECKPOINT`, or decode without: report_ngrams=false"
+            )
+        eos_id = special_id(vlm.lm, "eos_token_id")
+        return NgramPrior(vlm.report_ngrams, eos_id, self.ngram_candidates, self.ngram_penalty)
 
 
 ENGINES["diffusion-multistep"] = MultiStepEngine

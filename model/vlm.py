@@ -19,6 +19,7 @@ from transformers import LlamaForCausalLM
 from model.config import VLMConfig
 from model.data.phantom.cases import OBSERVATIONS
 from model.projector import Projector
+from model.report_ngrams import ReportNgrams
 from model.tokenizer import Tokenizer
 from model.vision import FindingTokens, build_vision, require_local_dir
 
@@ -47,6 +48,9 @@ class VLM(nn.Module):
         super().__init__()
         self.config = config
         self.bos_id = tokenizer.bos_id
+        # the training reports' n-grams, for one-step decoding (model/report_ngrams.py); saved
+        # and loaded with the checkpoint, not weights
+        self.report_ngrams: ReportNgrams | None = None
         self.vision = build_vision(config.vision)
         self.lm = build_language_model(config, tokenizer)
         hidden = self.lm.config.hidden_size

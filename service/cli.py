@@ -25,6 +25,7 @@ app = typer.Typer(
 
 app.command("serve")(serve.serve)
 app.command("train")(model_cli.train)
+app.command("report-ngrams")(model_cli.report_ngrams)
 app.command("report")(reporting.report)
 app.command("demo")(demo.demo)
 app.command("audit")(clinical_eval_cli.audit)

@@ -112,7 +112,7 @@ def report(
         typer.Option(
             envvar="ECHOCXR_ENGINE_OPTIONS",
             help="KEY=VALUE, a decoding option of the engine (repeatable; the variable takes "
-            "them space-separated), e.g. no_doubled_tokens=true for diffusion-onestep or "
+            "them space-separated), e.g. report_ngrams=false for diffusion-onestep or "
             "steps=2 for diffusion-multistep. Recorded in report.json.",
         ),
     ] = None,

@@ -24,7 +24,7 @@ from model.data.qa import QAPair, questions_for
 from model.data.transforms import cached_image_transform, model_input_transform
 
 if TYPE_CHECKING:
-    from model.data.phantom import ReportForm
+    from model.data.phantom import PhantomCase, ReportForm
 
 IMAGES_FILE = "images.npy"
 RECORDS_FILE = "records.jsonl"
@@ -111,14 +111,26 @@ def phantom_studies(
         image = render(case, size=image_size)
         if image.shape != (image_size, image_size):
             image = resize(image)[0].numpy()
-        record = StudyRecord(
-            study_id=str(case.study_id),
-            findings=case.report.findings,
-            impression=case.report.impression,
-            labels=dict(case.labels),
-            qa=questions_for(dict(case.labels), list(case.findings)),
-        )
-        yield image, record
+        yield image, phantom_record(case)
+
+
+def phantom_records(
+    seed: int, n: int, split: str, reports: ReportForm = "mixed"
+) -> Iterator[StudyRecord]:
+    """The ground truth of the studies :func:`phantom_studies` renders, without the images."""
+    from model.data.phantom import iter_cases
+
+    return (phantom_record(case) for case in iter_cases(seed, n, split=split, reports=reports))
+
+
+def phantom_record(case: PhantomCase) -> StudyRecord:
+    return StudyRecord(
+        study_id=str(case.study_id),
+        findings=case.report.findings,
+        impression=case.report.impression,
+        labels=dict(case.labels),
+        qa=questions_for(dict(case.labels), list(case.findings)),
+    )
 
 
 def phantom_cache_key(

@@ -196,7 +196,7 @@ def test_unknown_engine_and_bad_options_are_engine_errors() -> None:
 @pytest.mark.parametrize(
     ("name", "options", "message"),
     [
-        ("diffusion-onestep", {"no_doubled_tokens": "maybe"}, "'no_doubled_tokens' .* takes bool"),
+        ("diffusion-onestep", {"report_ngrams": "maybe"}, "'report_ngrams' .* takes bool"),
         ("diffusion-multistep", {"steps": 2.5}, "'steps' .* takes int or null"),
         ("diffusion-multistep", {"steps": True}, "'steps' .* takes int or null"),
         ("ar", {"temperature": "hot"}, "'temperature' .* takes float"),
@@ -218,3 +218,20 @@ def test_options_of_the_declared_types_are_taken() -> None:
     assert isinstance(multistep, MultiStepEngine) and multistep.threshold == 1
     ar = get_engine("ar", seed=None, temperature=0)
     assert isinstance(ar, AREngine) and ar.temperature == 0 and ar.seed is None
+
+
+def test_an_engine_records_every_option_it_decodes_with_defaults_included() -> None:
+    assert get_engine("ar").options == {
+        "temperature": 0.0,
+        "top_p": 0.9,
+        "seed": None,
+        "repetition_guard": True,
+    }
+    one_step = get_engine("diffusion-onestep", ngram_candidates=8).options
+    assert one_step == {
+        "block_size": None,
+        "repetition_guard": True,
+        "report_ngrams": True,
+        "ngram_candidates": 8,
+        "ngram_penalty": 10.0,
+    }

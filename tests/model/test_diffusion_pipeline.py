@@ -15,8 +15,10 @@ import torch
 from typer.testing import CliRunner
 
 from model.checkpoint import load_checkpoint, save_checkpoint
+from model.data.datasets import phantom_records
 from model.diffusion import DiffusionError, RADConfig, train_rad
 from model.distill import DCDConfig, distill
+from model.report_ngrams import ReportNgrams
 from model.tokenizer import Tokenizer
 from model.vlm import VLM
 from service.cli import app
@@ -106,6 +108,12 @@ def test_rad_then_dcd_then_bench(ar_checkpoint: Path, tmp_path: Path) -> None:
     assert len(shards) == 2
     resumed = load_checkpoint(dcd_dir)
     assert resumed.vlm.config.stage == "dcd"
+    # both stages keep the n-grams of the reports they trained on, for one-step decoding
+    texts = [record.report_text for record in phantom_records(0, 8, "train")]
+    trained_on = ReportNgrams.of_texts(texts, resumed.tokenizer).keys
+    for checkpoint in (teacher, resumed):
+        assert checkpoint.vlm.report_ngrams is not None
+        assert torch.equal(checkpoint.vlm.report_ngrams.keys, trained_on)
     straight = distill(dcd, tmp_path / "straight", cache)  # the same run, never killed
     assert straight is not None
     assert load_checkpoint(straight).weights_sha256 == resumed.weights_sha256
@@ -136,7 +144,8 @@ def test_rad_then_dcd_then_bench(ar_checkpoint: Path, tmp_path: Path) -> None:
         [
             "bench",
             "--engines",
-            "ar,diffusion-onestep,diffusion-multistep@rad,diffusion-multistep@s1",
+            "ar,diffusion-onestep,diffusion-onestep@argmax,diffusion-multistep@rad,"
+            "diffusion-multistep@s1",
             "--block-size",
             "4",
             "--n",
@@ -146,11 +155,15 @@ def test_rad_then_dcd_then_bench(ar_checkpoint: Path, tmp_path: Path) -> None:
             "--checkpoint",
             f"diffusion-onestep={dcd_dir}",
             "--checkpoint",
+            f"diffusion-onestep@argmax={dcd_dir}",
+            "--checkpoint",
             f"diffusion-multistep@rad={rad_dir}",
             "--checkpoint",
             f"diffusion-multistep@s1={dcd_dir}",
             "--engine-option",
             "diffusion-multistep@s1:steps=1",
+            "--engine-option",
+            "diffusion-onestep@argmax:report_ngrams=false",
             "--json",
             str(out),
             "--cache-dir",
@@ -162,6 +175,7 @@ def test_rad_then_dcd_then_bench(ar_checkpoint: Path, tmp_path: Path) -> None:
     assert set(rows) == {
         "ar",
         "diffusion-onestep",
+        "diffusion-onestep@argmax",
         "diffusion-multistep@rad",
         "diffusion-multistep@s1",
     }
@@ -186,10 +200,10 @@ def test_rad_then_dcd_then_bench(ar_checkpoint: Path, tmp_path: Path) -> None:
         assert gap["delta"] == pytest.approx(rows[name]["macro_f1_14"] - rows["ar"]["macro_f1_14"])
         assert gap["low"] <= gap["delta"] <= gap["high"]
     assert rows["diffusion-onestep"]["tokens_per_forward"] <= 4.0
-    # the multi-step sampler told to take one step per block is the one-step engine
-    one_step, s1 = rows["diffusion-onestep"], rows["diffusion-multistep@s1"]
+    # the multi-step sampler told to take one step per block is the one-step engine's argmax
+    one_step, s1 = rows["diffusion-onestep@argmax"], rows["diffusion-multistep@s1"]
     assert s1["engine_options"] == {"steps": 1}
-    assert one_step["engine_options"] == {}
+    assert one_step["engine_options"] == {"report_ngrams": False}
     assert s1["forwards_per_report"] == one_step["forwards_per_report"]
     assert s1["tokens_per_report"] == one_step["tokens_per_report"]
 

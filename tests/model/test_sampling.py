@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -13,11 +12,19 @@ from transformers import LlamaForCausalLM
 from model.config import VLMConfig
 from model.decoding import EngineError, get_engine
 from model.diffusion import first_block_start
-from model.sampling import BlockOutput, BlockTrace, argmax_without_doubles, decode_blocks
+from model.report_ngrams import NgramPrior, ReportNgrams
+from model.sampling import BlockOutput, BlockTrace, decode_blocks
 from model.tokenizer import Tokenizer
 from model.vlm import VLM
 from tests.model.conftest import tiny_model_config
-from tests.model.test_diffusion import EOS_ID, MASK_ID, context_of, reference_block_logits, tiny_lm
+from tests.model.test_diffusion import (
+    EOS_ID,
+    MASK_ID,
+    VOCAB,
+    context_of,
+    reference_block_logits,
+    tiny_lm,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -160,36 +167,33 @@ def test_repeated_block_ends_generation() -> None:
     assert out.forwards == 3
 
 
-def test_a_position_that_repeats_the_token_before_it_takes_its_second_choice() -> None:
-    top1 = torch.tensor([[5, 5, 5, 7], [3, 4, 4, 4]])
-    top2 = torch.tensor([[6, 6, 9, 8], [2, 1, 1, 1]])
-    logits = torch.zeros(2, 4, 10)
-    logits.scatter_(-1, top1[..., None], 2.0).scatter_(-1, top2[..., None], 1.0)
-    picks = argmax_without_doubles(logits, previous=torch.tensor([-1, 3]))
-    # row 1's first position repeats the previous block's last token (3)
-    assert picks.tolist() == [[5, 6, 5, 7], [2, 4, 1, 4]]
+def unseen_trigrams(row: list[int], ngrams: ReportNgrams) -> int:
+    return sum(tuple(row[i : i + 3]) not in ngrams for i in range(len(row) - 2))
 
 
-def doubled_pairs(row: list[int]) -> int:
-    return sum(a == b for a, b in pairwise(row))
-
-
-def test_one_step_decoding_can_forbid_doubled_tokens_across_blocks() -> None:
+def test_one_step_decoding_under_report_ngrams_writes_only_their_trigrams() -> None:
+    """Near-flat logits put one first choice at every position ("0 0 0 0"); the training
+    reports here count up, so under their trigrams each position must move on, across block
+    boundaries too."""
     lm = constant_lm(eos_id=EOS_ID)
-    lm.model.norm.weight.data.fill_(1e-3)  # near-flat logits: neighbours share a first choice
+    lm.model.norm.weight.data.fill_(1e-3)
+    reports = [[*range(start, start + 10), EOS_ID] for start in (4, 16, 28)]
+    ngrams = ReportNgrams.from_reports(reports, order=3, vocab_size=VOCAB, start_id=1)
+    prior = NgramPrior(ngrams, EOS_ID, candidates=VOCAB, penalty=100.0)
     context, mask = context_of(lm, 2, 6)
     kwargs: dict[str, Any] = {"block_size": 4, "steps": 1, "threshold": 0.85, "max_new_tokens": 24}
     with torch.inference_mode():
         plain = decode_blocks(lm, context, mask, repetition_guard=False, **kwargs)
-        undoubled = decode_blocks(
-            lm, context, mask, repetition_guard=False, no_doubled_tokens=True, **kwargs
+        guided = decode_blocks(
+            lm, context, mask, repetition_guard=False, ngram_prior=prior, **kwargs
         )
-    for before, after in zip(plain.tokens.tolist(), undoubled.tokens.tolist(), strict=True):
-        assert doubled_pairs(strip(before)) > 0
-        assert doubled_pairs(strip(after)) == 0, after
-        assert after[0] == before[0]  # nothing comes before the first position
+    for before, after in zip(plain.tokens.tolist(), guided.tokens.tolist(), strict=True):
+        assert unseen_trigrams(strip(before), ngrams) > 0
+        assert len(strip(after)) > 6 and unseen_trigrams(strip(after), ngrams) == 0, after
+    # one forward per block: 10 tokens and <eos> take the 2-token first block and three of 4
+    assert guided.forwards == 4
     with pytest.raises(EngineError, match="one-step"):
-        decode_blocks(lm, context, mask, no_doubled_tokens=True, **(kwargs | {"steps": 2}))
+        decode_blocks(lm, context, mask, ngram_prior=prior, **(kwargs | {"steps": 2}))
 
 
 def test_eos_in_first_block_stops_after_one_forward() -> None:
@@ -275,13 +279,31 @@ def test_engines_are_registered_and_read_block_size_from_checkpoint() -> None:
     vlm, tokenizer = tiny_diffusion_vlm(block_size=4)
     prompt = torch.tensor([tokenizer.chat_prompt("Write the report.")])
     context, mask = vlm.build_context(torch.rand(1, 1, 32, 32), prompt, torch.ones_like(prompt))
-    one = get_engine("diffusion-onestep").generate(vlm, context, mask, max_new_tokens=12)
+    one = get_engine("diffusion-onestep", report_ngrams=False).generate(
+        vlm, context, mask, max_new_tokens=12
+    )
     multi = get_engine("diffusion-multistep", steps=2).generate(
         vlm, context, mask, max_new_tokens=12
     )
     assert one.forwards <= math.ceil((context.shape[1] % 4 + 12) / 4)
     assert len(one.token_ids[0]) <= 12 and len(multi.token_ids[0]) <= 12
     assert multi.forwards >= one.forwards
+
+
+def test_one_step_engine_needs_the_checkpoints_report_ngrams_unless_told_otherwise() -> None:
+    vlm, tokenizer = tiny_diffusion_vlm(block_size=4)
+    prompt = torch.tensor([tokenizer.chat_prompt("Write the report.")])
+    context, mask = vlm.build_context(torch.rand(1, 1, 32, 32), prompt, torch.ones_like(prompt))
+    engine = get_engine("diffusion-onestep", ngram_candidates=6, ngram_penalty=50.0)
+    with pytest.raises(EngineError, match=r"report-ngrams CHECKPOINT.*report_ngrams=false"):
+        engine.generate(vlm, context, mask, max_new_tokens=12)
+    reports = ["FINDINGS: The lungs are clear.\nIMPRESSION: No acute disease."]
+    vlm.report_ngrams = ReportNgrams.of_texts(reports, tokenizer)
+    prior = engine.ngram_prior(vlm)  # type: ignore[attr-defined]
+    assert prior is not None and prior.ngrams is vlm.report_ngrams
+    assert (prior.eos_id, prior.candidates, prior.penalty) == (tokenizer.eos_id, 6, 50.0)
+    guided = engine.generate(vlm, context, mask, max_new_tokens=16)
+    assert guided.forwards <= math.ceil((context.shape[1] % 4 + 16) / 4)  # one per block
 
 
 def test_ar_checkpoint_is_refused_by_diffusion_engine() -> None:

@@ -64,14 +64,20 @@ def test_engine_options_reach_the_engine_and_the_reports_provenance(tmp_path: Pa
     )
     assert default.exit_code == one_step.exit_code == from_env.exit_code == 0, from_env.output
     default_json, one_step_json = json.loads(default.output), json.loads(one_step.output)
-    assert default_json["engine_options"] == {}
-    assert one_step_json["engine_options"] == {"steps": 1}
-    assert json.loads(from_env.output)["engine_options"] == {"steps": 1, "threshold": 0.5}
+    # every option is recorded, the defaults too: a default may change between versions
+    defaults = {"block_size": None, "steps": None, "threshold": 0.85, "repetition_guard": True}
+    assert default_json["engine_options"] == defaults
+    assert one_step_json["engine_options"] == defaults | {"steps": 1}
+    from_env_options = json.loads(from_env.output)["engine_options"]
+    assert from_env_options == defaults | {"steps": 1, "threshold": 0.5}
     assert one_step_json["timings"]["forwards"] < default_json["timings"]["forwards"]
     srs = [pydicom.dcmread(tmp_path / name / "report.sr.dcm") for name in ("default", "one-step")]
     assert srs[0].SOPInstanceUID != srs[1].SOPInstanceUID  # other text, so another instance
     described = processing_equipment(srs[1]).ContributionDescription
-    assert described.endswith("; decoding diffusion-multistep steps=1")
+    assert described.endswith(
+        "; decoding diffusion-multistep block_size=null repetition_guard=true steps=1 "
+        "threshold=0.85"
+    )
 
 
 @pytest.mark.parametrize(
@@ -79,7 +85,7 @@ def test_engine_options_reach_the_engine_and_the_reports_provenance(tmp_path: Pa
     [
         ("steps", "KEY=VALUE"),
         ("temperature=0.7", "invalid options for engine"),
-        ("no_doubled_tokens=maybe", "takes bool"),
+        ("report_ngrams=maybe", "takes bool"),
     ],
 )
 def test_a_bad_engine_option_is_refused_before_anything_is_written(
