@@ -145,11 +145,7 @@ def add_report_ngrams(directory: Path, ngrams: ReportNgrams) -> None:
     writes leaves a manifest whose n-gram hash no longer matches, which loading reports.
     """
     manifest = read_manifest(directory)
-    if ngrams.vocab_size != manifest["tokenizer"]["vocab_size"]:
-        raise CheckpointError(
-            f"the n-grams are of a {ngrams.vocab_size}-token vocabulary, {directory} has "
-            f"{manifest['tokenizer']['vocab_size']}"
-        )
+    check_vocabulary(ngrams, manifest, directory)
     manifest["report_ngrams"] = ngrams_entry(ngrams, directory)
     path = Path(directory) / CONFIG_FILE
     tmp = path.with_suffix(".tmp")
@@ -244,9 +240,17 @@ def load_report_ngrams(directory: Path, manifest: dict[str, Any]) -> ReportNgram
         ngrams = ReportNgrams.load(path)
     except ReportNgramsError as err:
         raise CheckpointError(str(err)) from err
-    if ngrams.vocab_size != manifest["tokenizer"]["vocab_size"]:
-        raise CheckpointError(f"{path} is of another vocabulary than the checkpoint's tokenizer")
+    check_vocabulary(ngrams, manifest, directory)
     return ngrams
+
+
+def check_vocabulary(ngrams: ReportNgrams, manifest: dict[str, Any], directory: Path) -> None:
+    """Refuse n-grams of another vocabulary than the checkpoint's tokenizer."""
+    if ngrams.vocab_size != manifest["tokenizer"]["vocab_size"]:
+        raise CheckpointError(
+            f"the n-grams are of a {ngrams.vocab_size}-token vocabulary, {directory} has "
+            f"{manifest['tokenizer']['vocab_size']}"
+        )
 
 
 def write_metrics(directory: Path, metrics: dict[str, Any]) -> None:

@@ -119,7 +119,8 @@ class NgramPrior:
     def __call__(self, logits: torch.Tensor, written: Sequence[torch.Tensor]) -> torch.Tensor:
         """The next block's ids (R, W) from its ``logits`` after the ``written`` blocks."""
         start = self.ngrams.start(logits.shape[0], logits.device)
-        history = torch.cat([start, *written], 1)[:, 1 - self.ngrams.order :]
+        last = written[1 - self.ngrams.order :]  # every block holds a token at least
+        history = torch.cat([start, *last], 1)[:, 1 - self.ngrams.order :]
         return lattice_decode(
             logits,
             history,
@@ -152,14 +153,29 @@ def lattice_decode(
     ``logits`` (R, W, V) are the block's positions; ``history`` (R, order - 1) the tokens before
     it, oldest first (:meth:`ReportNgrams.start` before the first). The lattice is the history (one
     reachable candidate each) followed by the block (``candidates`` = K each); a state is the
-    candidate index of the last ``order - 1`` positions, read as one base-K number. When every
-    row's argmax passes, it is the answer and the dynamic programme is skipped.
+    candidate index of the last ``order - 1`` positions, read as one base-K number. A row whose
+    argmax passes keeps it (no path scores higher); only the others run the dynamic programme.
     """
+    best = logits.argmax(-1)  # (R, W)
+    n = ngrams.order
+    passes = ngrams.seen(torch.cat([history, best], 1).unfold(1, n, 1), eos_id).all(1)  # (R,)
+    if not bool(passes.all()):
+        fails = ~passes
+        best[fails] = viterbi(logits[fails], history[fails], ngrams, eos_id, candidates, penalty)
+    return best
+
+
+def viterbi(
+    logits: torch.Tensor,
+    history: torch.Tensor,
+    ngrams: ReportNgrams,
+    eos_id: int,
+    candidates: int,
+    penalty: float,
+) -> torch.Tensor:
+    """:func:`lattice_decode`'s dynamic programme over the candidate lattice: ids (R, W)."""
     R, W, _ = logits.shape
     n, K = ngrams.order, min(candidates, logits.shape[-1])
-    best = logits.argmax(-1)  # (R, W)
-    if bool(ngrams.seen(torch.cat([history, best], 1).unfold(1, n, 1), eos_id).all()):
-        return best  # every row's argmax passes
     score, ids = logits.float().log_softmax(-1).topk(K, -1)  # (R, W, K)
     lattice = torch.cat([history[..., None].expand(R, n - 1, K), ids], 1)  # (R, n-1+W, K)
     windows = lattice.unfold(1, n, 1).transpose(2, 3)  # (R, W, n, K): the n-gram ending at each
