@@ -65,12 +65,13 @@ from model.diffusion import (
     token_count,
     training_autocast,
 )
-from model.sampling import BlockTrace, decode_blocks, forced_block, special_id
+from model.sampling import BlockTrace, OneStepEngine, decode_blocks, forced_block, special_id
 
 if TYPE_CHECKING:
     from transformers import LlamaForCausalLM
 
     from model.data.phantom import ReportForm
+    from model.report_ngrams import NgramPrior
     from model.tokenizer import Tokenizer
     from model.vlm import VLM
 
@@ -137,6 +138,10 @@ class DCDConfig:
         reports in 1,000 instead of 1). ``dcd-b8.json`` ships 6 epochs + the round.
     student_prefix_epochs : int
         Epochs of each round, over the phase-1 shards and every round's so far together.
+    student_prefix_ngrams : bool
+        The student writes the round's reports under its training reports' n-grams, as the
+        default one-step engine writes (:mod:`model.report_ngrams`), instead of by argmax: the
+        round shows it the states it visits at inference, and those are the n-gram ones.
     precision : {"fp32", "bf16"}
         Arithmetic of the student's training forward (:func:`model.diffusion.training_autocast`);
         the teacher's rollouts stay fp32, so its targets do not depend on it.
@@ -187,6 +192,7 @@ class DCDConfig:
     student_prefix_studies: int = 0
     student_prefix_epochs: int = 1
     student_prefix_rounds: int = 1
+    student_prefix_ngrams: bool = False
     precision: str = "fp32"
     length_buckets: int = 1
     glance: float = 0.0
@@ -250,12 +256,14 @@ def rollout(
     block_size: int,
     max_new_tokens: int,
     prefix_writer: LlamaForCausalLM | None = None,
+    prefix_prior: NgramPrior | None = None,
 ) -> dict[str, torch.Tensor]:
     """One teacher batch: commit-time and step-1 targets, steps, tokens and the keep flag.
 
     ``tokens`` are the blocks every next block conditions on: the teacher's own (phase 1), or,
-    with ``prefix_writer``, that model's one-step report (the student-prefix round), which is kept
-    whole, loops included: those are the states the student must learn to leave.
+    with ``prefix_writer``, that model's one-step report (the student-prefix round, written under
+    ``prefix_prior`` when given, as the one-step engine writes), which is kept whole, loops
+    included: those are the states the student must learn to leave.
     """
     eos_id = special_id(lm, "eos_token_id")
     forced = None
@@ -268,6 +276,7 @@ def rollout(
             steps=1,
             threshold=1.0,
             max_new_tokens=max_new_tokens,
+            ngram_prior=prefix_prior,
         ).tokens
     trace = BlockTrace()
     decode_blocks(
@@ -442,7 +451,12 @@ def write_student_prefix(
     """
     settings = {"student_sha256": weights_sha256(student.lm)} | {
         name: getattr(config, name)
-        for name in ("student_prefix_studies", "batch_size", "length_buckets")
+        for name in (
+            "student_prefix_studies",
+            "student_prefix_ngrams",
+            "batch_size",
+            "length_buckets",
+        )
     }
     claim_directory(directory, settings)
     first = config.studies + (round_number - 1) * config.student_prefix_studies
@@ -459,6 +473,7 @@ def write_student_prefix(
         block_size=int(student.config.block_size or 0),
         max_new_tokens=student.config.max_response_tokens,
         prefix_writer=student.lm,
+        prefix_prior=OneStepEngine().ngram_prior(student) if config.student_prefix_ngrams else None,
     )
     student.eval()
     try:
@@ -639,6 +654,8 @@ def distill(
         )
     block_size = vlm.config.block_size
     dataset = stage_one_studies(config, cache_root, vlm.config.image_size, seed)
+    # the student's own table: the round may write under it, and the checkpoint carries it
+    vlm.report_ngrams = ReportNgrams.of_texts((r.report_text for r in dataset.records), tokenizer)
     directory = Path(config.trajectories) if config.trajectories else out / "trajectories"
     phase_1 = write_trajectories(vlm, tokenizer, dataset, config, directory, teacher.weights_sha256)
     continue_as_stage(vlm, "dcd", block_size)
@@ -687,7 +704,6 @@ def distill(
         "kept_trajectories": kept,
         "seed": seed,
     }
-    vlm.report_ngrams = ReportNgrams.of_texts((r.report_text for r in dataset.records), tokenizer)
     return save_checkpoint(
         out / "checkpoint",
         vlm,

@@ -82,6 +82,7 @@ def test_rad_then_dcd_then_bench(ar_checkpoint: Path, tmp_path: Path) -> None:
         top_k=8,
         student_prefix_studies=4,
         student_prefix_rounds=2,
+        student_prefix_ngrams=True,
         precision="bf16",
     )
     # killed after round 1's epoch: its shards are on disk, the student moved on since
@@ -97,13 +98,13 @@ def test_rad_then_dcd_then_bench(ar_checkpoint: Path, tmp_path: Path) -> None:
     # round 2 follows round 1's studies, written by the student after round 1
     round_2 = sorted((tmp_path / "dcd" / "student-prefix-2").glob("shard-*.pt"))
     assert round_studies(round_2) == [[2, 3, 4], [5]]
-    student_digests = {
-        json.loads((tmp_path / "dcd" / f"student-prefix-{n}" / "rollout.json").read_text())[
-            "student_sha256"
-        ]
+    round_settings = [
+        json.loads((tmp_path / "dcd" / f"student-prefix-{n}" / "rollout.json").read_text())
         for n in (1, 2)
-    }
-    assert len(student_digests) == 2
+    ]
+    assert len({settings["student_sha256"] for settings in round_settings}) == 2
+    # the student wrote under its training reports' n-grams, and the shards say so
+    assert all(settings["student_prefix_ngrams"] for settings in round_settings)
     shards = sorted((tmp_path / "dcd" / "trajectories").glob("shard-*.pt"))
     assert len(shards) == 2
     resumed = load_checkpoint(dcd_dir)

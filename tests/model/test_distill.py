@@ -16,8 +16,10 @@ from model.distill import (
     rollout,
     top_k_with_rest,
 )
+from model.report_ngrams import NgramPrior, ReportNgrams
 from model.sampling import decode_blocks
 from tests.model.test_diffusion import EOS_ID, MASK_ID, VOCAB, context_of, tiny_lm
+from tests.model.test_sampling import constant_lm, strip, unseen_trigrams
 
 pytestmark = pytest.mark.unit
 
@@ -98,6 +100,37 @@ def test_student_prefix_rollout_conditions_the_teacher_on_the_students_blocks() 
     first = 3  # the prompt tail takes one slot of the first block
     assert torch.equal(shard["commit_ids"][:, :first, 0], own["commit_ids"][:, :first, 0])
     assert not torch.equal(shard["commit_ids"][:, first:, 0], shard["tokens"][:, first:])
+
+
+def test_student_prefix_rollout_can_write_the_students_blocks_under_report_ngrams() -> None:
+    """The round's student writes as the default one-step engine does: near-flat logits pick
+    "0 0 0 ..." by argmax; under the training reports' trigrams (counting up) every trigram of
+    the blocks the teacher conditions on is one those reports hold."""
+    teacher, student = peaked_lm(seed=3), constant_lm(eos_id=EOS_ID)
+    student.model.norm.weight.data.fill_(1e-3)
+    reports = [[*range(start, start + 10), EOS_ID] for start in (4, 16, 28)]
+    ngrams = ReportNgrams.from_reports(reports, order=3, vocab_size=VOCAB, start_id=1)
+    prior = NgramPrior(ngrams, EOS_ID, candidates=VOCAB, penalty=100.0)
+    context, mask = context_of(teacher, 2, 6)
+    config = DCDConfig(teacher_steps=4, threshold=0.9, top_k=8)
+    with torch.inference_mode():
+        guided = rollout(teacher, context, mask, config, 4, 24, student, prefix_prior=prior)
+        plain = rollout(teacher, context, mask, config, 4, 24, student)
+        written = decode_blocks(
+            student,
+            context,
+            mask,
+            block_size=4,
+            steps=1,
+            threshold=1.0,
+            max_new_tokens=24,
+            ngram_prior=prior,
+        ).tokens
+    W = guided["tokens"].shape[1]
+    assert torch.equal(guided["tokens"][:, : written.shape[1]], written[:, :W])
+    for before, after in zip(plain["tokens"].tolist(), guided["tokens"].tolist(), strict=True):
+        assert unseen_trigrams(strip(before), ngrams) > 0
+        assert len(strip(after)) > 6 and unseen_trigrams(strip(after), ngrams) == 0, after
 
 
 def test_eos_term_pulls_toward_the_teachers_eos_not_the_prefix_writers() -> None:
