@@ -21,10 +21,10 @@ DEFAULT_CHECKPOINT = CHECKPOINTS / "ar-tiny"
 # measurably better, and micro-F1 over the 5 competition findings is 0.062 lower (missed pleural
 # effusions; benchmarks/results/report_ngrams.md). That student is the best of four stage-3 runs
 # from its teacher (two recipes, two seeds each): their gaps are -0.020 to -0.045, mean -0.030
-# (benchmarks/results/student_prefix_ngrams.md).
-# On a CPU the saving is ~0.2 s per report, less than a reader notices, so the more accurate
-# engine stays the default until the interval lies within 0.02. ECHOCXR_ENGINE=diffusion-onestep
-# selects it; in batches of 64 on a CPU it is only 1.08x AR's throughput.
+# (benchmarks/results/student_prefix_ngrams.md). On a CPU the saving is ~0.2 s per report, less
+# than a reader notices, so the more accurate engine stays the default until the interval lies
+# within 0.02. ECHOCXR_ENGINE=diffusion-onestep selects it; in batches of 64 on a CPU it is only
+# 1.08x AR's throughput.
 DEFAULT_ENGINE = "ar"
 # a checkpoint given without an engine runs with the engine its stage was trained for
 ENGINE_FOR_STAGE = {"ar": "ar", "rad": "diffusion-multistep", "dcd": "diffusion-onestep"}
