@@ -255,9 +255,10 @@ def decode_blocks(
     clean, prefix = context_embeds[:, :s0], context_embeds[:, s0:]
     done = torch.zeros(R, dtype=torch.bool, device=context_embeds.device)
     blocks: list[torch.Tensor] = []
+    # reads the blocks written so far: the list grows in place
+    pick = None if ngram_prior is None else partial(ngram_prior, written=blocks)
     written = 0
     while written < max_new_tokens and not bool(done.all()):
-        pick = None if ngram_prior is None else partial(ngram_prior, written=blocks)
         tokens = denoise_block(forward, clean, prefix, steps, threshold, trace, pick).masked_fill(
             done[:, None], eos_id
         )
