@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import DynamicCache
 
-from model.decoding import ENGINES, EngineError, Generation, strip_eos
+from model.decoding import ENGINES, ActiveRows, EngineError, Generation, strip_eos
 from model.diffusion import attention_bias, first_block_start
 
 if TYPE_CHECKING:
@@ -119,6 +119,12 @@ class BlockForward:
         self.forwards += 1
         logits[..., self.mask_id] = torch.finfo(logits.dtype).min
         return logits
+
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        """Drop every row but ``rows`` from the cache and the bias (finished reports)."""
+        self.valid = self.valid[rows]
+        self.generation_bias = self.generation_bias[rows]
+        self.cache.batch_select_indices(rows)
 
 
 @dataclass
@@ -234,6 +240,7 @@ def decode_blocks(
     trace: BlockTrace | None = None,
     forced: torch.Tensor | None = None,
     ngram_prior: NgramPrior | None = None,
+    drop_finished_rows: bool = True,
 ) -> BlockOutput:
     """Write up to ``max_new_tokens`` after the context, block by block (module docstring).
 
@@ -243,6 +250,8 @@ def decode_blocks(
     ``T`` count as ``<eos>``. DCD's student-prefix round uses it to ask the teacher what it would
     write after the student's blocks. ``ngram_prior`` (one step only) writes each block under the
     training reports' n-grams, across block boundaries too (:mod:`model.report_ngrams`).
+    ``drop_finished_rows`` drops ended rows from the batch (:class:`model.decoding.ActiveRows`);
+    with a ``trace``, which holds every row of every block, no row is dropped.
     """
     if ngram_prior is not None and (steps != 1 or trace is not None):
         raise EngineError("the report n-gram prior applies to one-step decoding only")
@@ -254,8 +263,10 @@ def decode_blocks(
     embed = lm.get_input_embeddings()
     clean, prefix = context_embeds[:, :s0], context_embeds[:, s0:]
     done = torch.zeros(R, dtype=torch.bool, device=context_embeds.device)
-    blocks: list[torch.Tensor] = []
-    # reads the blocks written so far: the list grows in place
+    rows = ActiveRows(R, max_len - s0, eos_id, context_embeds.device)
+    drop_finished_rows = drop_finished_rows and trace is None
+    blocks: list[torch.Tensor] = []  # (rows still decoding, width) each
+    # reads the blocks written so far: the list grows (and loses rows) in place
     pick = None if ngram_prior is None else partial(ngram_prior, written=blocks)
     written = 0
     while written < max_new_tokens and not bool(done.all()):
@@ -272,7 +283,14 @@ def decode_blocks(
         written += tokens.shape[1]
         clean = torch.cat([prefix, embed(tokens)], 1)
         prefix = prefix[:, :0]
-    return BlockOutput(torch.cat(blocks, 1)[:, :max_new_tokens], forward.forwards)
+        if drop_finished_rows and rows.worth_dropping(done):
+            keep = rows.drop(done, torch.cat(blocks, 1))
+            blocks[:] = [block[keep] for block in blocks]
+            done, clean, prefix = done[keep], clean[keep], prefix[keep]
+            forced = None if forced is None else forced[keep]
+            forward.keep_rows(keep)
+    tokens = rows.finish(torch.cat(blocks, 1))[:, :max_new_tokens]
+    return BlockOutput(tokens, forward.forwards)
 
 
 def forced_block(forced: torch.Tensor, start: int, width: int, eos_id: int) -> torch.Tensor:
@@ -299,6 +317,7 @@ class MultiStepEngine:
 
     name = "diffusion-multistep"
     options: dict[str, Any]  # set by get_engine
+    drop_finished_rows = True  # as the AR engine's: not an option, benchmarks turn it off
 
     def __init__(
         self,
@@ -349,6 +368,7 @@ class MultiStepEngine:
             max_new_tokens=max_new_tokens,
             repetition_guard=self.repetition_guard,
             ngram_prior=self.ngram_prior(vlm),
+            drop_finished_rows=self.drop_finished_rows,
         )
         eos_id = special_id(vlm.lm, "eos_token_id")
         ids = [strip_eos(row, eos_id) for row in out.tokens.tolist()]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -69,16 +70,27 @@ def first_loop(tokens: list[int], min_period: int = 3, max_period: int = 32) -> 
     return None
 
 
-def guard_all(rows: list[list[int]], active: list[bool] | None = None) -> list[int | None]:
-    """Feed ``rows`` to one LoopGuard step by step; per row, the length kept at its first loop."""
+def guard_all(
+    rows: list[list[int]], active: list[bool] | None = None, drop_every: int | None = None
+) -> list[int | None]:
+    """Feed ``rows`` to one LoopGuard step by step; per row, the length kept at its first loop.
+
+    With ``drop_every``, rows that have looped leave the guard every that many steps, as
+    ended rows leave an engine's batch.
+    """
     out = torch.tensor(rows)
     guard = LoopGuard(len(rows), out.shape[1], out.device)
     kept: list[int | None] = [None] * len(rows)
     live = torch.tensor(active or [True] * len(rows))
+    index = torch.arange(len(rows))  # the original row of each row still in the guard
     for step in range(out.shape[1]):
         for row, repeats_start in guard.update(out, step, live).items():
-            kept[row] = repeats_start
+            kept[int(index[row])] = repeats_start
             live[row] = False
+        if drop_every and step % drop_every == 0 and bool(live.any()):
+            keep = live.nonzero().flatten()
+            out, live, index = out[keep], live[keep], index[keep]
+            guard.keep_rows(keep)
     return kept
 
 
@@ -111,6 +123,7 @@ def test_loop_guard_agrees_with_a_brute_force_search() -> None:
         rows.append(row + torch.randint(0, 4, (20,), generator=generator).tolist())
     expected = [first_loop(row) for row in rows]
     assert guard_all(rows) == expected
+    assert guard_all(rows, drop_every=4) == expected
     assert sum(kept is None for kept in expected) > 10
     assert len({kept for kept in expected}) > 10
 
@@ -182,6 +195,34 @@ def test_trained_model_stops_at_eos_before_the_length_cap(trained_checkpoint: Pa
     assert tokenizer.eos_id not in out.token_ids[0]
     assert len(out.token_ids[0]) < 48 and out.forwards == len(out.token_ids[0]) + 1
     assert tokenizer.decode(out.token_ids[0]) == record.report_text
+
+
+def test_ended_reports_leave_the_batch_and_the_others_are_unchanged(
+    trained_checkpoint: Path,
+) -> None:
+    """The six reports differ in length (the side named, or a clear chest): once some end,
+    later forwards carry only the rows still writing, and every report is what it was."""
+    loaded = load_checkpoint(trained_checkpoint)
+    tokenizer, vlm = loaded.tokenizer, loaded.vlm
+    images, records = zip(*(synthetic_study(index) for index in range(6)), strict=True)
+    ids = torch.tensor([tokenizer.chat_prompt(REPORT_PROMPT)] * 6)
+    embeds, mask = vlm.build_context(torch.tensor(np.stack(images))[:, None], ids, ids != -1)
+    rows: list[int] = []
+    vlm.lm.model.register_forward_hook(
+        lambda _m, _a, kwargs, _o: rows.append(len(kwargs["attention_mask"])), with_kwargs=True
+    )
+    dropping = AREngine().generate(vlm, embeds, mask, max_new_tokens=48)
+    dropped_rows = list(rows)
+    keeping = AREngine()
+    keeping.drop_finished_rows = False
+    kept = keeping.generate(vlm, embeds, mask, max_new_tokens=48)
+    assert dropped_rows[0] == 6 and dropped_rows[-1] < 6
+    assert dropped_rows == sorted(dropped_rows, reverse=True)
+    assert set(rows[len(dropped_rows) :]) == {6}
+    assert dropping.token_ids == kept.token_ids and dropping.forwards == kept.forwards
+    assert [tokenizer.decode(row) for row in dropping.token_ids] == [
+        record.report_text for record in records
+    ]
 
 
 def test_unknown_engine_and_bad_options_are_engine_errors() -> None:

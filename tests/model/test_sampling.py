@@ -115,19 +115,70 @@ def test_sampler_equals_naive_reference(block_size: int, steps: int, threshold: 
             assert strip(out.tokens[row].tolist()) == expected
 
 
-def count_forwards(lm: LlamaForCausalLM) -> list[int]:
-    """Count real LM calls and the query tokens each carried (a hook, not the engine's counter)."""
-    calls: list[int] = []
+def forward_shapes(lm: LlamaForCausalLM) -> list[tuple[int, int]]:
+    """(rows, query tokens) of every real LM call (a hook, not the engine's bookkeeping)."""
+    calls: list[tuple[int, int]] = []
     lm.model.register_forward_hook(
-        lambda _m, _a, kwargs, _o: calls.append(kwargs["inputs_embeds"].shape[1]), with_kwargs=True
+        lambda _m, _a, kwargs, _o: calls.append(tuple(kwargs["inputs_embeds"].shape[:2])),
+        with_kwargs=True,
     )
     return calls
+
+
+@pytest.mark.parametrize(("steps", "threshold"), [(1, 0.85), (2, 0.3)])
+def test_finished_rows_leave_the_batch_and_each_row_still_decodes_as_alone(
+    steps: int, threshold: float
+) -> None:
+    """Eight rows of one random model end after 2 to 10 blocks: the ended ones stop riding
+    along, and every row still equals the no-cache reference and the batch that keeps them."""
+    lm = tiny_lm(seed=2)
+    calls = forward_shapes(lm)
+    torch.manual_seed(2)
+    context, mask = context_of(lm, 8, 11, pads=(0, 2, 1, 3, 0, 0, 4, 1))
+    kwargs: dict[str, Any] = {"steps": steps, "threshold": threshold, "max_new_tokens": 40}
+    with torch.inference_mode():
+        dropping = decode_blocks(lm, context, mask, block_size=4, **kwargs)
+        dropped_rows = [rows for rows, _ in calls]
+        keeping = decode_blocks(lm, context, mask, block_size=4, drop_finished_rows=False, **kwargs)
+    assert dropped_rows[0] == 8 and dropped_rows[-1] < 8
+    assert dropped_rows == sorted(dropped_rows, reverse=True)
+    assert {rows for rows, _ in calls[len(dropped_rows) :]} == {8}
+    assert torch.equal(dropping.tokens, keeping.tokens)
+    assert dropping.forwards == keeping.forwards
+    for row in range(8):
+        alone = naive_decode(
+            lm, context[row : row + 1], mask[row : row + 1], 4, steps, threshold, 40
+        )
+        assert strip(dropping.tokens[row].tolist()) == alone
+
+
+def test_dropping_rows_keeps_each_rows_history_under_report_ngrams() -> None:
+    """The n-gram prior reads each row's last blocks; after rows leave, it must still read the
+    right row's. The table here holds other rows' reports, so it rewrites most blocks."""
+    lm = tiny_lm(seed=2)
+    torch.manual_seed(2)
+    context, mask = context_of(lm, 8, 11, pads=(0, 2, 1, 3, 0, 0, 4, 1))
+    kwargs: dict[str, Any] = {"block_size": 4, "steps": 1, "threshold": 0.85, "max_new_tokens": 40}
+    with torch.inference_mode():
+        plain = decode_blocks(lm, context, mask, **kwargs).tokens.tolist()
+        reports = [[*strip(row), EOS_ID] for row in plain[4:]]
+        ngrams = ReportNgrams.from_reports(reports, order=3, vocab_size=VOCAB, start_id=1)
+        prior = NgramPrior(ngrams, EOS_ID, candidates=8, penalty=100.0)
+        calls = forward_shapes(lm)
+        dropping = decode_blocks(lm, context, mask, ngram_prior=prior, **kwargs)
+        dropped_rows = [rows for rows, _ in calls]
+        keeping = decode_blocks(
+            lm, context, mask, ngram_prior=prior, drop_finished_rows=False, **kwargs
+        )
+    assert min(dropped_rows) < 8
+    assert torch.equal(dropping.tokens, keeping.tokens)
+    assert dropping.tokens[:4].tolist() != plain[:4]
 
 
 @pytest.mark.parametrize("block_size", [4, 8, 16])
 def test_one_step_runs_one_forward_per_block_with_fused_cache(block_size: int) -> None:
     lm = tiny_lm()
-    calls = count_forwards(lm)
+    calls = forward_shapes(lm)
     context, mask = context_of(lm, 1, 13)
     with torch.inference_mode():
         out = decode_blocks(
@@ -142,9 +193,10 @@ def test_one_step_runs_one_forward_per_block_with_fused_cache(block_size: int) -
         )
     s0 = first_block_start(13, block_size)
     n_blocks = math.ceil((13 - s0 + out.tokens.shape[1]) / block_size)
-    assert out.forwards == len(calls) == n_blocks
-    assert calls[0] == s0 + block_size  # context prefill fused with the first masked block
-    assert set(calls[1:]) <= {2 * block_size}  # [finished block ; masked block]
+    queries = [tokens for _, tokens in calls]
+    assert out.forwards == len(queries) == n_blocks
+    assert queries[0] == s0 + block_size  # context prefill fused with the first masked block
+    assert set(queries[1:]) <= {2 * block_size}  # [finished block ; masked block]
 
 
 def constant_lm(eos_id: int) -> LlamaForCausalLM:
