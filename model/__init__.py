@@ -23,8 +23,9 @@ DEFAULT_CHECKPOINT = CHECKPOINTS / "ar-tiny"
 # from its teacher (two recipes, three seeds each): their gaps are -0.020 to -0.045, mean -0.032
 # (benchmarks/results/student_prefix_ngrams.md). On a CPU the saving is ~0.2 s per report, less
 # than a reader notices, so the more accurate engine stays the default until the interval lies
-# within 0.02. ECHOCXR_ENGINE=diffusion-onestep selects it; in batches of 64 on a CPU it is only
-# 1.08x AR's throughput.
+# within 0.02. ECHOCXR_ENGINE=diffusion-onestep selects it; in batches of 64 on a CPU it writes
+# 1.5x AR's reports per second, both engines dropping ended rows
+# (benchmarks/results/row_dropping.md).
 DEFAULT_ENGINE = "ar"
 # a checkpoint given without an engine runs with the engine its stage was trained for
 ENGINE_FOR_STAGE = {"ar": "ar", "rad": "diffusion-multistep", "dcd": "diffusion-onestep"}
