@@ -2,7 +2,8 @@
 
 Run: ``nice -n 10 .venv/bin/python benchmarks/row_dropping.py [--n 256] [--repeats 3]``.
 Writes ``benchmarks/results/row_dropping.{md,json,png}``; ``--batch-sizes 64 --fractions 0.01
-0.125 0.25 0.5 --out benchmarks/results/row_dropping_fractions`` compares when to cut a batch.
+0.125 0.25 0.5 --out benchmarks/results/row_dropping_fractions`` compares when to cut a batch
+(no plot for one batch size).
 
 A batch decodes until its longest report ends. Both engines now drop rows that have ended
 (``model.decoding.ActiveRows``). This script decodes the first ``--n`` phantom test studies with
@@ -215,7 +216,8 @@ def main() -> None:
         *table(rows),
     ]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    plot(rows, args.out.with_suffix(".png"))
+    if len(args.batch_sizes) > 1:  # the plot is throughput against batch size
+        plot(rows, args.out.with_suffix(".png"))
 
 
 if __name__ == "__main__":
