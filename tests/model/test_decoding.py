@@ -206,7 +206,9 @@ def test_ended_reports_leave_the_batch_and_the_others_are_unchanged(
     tokenizer, vlm = loaded.tokenizer, loaded.vlm
     images, records = zip(*(synthetic_study(index) for index in range(6)), strict=True)
     ids = torch.tensor([tokenizer.chat_prompt(REPORT_PROMPT)] * 6)
-    embeds, mask = vlm.build_context(torch.tensor(np.stack(images))[:, None], ids, ids != -1)
+    embeds, mask = vlm.build_context(
+        torch.tensor(np.stack(images))[:, None], ids, torch.ones_like(ids)
+    )
     rows: list[int] = []
     vlm.lm.model.register_forward_hook(
         lambda _m, _a, kwargs, _o: rows.append(len(kwargs["attention_mask"])), with_kwargs=True

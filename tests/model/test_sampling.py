@@ -125,16 +125,21 @@ def forward_shapes(lm: LlamaForCausalLM) -> list[tuple[int, int]]:
     return calls
 
 
+def ragged_batch() -> tuple[LlamaForCausalLM, torch.Tensor, torch.Tensor]:
+    """A random model and eight left-padded rows whose reports end after 2 to 10 blocks."""
+    lm = tiny_lm(seed=2)
+    torch.manual_seed(2)
+    return lm, *context_of(lm, 8, 11, pads=(0, 2, 1, 3, 0, 0, 4, 1))
+
+
 @pytest.mark.parametrize(("steps", "threshold"), [(1, 0.85), (2, 0.3)])
 def test_finished_rows_leave_the_batch_and_each_row_still_decodes_as_alone(
     steps: int, threshold: float
 ) -> None:
-    """Eight rows of one random model end after 2 to 10 blocks: the ended ones stop riding
-    along, and every row still equals the no-cache reference and the batch that keeps them."""
-    lm = tiny_lm(seed=2)
+    """Rows that have ended stop riding along, and every row still equals the no-cache
+    reference and the batch that keeps them."""
+    lm, context, mask = ragged_batch()
     calls = forward_shapes(lm)
-    torch.manual_seed(2)
-    context, mask = context_of(lm, 8, 11, pads=(0, 2, 1, 3, 0, 0, 4, 1))
     kwargs: dict[str, Any] = {"steps": steps, "threshold": threshold, "max_new_tokens": 40}
     with torch.inference_mode():
         dropping = decode_blocks(lm, context, mask, block_size=4, **kwargs)
@@ -155,9 +160,7 @@ def test_finished_rows_leave_the_batch_and_each_row_still_decodes_as_alone(
 def test_dropping_rows_keeps_each_rows_history_under_report_ngrams() -> None:
     """The n-gram prior reads each row's last blocks; after rows leave, it must still read the
     right row's. The table here holds other rows' reports, so it rewrites most blocks."""
-    lm = tiny_lm(seed=2)
-    torch.manual_seed(2)
-    context, mask = context_of(lm, 8, 11, pads=(0, 2, 1, 3, 0, 0, 4, 1))
+    lm, context, mask = ragged_batch()
     kwargs: dict[str, Any] = {"block_size": 4, "steps": 1, "threshold": 0.85, "max_new_tokens": 40}
     with torch.inference_mode():
         plain = decode_blocks(lm, context, mask, **kwargs).tokens.tolist()
