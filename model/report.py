@@ -150,6 +150,7 @@ class ReportGenerator:
             "decode_s": decode_seconds,
             "total_s": time.perf_counter() - start,
             "forwards": float(forwards),
+            "reports": float(len(texts)),  # the times and forwards above cover all of them
         }
         return [
             self.make_report(text, None if labels is None else labels[i], timings)

@@ -14,7 +14,7 @@ from dicom import cli as dicom_cli
 from model import bench as model_bench
 from model import cli as model_cli
 from model.data.phantom import cli as phantom_cli
-from service import demo, reporting, serve
+from service import archive, demo, reporting, serve
 
 app = typer.Typer(
     name="echocxr",
@@ -27,6 +27,7 @@ app.command("serve")(serve.serve)
 app.command("train")(model_cli.train)
 app.command("report-ngrams")(model_cli.report_ngrams)
 app.command("report")(reporting.report)
+app.command("report-archive")(archive.report_archive)
 app.command("demo")(demo.demo)
 app.command("audit")(clinical_eval_cli.audit)
 app.command("ingest")(dicom_cli.ingest)

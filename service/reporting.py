@@ -93,12 +93,43 @@ def write_draft(study: dicom.Study, report: Report, out_dir: Path) -> WrittenDra
     return WrittenDraft(report=report, files=files)
 
 
+OutOption = Annotated[Path, typer.Option(help="Folder for the report files.")]
+CheckpointOption = Annotated[
+    Path | None, typer.Option(help="Checkpoint folder (default: the shipped one).")
+]
+EngineOptionOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        envvar="ECHOCXR_ENGINE_OPTIONS",
+        help="KEY=VALUE, a decoding option of the engine (repeatable; the variable takes "
+        "them space-separated), e.g. report_ngrams=false for diffusion-onestep or "
+        "steps=2 for diffusion-multistep. Recorded in report.json.",
+    ),
+]
+
+
+def load_generator(
+    checkpoint: Path | None,
+    engine: str | None,
+    engine_option: list[str] | None,
+    batch_size: int = 1,
+) -> ReportGenerator:
+    """The checkpoint and engine a command asked for; a bad choice ends it with a clear error."""
+    import model
+    from model.checkpoint import CheckpointError
+    from model.decoding import EngineError, parse_engine_options
+
+    try:
+        options = parse_engine_options(engine_option or [])
+        return model.load(checkpoint, engine, batch_size=batch_size, engine_options=options)
+    except (CheckpointError, EngineError) as error:
+        raise fail(str(error)) from None
+
+
 def report(
     study: Annotated[Path, typer.Argument(help="A DICOM file, folder, ZIP/TAR or DICOMDIR.")],
-    out: Annotated[Path, typer.Option(help="Folder for the four report files.")] = Path("report"),
-    checkpoint: Annotated[
-        Path | None, typer.Option(help="Checkpoint folder (default: the shipped one).")
-    ] = None,
+    out: OutOption = Path("report"),
+    checkpoint: CheckpointOption = None,
     engine: Annotated[
         str | None,
         typer.Option(
@@ -107,30 +138,18 @@ def report(
             "block). Default with --checkpoint: the engine of the checkpoint's stage.",
         ),
     ] = None,
-    engine_option: Annotated[
-        list[str] | None,
-        typer.Option(
-            envvar="ECHOCXR_ENGINE_OPTIONS",
-            help="KEY=VALUE, a decoding option of the engine (repeatable; the variable takes "
-            "them space-separated), e.g. report_ngrams=false for diffusion-onestep or "
-            "steps=2 for diffusion-multistep. Recorded in report.json.",
-        ),
-    ] = None,
+    engine_option: EngineOptionOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json's content.")] = False,
 ) -> None:
     """Draft a preliminary report for one study and write it as JSON, SR, PDF and FHIR."""
     import dicom
-    import model
-    from model.checkpoint import CheckpointError
-    from model.decoding import EngineError, parse_engine_options
 
+    generator = load_generator(checkpoint, engine, engine_option)
     try:
         study_read = dicom.read_study(study)
-        options = parse_engine_options(engine_option or [])
-        generator = model.load(checkpoint, engine=engine, engine_options=options)
         written = write_draft(study_read, draft_study(study_read, generator), out)
-    except (dicom.DicomError, CheckpointError, EngineError) as error:
-        raise _fail(str(error)) from None
+    except dicom.DicomError as error:
+        raise fail(str(error)) from None
     if as_json:
         typer.echo(json.dumps(json.loads(written.files["json"].read_text()), indent=2))
     else:
@@ -139,6 +158,6 @@ def report(
             typer.echo(f"{kind}: {path}")
 
 
-def _fail(message: str) -> typer.Exit:
+def fail(message: str) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(2)

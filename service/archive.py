@@ -1,0 +1,215 @@
+"""Drafting a whole archive in batches: the throughput use; `echocxr report` is the latency one.
+
+An archive is a folder holding one study per entry (a DICOM file, a folder, a ZIP/TAR or a
+DICOMDIR: whatever `echocxr report` reads). The model drafts the studies in batches, because a
+batch of 64 writes 2-5x the reports per CPU-second of one study at a time
+(``benchmarks/results/row_dropping.md``), and each draft goes through the same ``draft_study``
+steps and ``write_draft`` as a single report, into ``OUT/<entry name>/``.
+
+A bad entry costs only itself: it is recorded as failed, with the reader's message, and the
+rest of the archive is drafted. ``OUT/archive.csv`` is rewritten after every batch, so it
+always says what is done; a second run drafts only the entries without all four report files
+(a failed entry is tried again, a drafted one is kept).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from service.reporting import (
+    CheckpointOption,
+    EngineOptionOption,
+    OutOption,
+    fail,
+    load_generator,
+    pick_image,
+    write_draft,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    import dicom
+    from model.report import ReportGenerator
+
+MANIFEST = "archive.csv"
+DRAFTED, ALREADY_DRAFTED, FAILED = "drafted", "already drafted", "failed"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one entry; ``detail`` says why it failed, in the reader's words."""
+
+    entry: str
+    status: str
+    detail: str = ""
+
+
+@dataclass
+class StageSeconds:
+    """Where an archive's time goes: reading DICOM, decoding, writing the four files."""
+
+    read: float = 0.0
+    decode: float = 0.0
+    write: float = 0.0
+
+    def __str__(self) -> str:
+        decode, write = f"{self.decode:.1f} s", f"{self.write:.1f} s"
+        return f"read {self.read:.1f} s, decode and label {decode}, write {write}"
+
+
+@dataclass(frozen=True)
+class ReadStudy:
+    entry: Path
+    study: dicom.Study
+    pixels: np.ndarray
+
+
+def study_entries(root: Path, out: Path) -> list[Path]:
+    """The archive's entries in name order, leaving out hidden ones and the output folder."""
+    if not root.is_dir():
+        raise NotADirectoryError(
+            f"{root} is not a folder; an archive is a folder with one study per entry "
+            "(use `echocxr report` for a single study)"
+        )
+    output = out.resolve()
+    return sorted(
+        entry
+        for entry in root.iterdir()
+        if not entry.name.startswith(".") and entry.resolve() != output
+    )
+
+
+def is_drafted(folder: Path) -> bool:
+    """All four report files are there; ``write_draft`` writes each one atomically."""
+    from dicom.bundle import REPORT_FILES
+
+    return all((folder / name).is_file() for name in REPORT_FILES.values())
+
+
+def read_entry(entry: Path, image_size: int) -> ReadStudy:
+    """Raises ``dicom.DicomError`` on anything the reader refuses."""
+    import dicom
+
+    study = dicom.read_study(entry)
+    return ReadStudy(entry, study, dicom.to_model_input(pick_image(study), image_size))
+
+
+def draft_batch(
+    entries: Sequence[Path], generator: ReportGenerator, out: Path, seconds: StageSeconds
+) -> list[Outcome]:
+    """Read every entry, decode the readable ones as one batch, write each draft."""
+    import dicom
+
+    outcomes: dict[Path, Outcome] = {}
+    readable: list[ReadStudy] = []
+    start = time.perf_counter()
+    for entry in entries:
+        try:
+            readable.append(read_entry(entry, generator.image_size))
+        except dicom.DicomError as error:
+            outcomes[entry] = Outcome(entry.name, FAILED, str(error))
+    read = time.perf_counter()
+    reports = generator.generate([item.pixels for item in readable]) if readable else []
+    decoded = time.perf_counter()
+    for item, report in zip(readable, reports, strict=True):
+        try:
+            write_draft(item.study, report, out / item.entry.name)
+            outcomes[item.entry] = Outcome(item.entry.name, DRAFTED)
+        except (dicom.DicomError, OSError) as error:
+            outcomes[item.entry] = Outcome(item.entry.name, FAILED, f"writing the draft: {error}")
+    seconds.read += read - start
+    seconds.decode += decoded - read
+    seconds.write += time.perf_counter() - decoded
+    return [outcomes[entry] for entry in entries]
+
+
+def write_manifest(out: Path, outcomes: Sequence[Outcome]) -> None:
+    from dicom.bundle import write_atomically
+
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["entry", "status", "detail"])
+    writer.writerows((o.entry, o.status, o.detail) for o in outcomes)
+    write_atomically(out / MANIFEST, text.getvalue().encode())
+
+
+def batches(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
+    for first in range(0, len(items), size):
+        yield items[first : first + size]
+
+
+def draft_archive(
+    root: Path,
+    out: Path,
+    generator: ReportGenerator,
+    seconds: StageSeconds,
+    on_batch: Callable[[list[Outcome]], None] | None = None,
+) -> list[Outcome]:
+    """Draft every entry of ``root`` not drafted yet, in batches of ``generator.batch_size``."""
+    entries = study_entries(root, out)
+    out.mkdir(parents=True, exist_ok=True)
+    outcomes = {e: Outcome(e.name, ALREADY_DRAFTED) for e in entries if is_drafted(out / e.name)}
+    for batch in batches([e for e in entries if e not in outcomes], generator.batch_size):
+        done = draft_batch(batch, generator, out, seconds)
+        outcomes.update(zip(batch, done, strict=True))
+        write_manifest(out, [outcomes[e] for e in entries if e in outcomes])
+        if on_batch:
+            on_batch(done)
+    write_manifest(out, [outcomes[e] for e in entries])
+    return [outcomes[e] for e in entries]
+
+
+def report_archive(
+    archive: Annotated[
+        Path, typer.Argument(help="A folder with one study per entry (file, folder, ZIP/TAR).")
+    ],
+    out: OutOption = Path("archive-reports"),
+    checkpoint: CheckpointOption = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ECHOCXR_ARCHIVE_ENGINE",
+            help="ar (the default for archives), diffusion-multistep or diffusion-onestep. "
+            "Default with --checkpoint: the engine of the checkpoint's stage.",
+        ),
+    ] = None,
+    engine_option: EngineOptionOption = None,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Studies decoded together; larger uses more memory.")
+    ] = 64,
+) -> None:
+    """Draft every study of an archive folder in batches; OUT/archive.csv lists each outcome."""
+    import model
+
+    engine = engine or (None if checkpoint else model.DEFAULT_ARCHIVE_ENGINE)
+    generator = load_generator(checkpoint, engine, engine_option, batch_size)
+    start, seconds = time.perf_counter(), StageSeconds()
+    progress = {"drafted": 0, "failed": 0}
+
+    def show(done: list[Outcome]) -> None:
+        for outcome in done:
+            progress[outcome.status] += 1
+        typer.echo(f"drafted {progress['drafted']}, failed {progress['failed']}", err=True)
+
+    try:
+        outcomes = draft_archive(archive, out, generator, seconds, on_batch=show)
+    except NotADirectoryError as error:
+        raise fail(str(error)) from None
+    counts = {s: sum(o.status == s for o in outcomes) for s in (DRAFTED, ALREADY_DRAFTED, FAILED)}
+    elapsed = time.perf_counter() - start
+    typer.echo(
+        f"{counts[DRAFTED]} drafted, {counts[ALREADY_DRAFTED]} already drafted, "
+        f"{counts[FAILED]} failed ({out / MANIFEST}); {elapsed:.1f} s ({seconds}), "
+        f"{counts[DRAFTED] / elapsed:.2f} drafts/s"
+    )
+    if counts[FAILED]:
+        raise typer.Exit(1)

@@ -1,0 +1,139 @@
+"""`echocxr report-archive`: a folder of studies drafted in batches, on the shipped models."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pydicom
+import pytest
+from click.testing import Result
+from typer.testing import CliRunner
+
+import model
+from service.cli import app
+from service.reporting import draft_study
+
+pytestmark = pytest.mark.e2e
+
+
+def phantom_archive(root: Path, n: int) -> list[Path]:
+    """``n`` phantom studies, one DICOM file each, as a PACS export folder holds them."""
+    from model.data.phantom import sample_case
+    from model.data.phantom.dicom_export import write_dicom
+
+    root.mkdir(parents=True, exist_ok=True)
+    return [write_dicom(sample_case(7, i), root / f"study-{i}.dcm", downscale=8) for i in range(n)]
+
+
+def report_archive(
+    archive: Path, out: Path, *args: str, env: dict[str, str] | None = None
+) -> Result:
+    return CliRunner().invoke(
+        app, ["report-archive", str(archive), "--out", str(out), *args], env=env or {}
+    )
+
+
+def manifest(out: Path) -> dict[str, tuple[str, str]]:
+    with (out / "archive.csv").open() as rows:
+        return {row["entry"]: (row["status"], row["detail"]) for row in csv.DictReader(rows)}
+
+
+def summary(out: Path, entry: str) -> dict[str, object]:
+    return dict(json.loads((out / entry / "report.json").read_text()))
+
+
+def test_an_archive_drafted_in_batches_reads_as_each_study_drafted_alone(tmp_path: Path) -> None:
+    """Batching (with ended reports leaving the batch) changes the throughput, not the drafts."""
+    import dicom
+
+    studies = phantom_archive(tmp_path / "archive", 5)
+    result = report_archive(tmp_path / "archive", tmp_path / "out", "--batch-size", "2")
+    assert result.exit_code == 0, result.output
+    assert "5 drafted, 0 already drafted, 0 failed" in result.output
+    assert manifest(tmp_path / "out") == {s.name: ("drafted", "") for s in studies}
+    alone = model.load(engine=model.DEFAULT_ARCHIVE_ENGINE, batch_size=1)
+    for study in studies:
+        drafted = summary(tmp_path / "out", study.name)
+        reference = draft_study(dicom.read_study(study), alone)
+        assert (drafted["findings"], drafted["impression"], drafted["labels"]) == (
+            reference.findings,
+            reference.impression,
+            reference.labels,
+        )
+        assert drafted["engine"] == model.DEFAULT_ARCHIVE_ENGINE
+        sr = pydicom.dcmread(tmp_path / "out" / study.name / "report.sr.dcm")
+        assert sr.StudyInstanceUID == pydicom.dcmread(study).StudyInstanceUID
+    # the timings in report.json are the batch's, and say how many drafts they cover
+    batch_sizes = [summary(tmp_path / "out", s.name)["timings"]["reports"] for s in studies]  # type: ignore[index]
+    assert batch_sizes == [2.0, 2.0, 2.0, 2.0, 1.0]
+
+
+def test_bad_entries_fail_alone_and_a_second_run_drafts_only_what_is_missing(
+    tmp_path: Path,
+) -> None:
+    archive, out = tmp_path / "archive", tmp_path / "archive" / "drafts"
+    good = phantom_archive(archive, 3)
+    (archive / "notes.dcm").write_text("not a DICOM file")
+    (archive / "empty").mkdir()
+    (archive / ".DS_Store").write_text("hidden")
+
+    first = report_archive(archive, out, "--batch-size", "4")
+    assert first.exit_code == 1, first.output  # a script notices that some entries failed
+    assert "3 drafted, 0 already drafted, 2 failed" in first.output
+    outcomes = manifest(out)
+    assert sorted(outcomes) == sorted([s.name for s in good] + ["notes.dcm", "empty"])
+    assert outcomes["notes.dcm"][0] == "failed" and "not DICOM" in outcomes["notes.dcm"][1]
+    assert outcomes["empty"] == (
+        "failed",
+        "the folder holds no files; point at a folder with DICOM files",
+    )
+    assert "Traceback" not in first.output
+
+    # an interrupted write leaves a draft without all four files: only it is drafted again
+    kept = (out / good[0].name / "report.json").stat().st_mtime_ns
+    (out / good[1].name / "report.pdf.dcm").unlink()
+    (archive / "notes.dcm").unlink()
+    second = report_archive(archive, out, "--batch-size", "4")
+    assert second.exit_code == 1, second.output
+    assert "1 drafted, 2 already drafted, 1 failed" in second.output
+    assert manifest(out)[good[0].name] == ("already drafted", "")
+    assert manifest(out)[good[1].name] == ("drafted", "")
+    assert (out / good[0].name / "report.json").stat().st_mtime_ns == kept
+    assert (out / good[1].name / "report.pdf.dcm").is_file()
+
+
+def test_archives_take_their_engine_from_their_own_setting(tmp_path: Path) -> None:
+    """The interactive engine setting does not move archives, and the archive setting does."""
+    (study,) = phantom_archive(tmp_path / "archive", 1)
+    interactive = {"ECHOCXR_ENGINE": "diffusion-onestep"}
+    default = report_archive(tmp_path / "archive", tmp_path / "default", env=interactive)
+    archive_env = {"ECHOCXR_ARCHIVE_ENGINE": "diffusion-onestep"}
+    chosen = report_archive(tmp_path / "archive", tmp_path / "chosen", env=archive_env)
+    assert default.exit_code == chosen.exit_code == 0, chosen.output
+    assert summary(tmp_path / "default", study.name)["engine"] == model.DEFAULT_ARCHIVE_ENGINE
+    assert summary(tmp_path / "chosen", study.name)["engine"] == "diffusion-onestep"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--engine", "beam-search"], "unknown engine"),
+        (["--engine-option", "steps"], "KEY=VALUE"),
+    ],
+)
+def test_a_bad_choice_ends_before_anything_is_written(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    phantom_archive(tmp_path / "archive", 1)
+    result = report_archive(tmp_path / "archive", tmp_path / "out", *args)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_single_study_is_not_an_archive(tmp_path: Path) -> None:
+    (study,) = phantom_archive(tmp_path / "archive", 1)
+    result = report_archive(study, tmp_path / "out")
+    assert result.exit_code == 2
+    assert "is not a folder" in result.output and "echocxr report" in result.output
