@@ -73,14 +73,23 @@ class ReadStudy:
     pixels: np.ndarray
 
 
+class ArchiveError(ValueError):
+    """The archive or output folder given cannot be drafted into; nothing was written."""
+
+
 def study_entries(root: Path, out: Path) -> list[Path]:
     """The archive's entries in name order, leaving out hidden ones and the output folder."""
     if not root.is_dir():
-        raise NotADirectoryError(
+        raise ArchiveError(
             f"{root} is not a folder; an archive is a folder with one study per entry "
             "(use `echocxr report` for a single study)"
         )
     output = out.resolve()
+    if output == root.resolve():
+        raise ArchiveError(
+            "--out is the archive folder itself; give a separate folder (one inside the "
+            "archive is fine: it is skipped)"
+        )
     return sorted(
         entry
         for entry in root.iterdir()
@@ -202,7 +211,7 @@ def report_archive(
 
     try:
         outcomes = draft_archive(archive, out, generator, seconds, on_batch=show)
-    except NotADirectoryError as error:
+    except ArchiveError as error:
         raise fail(str(error)) from None
     counts = {s: sum(o.status == s for o in outcomes) for s in (DRAFTED, ALREADY_DRAFTED, FAILED)}
     elapsed = time.perf_counter() - start

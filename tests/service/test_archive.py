@@ -132,8 +132,11 @@ def test_a_bad_choice_ends_before_anything_is_written(
     assert not (tmp_path / "out").exists()
 
 
-def test_a_single_study_is_not_an_archive(tmp_path: Path) -> None:
+def test_a_single_study_or_the_archive_itself_as_output_is_refused(tmp_path: Path) -> None:
     (study,) = phantom_archive(tmp_path / "archive", 1)
     result = report_archive(study, tmp_path / "out")
     assert result.exit_code == 2
     assert "is not a folder" in result.output and "echocxr report" in result.output
+    into_itself = report_archive(tmp_path / "archive", tmp_path / "archive")
+    assert into_itself.exit_code == 2 and "separate folder" in into_itself.output
+    assert sorted(p.name for p in (tmp_path / "archive").iterdir()) == [study.name]
