@@ -19,13 +19,11 @@ DEFAULT_CHECKPOINT = CHECKPOINTS / "ar-tiny"
 # ~3.5x faster at batch 1 and, on 2,000 phantom test studies, 0.020 macro-F1 below AR: the
 # issue's 0.02 as a point estimate, but its 95% interval [-0.032, -0.007] says AR is still
 # measurably better, and micro-F1 over the 5 competition findings is 0.062 lower (missed pleural
-# effusions; benchmarks/results/report_ngrams.md). That student is the best of ten stage-3 runs
-# from its teacher (two recipes, five seeds each): their gaps are -0.020 to -0.052, mean -0.035
-# (benchmarks/results/student_prefix_ngrams.md). On a CPU the saving is ~0.2 s per report, less
-# than a reader notices, so the more accurate engine stays the default until the interval lies
-# within 0.02. ECHOCXR_ENGINE=diffusion-onestep selects it; in batches of 64 on a CPU it writes
-# 1.5x AR's reports per second, both engines dropping ended rows
-# (benchmarks/results/row_dropping.md).
+# effusions; benchmarks/results/report_ngrams.md). That student is the best of eleven stage-3
+# runs from its teacher (two recipes, five seeds each, and a rebuild on another CPU): their gaps
+# are -0.020 to -0.052 (benchmarks/results/student_prefix_ngrams.md). On a CPU the saving is
+# ~0.2 s per report, less than a reader notices, so the more accurate engine stays the default
+# until the interval lies within 0.02. ECHOCXR_ENGINE=diffusion-onestep selects it.
 DEFAULT_ENGINE = "ar"
 # The engine `echocxr report-archive` drafts a whole archive with, in batches: the throughput use.
 # With both engines dropping ended rows, one-step decoding writes 1.4-1.9x AR's reports per
