@@ -12,7 +12,7 @@ import io
 import logging
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -122,6 +122,16 @@ class Study:
     def images(self) -> list[FrontalImage]:
         """The frontal images, under the short name callers of the model use."""
         return self.frontal_images
+
+    def without_pixels(self) -> Study:
+        """The study with its images' pixel data released, headers and UIDs kept.
+
+        Writing a report (SR, PDF, FHIR) reads only headers, while a full-resolution image holds
+        20-40 MB of float32: a batch of studies waiting for the model keeps this instead.
+        """
+        empty = np.zeros((0, 0), np.float32)
+        images = [replace(image, pixels=empty) for image in self.frontal_images]
+        return replace(self, frontal_images=images)
 
 
 @dataclass(frozen=True)

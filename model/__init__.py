@@ -26,10 +26,10 @@ DEFAULT_CHECKPOINT = CHECKPOINTS / "ar-tiny"
 # until the interval lies within 0.02. ECHOCXR_ENGINE=diffusion-onestep selects it.
 DEFAULT_ENGINE = "ar"
 # The engine `echocxr report-archive` drafts a whole archive with, in batches: the throughput use.
-# With both engines dropping ended rows, one-step decoding writes 1.4-1.9x AR's reports per
-# CPU-second at batch 16-128 (row_dropping.md), less than its 3.6x one study at a time, while its
-# quality gap is the same; so archives, where no reader waits on a single draft, stay with AR too.
-# It is a setting of its own (ECHOCXR_ARCHIVE_ENGINE) because the trade differs per use.
+# The engines alone differ 1.4-1.9x in reports per CPU-second at batch 16-128 (row_dropping.md),
+# but an archive also reads each full-resolution DICOM file, ~75% of its time, and at batch 64
+# one step drafted 2.58 studies/s against AR's 2.54 (archive_drafting.md): no reason there to
+# give up AR's quality. A setting of its own (ECHOCXR_ARCHIVE_ENGINE), as the trade differs per use.
 DEFAULT_ARCHIVE_ENGINE = "ar"
 # a checkpoint given without an engine runs with the engine its stage was trained for
 ENGINE_FOR_STAGE = {"ar": "ar", "rad": "diffusion-multistep", "dcd": "diffusion-onestep"}

@@ -16,8 +16,13 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
+import multiprocessing
+import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -41,6 +46,11 @@ if TYPE_CHECKING:
     from model.report import ReportGenerator
 
 MANIFEST = "archive.csv"
+READ_AHEAD = 2  # batches read beyond the one being decoded
+# Reading a radiograph costs ~5x drafting it at batch 64, so reading pays only when spread over
+# several processes: on 2 cores one reader process was slower than reading in the model's
+# process and two were faster (benchmarks/results/archive_drafting.md).
+DEFAULT_READERS = min(8, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0
 DRAFTED, ALREADY_DRAFTED, FAILED = "drafted", "already drafted", "failed"
 
 
@@ -55,7 +65,8 @@ class Outcome:
 
 @dataclass
 class StageSeconds:
-    """Where an archive's time goes: reading DICOM, decoding, writing the four files."""
+    """Where an archive's time goes: waiting for DICOM to be read (all of the reading when it
+    is not done in reader processes), decoding with labelling, writing the four files."""
 
     read: float = 0.0
     decode: float = 0.0
@@ -73,20 +84,20 @@ class ReadStudy:
     pixels: np.ndarray
 
 
-class ArchiveError(ValueError):
+class ArchiveFolderError(ValueError):
     """The archive or output folder given cannot be drafted into; nothing was written."""
 
 
 def study_entries(root: Path, out: Path) -> list[Path]:
     """The archive's entries in name order, leaving out hidden ones and the output folder."""
     if not root.is_dir():
-        raise ArchiveError(
+        raise ArchiveFolderError(
             f"{root} is not a folder; an archive is a folder with one study per entry "
             "(use `echocxr report` for a single study)"
         )
     output = out.resolve()
     if output == root.resolve():
-        raise ArchiveError(
+        raise ArchiveFolderError(
             "--out is the archive folder itself; give a separate folder (one inside the "
             "archive is fine: it is skipped)"
         )
@@ -104,41 +115,81 @@ def is_drafted(folder: Path) -> bool:
     return all((folder / name).is_file() for name in REPORT_FILES.values())
 
 
-def read_entry(entry: Path, image_size: int) -> ReadStudy:
-    """Raises ``dicom.DicomError`` on anything the reader refuses."""
+def read_entry(entry: Path, image_size: int) -> ReadStudy | Outcome:
+    """The model input and headers of one entry, or its failure in the reader's words.
+
+    The full-resolution pixels are released once the model input is made, so a batch waiting
+    for the model holds ~64 KB a study instead of 20-40 MB, and a reader process sends little
+    back.
+    """
     import dicom
 
-    study = dicom.read_study(entry)
-    return ReadStudy(entry, study, dicom.to_model_input(pick_image(study), image_size))
+    try:
+        study = dicom.read_study(entry)
+        pixels = dicom.to_model_input(pick_image(study), image_size)
+    except dicom.DicomError as error:
+        return Outcome(entry.name, FAILED, str(error))
+    return ReadStudy(entry, study.without_pixels(), pixels)
+
+
+def _one_thread() -> None:
+    """A reader process resizes with torch (MONAI); one thread each, as the readers are many."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def read_batches(
+    batches: Sequence[Sequence[Path]], image_size: int, readers: int
+) -> Iterator[list[ReadStudy | Outcome]]:
+    """Each batch read, in order. With ``readers`` processes, the next ``READ_AHEAD`` batches are
+    read while the caller decodes this one; no further, so a large archive does not pile up."""
+    if readers == 0:
+        for batch in batches:
+            yield [read_entry(entry, image_size) for entry in batch]
+        return
+    # spawn, not fork: the parent holds torch's thread pools, which a forked child can deadlock on
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(readers, mp_context=context, initializer=_one_thread) as pool:
+
+        def submit(batch: Sequence[Path]) -> list[Future[ReadStudy | Outcome]]:
+            return [pool.submit(read_entry, entry, image_size) for entry in batch]
+
+        queued = iter(batches)
+        pending = deque(submit(batch) for batch in itertools.islice(queued, READ_AHEAD))
+        while pending:
+            read = [future.result() for future in pending.popleft()]
+            pending.extend(submit(batch) for batch in itertools.islice(queued, 1))
+            yield read
 
 
 def draft_batch(
-    entries: Sequence[Path], generator: ReportGenerator, out: Path, seconds: StageSeconds
+    read: Sequence[ReadStudy | Outcome],
+    generator: ReportGenerator,
+    out: Path,
+    seconds: StageSeconds,
 ) -> list[Outcome]:
-    """Read every entry, decode the readable ones as one batch, write each draft."""
+    """Decode the readable studies of a batch together and write each draft, in entry order."""
     import dicom
 
-    outcomes: dict[Path, Outcome] = {}
-    readable: list[ReadStudy] = []
     start = time.perf_counter()
-    for entry in entries:
-        try:
-            readable.append(read_entry(entry, generator.image_size))
-        except dicom.DicomError as error:
-            outcomes[entry] = Outcome(entry.name, FAILED, str(error))
-    read = time.perf_counter()
-    reports = generator.generate([item.pixels for item in readable]) if readable else []
+    readable = [item for item in read if isinstance(item, ReadStudy)]
+    reports = iter(generator.generate([item.pixels for item in readable]) if readable else [])
     decoded = time.perf_counter()
-    for item, report in zip(readable, reports, strict=True):
+    outcomes = []
+    for item in read:
+        if isinstance(item, Outcome):
+            outcomes.append(item)
+            continue
+        report, name = next(reports), item.entry.name
         try:
-            write_draft(item.study, report, out / item.entry.name)
-            outcomes[item.entry] = Outcome(item.entry.name, DRAFTED)
+            write_draft(item.study, report, out / name)
+            outcomes.append(Outcome(name, DRAFTED))
         except (dicom.DicomError, OSError) as error:
-            outcomes[item.entry] = Outcome(item.entry.name, FAILED, f"writing the draft: {error}")
-    seconds.read += read - start
-    seconds.decode += decoded - read
+            outcomes.append(Outcome(name, FAILED, f"writing the draft: {error}"))
+    seconds.decode += decoded - start
     seconds.write += time.perf_counter() - decoded
-    return [outcomes[entry] for entry in entries]
+    return outcomes
 
 
 def write_manifest(out: Path, outcomes: Sequence[Outcome]) -> None:
@@ -161,14 +212,21 @@ def draft_archive(
     out: Path,
     generator: ReportGenerator,
     seconds: StageSeconds,
+    readers: int = 0,
     on_batch: Callable[[list[Outcome]], None] | None = None,
 ) -> list[Outcome]:
-    """Draft every entry of ``root`` not drafted yet, in batches of ``generator.batch_size``."""
+    """Draft every entry of ``root`` not drafted yet, in batches of ``generator.batch_size``,
+    reading in ``readers`` processes beside the model (0: in this one)."""
     entries = study_entries(root, out)
     out.mkdir(parents=True, exist_ok=True)
     outcomes = {e: Outcome(e.name, ALREADY_DRAFTED) for e in entries if is_drafted(out / e.name)}
-    for batch in batches([e for e in entries if e not in outcomes], generator.batch_size):
-        done = draft_batch(batch, generator, out, seconds)
+    todo = list(batches([e for e in entries if e not in outcomes], generator.batch_size))
+    reads = read_batches(todo, generator.image_size, readers)
+    for batch in todo:
+        waiting = time.perf_counter()
+        read = next(reads)
+        seconds.read += time.perf_counter() - waiting
+        done = draft_batch(read, generator, out, seconds)
         outcomes.update(zip(batch, done, strict=True))
         write_manifest(out, [outcomes[e] for e in entries if e in outcomes])
         if on_batch:
@@ -195,6 +253,15 @@ def report_archive(
     batch_size: Annotated[
         int, typer.Option(min=1, help="Studies decoded together; larger uses more memory.")
     ] = 64,
+    readers: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Processes that read and decode DICOM beside the model (0: in the model's "
+            "process; default: one per core, at most 8). Reading a full-resolution radiograph "
+            "costs more than drafting it.",
+        ),
+    ] = DEFAULT_READERS,
 ) -> None:
     """Draft every study of an archive folder in batches; OUT/archive.csv lists each outcome."""
     import model
@@ -210,8 +277,8 @@ def report_archive(
         typer.echo(f"drafted {progress['drafted']}, failed {progress['failed']}", err=True)
 
     try:
-        outcomes = draft_archive(archive, out, generator, seconds, on_batch=show)
-    except ArchiveError as error:
+        outcomes = draft_archive(archive, out, generator, seconds, readers, on_batch=show)
+    except ArchiveFolderError as error:
         raise fail(str(error)) from None
     counts = {s: sum(o.status == s for o in outcomes) for s in (DRAFTED, ALREADY_DRAFTED, FAILED)}
     elapsed = time.perf_counter() - start

@@ -37,6 +37,16 @@ def test_file_bytes_and_folder_give_the_same_image(frontal_file: Path) -> None:
     assert "PixelData" not in from_file.frontal_images[0].dataset
 
 
+def test_a_study_without_pixels_keeps_what_a_report_needs(frontal_file: Path) -> None:
+    study = dicom.read_study(frontal_file)
+    light = study.without_pixels()
+    assert light.frontal_images[0].pixels.size == 0
+    assert study.frontal_images[0].pixels.size > 0  # the study read is left as it was
+    for field in ("sop_instance_uid", "series_instance_uid", "view_position", "dataset"):
+        assert getattr(light.frontal_images[0], field) == getattr(study.frontal_images[0], field)
+    assert (light.study_instance_uid, light.series) == (study.study_instance_uid, study.series)
+
+
 def test_study_groups_series_and_sets_aside_lateral_and_non_images(tmp_path: Path) -> None:
     save(radiograph(view="PA"), tmp_path / "pa.dcm")
     save(radiograph(view="LL"), tmp_path / "lat.dcm")

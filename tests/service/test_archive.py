@@ -28,11 +28,11 @@ def phantom_archive(root: Path, n: int) -> list[Path]:
 
 
 def report_archive(
-    archive: Path, out: Path, *args: str, env: dict[str, str] | None = None
+    archive: Path, out: Path, *args: str, env: dict[str, str] | None = None, readers: int = 0
 ) -> Result:
-    return CliRunner().invoke(
-        app, ["report-archive", str(archive), "--out", str(out), *args], env=env or {}
-    )
+    """The command, reading in this process unless ``readers`` processes are asked for."""
+    command = ["report-archive", str(archive), "--out", str(out), "--readers", str(readers)]
+    return CliRunner().invoke(app, [*command, *args], env=env or {})
 
 
 def manifest(out: Path) -> dict[str, tuple[str, str]]:
@@ -45,14 +45,18 @@ def summary(out: Path, entry: str) -> dict[str, object]:
 
 
 def test_an_archive_drafted_in_batches_reads_as_each_study_drafted_alone(tmp_path: Path) -> None:
-    """Batching (with ended reports leaving the batch) changes the throughput, not the drafts."""
+    """Batching (with ended reports leaving the batch) and reading in other processes change
+    the throughput, not the drafts."""
     import dicom
 
     studies = phantom_archive(tmp_path / "archive", 5)
-    result = report_archive(tmp_path / "archive", tmp_path / "out", "--batch-size", "2")
-    assert result.exit_code == 0, result.output
-    assert "5 drafted, 0 already drafted, 0 failed" in result.output
-    assert manifest(tmp_path / "out") == {s.name: ("drafted", "") for s in studies}
+    (tmp_path / "archive" / "notes.txt").write_text("not DICOM")  # a failure among the reads
+    result = report_archive(tmp_path / "archive", tmp_path / "out", "--batch-size", "2", readers=2)
+    assert result.exit_code == 1, result.output
+    assert "5 drafted, 0 already drafted, 1 failed" in result.output
+    outcomes = manifest(tmp_path / "out")
+    assert outcomes.pop("notes.txt")[0] == "failed"
+    assert outcomes == {s.name: ("drafted", "") for s in studies}
     alone = model.load(engine=model.DEFAULT_ARCHIVE_ENGINE, batch_size=1)
     for study in studies:
         drafted = summary(tmp_path / "out", study.name)
@@ -67,7 +71,7 @@ def test_an_archive_drafted_in_batches_reads_as_each_study_drafted_alone(tmp_pat
         assert sr.StudyInstanceUID == pydicom.dcmread(study).StudyInstanceUID
     # the timings in report.json are the batch's, and say how many drafts they cover
     batch_sizes = [summary(tmp_path / "out", s.name)["timings"]["reports"] for s in studies]  # type: ignore[index]
-    assert batch_sizes == [2.0, 2.0, 2.0, 2.0, 1.0]
+    assert batch_sizes == [1.0, 2.0, 2.0, 2.0, 2.0]  # notes.txt sorts first: its batch drafts one
 
 
 def test_bad_entries_fail_alone_and_a_second_run_drafts_only_what_is_missing(
