@@ -235,6 +235,10 @@ def draft_archive(
     return [outcomes[e] for e in entries]
 
 
+def count_outcomes(outcomes: Sequence[Outcome]) -> dict[str, int]:
+    return {s: sum(o.status == s for o in outcomes) for s in (DRAFTED, ALREADY_DRAFTED, FAILED)}
+
+
 def report_archive(
     archive: Annotated[
         Path, typer.Argument(help="A folder with one study per entry (file, folder, ZIP/TAR).")
@@ -280,7 +284,7 @@ def report_archive(
         outcomes = draft_archive(archive, out, generator, seconds, readers, on_batch=show)
     except ArchiveFolderError as error:
         raise fail(str(error)) from None
-    counts = {s: sum(o.status == s for o in outcomes) for s in (DRAFTED, ALREADY_DRAFTED, FAILED)}
+    counts = count_outcomes(outcomes)
     elapsed = time.perf_counter() - start
     typer.echo(
         f"{counts[DRAFTED]} drafted, {counts[ALREADY_DRAFTED]} already drafted, "

@@ -14,17 +14,9 @@ from typer.testing import CliRunner
 import model
 from service.cli import app
 from service.reporting import draft_study
+from tests.support.archives import phantom_archive
 
 pytestmark = pytest.mark.e2e
-
-
-def phantom_archive(root: Path, n: int) -> list[Path]:
-    """``n`` phantom studies, one DICOM file each, as a PACS export folder holds them."""
-    from model.data.phantom import sample_case
-    from model.data.phantom.dicom_export import write_dicom
-
-    root.mkdir(parents=True, exist_ok=True)
-    return [write_dicom(sample_case(7, i), root / f"study-{i}.dcm", downscale=8) for i in range(n)]
 
 
 def report_archive(
