@@ -1,10 +1,11 @@
 """Drafting a whole archive in batches: the throughput use; `echocxr report` is the latency one.
 
 An archive is a folder holding one study per entry (a DICOM file, a folder, a ZIP/TAR or a
-DICOMDIR: whatever `echocxr report` reads). The model drafts the studies in batches, because a
-batch of 64 writes 2-5x the reports per CPU-second of one study at a time
-(``benchmarks/results/row_dropping.md``), and each draft goes through the same ``draft_study``
-steps and ``write_draft`` as a single report, into ``OUT/<entry name>/``.
+DICOMDIR: whatever `echocxr report` reads). The model drafts the studies in batches (at batch 64,
+per draft, AR spends a sixth and one step under half of their batch-1 decoding time), reader
+processes read the DICOM beside it (reading is ~75% of an archive's time;
+``benchmarks/results/archive_drafting.md``), and each draft is written by ``write_draft``, as a
+single report is, into ``OUT/<entry name>/``.
 
 A bad entry costs only itself: it is recorded as failed, with the reader's message, and the
 rest of the archive is drafted. ``OUT/archive.csv`` is rewritten after every batch, so it
