@@ -32,8 +32,8 @@ import typer
 
 from service.reporting import (
     CheckpointOption,
-    EngineOptionOption,
     OutOption,
+    engine_option_parameter,
     fail,
     load_generator,
     pick_image,
@@ -254,7 +254,9 @@ def report_archive(
             "Default with --checkpoint: the engine of the checkpoint's stage.",
         ),
     ] = None,
-    engine_option: EngineOptionOption = None,
+    engine_option: Annotated[
+        list[str] | None, engine_option_parameter("ECHOCXR_ARCHIVE_ENGINE_OPTIONS")
+    ] = None,
     batch_size: Annotated[
         int, typer.Option(min=1, help="Studies decoded together; larger uses more memory.")
     ] = 64,

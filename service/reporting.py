@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from typer.models import OptionInfo
 
 if TYPE_CHECKING:
     import dicom
@@ -97,15 +98,17 @@ OutOption = Annotated[Path, typer.Option(help="Folder for the report files.")]
 CheckpointOption = Annotated[
     Path | None, typer.Option(help="Checkpoint folder (default: the shipped one).")
 ]
-EngineOptionOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        envvar="ECHOCXR_ENGINE_OPTIONS",
+
+
+def engine_option_parameter(envvar: str) -> OptionInfo:
+    """The --engine-option parameter; each use reads its own variable, as it has its own engine
+    (options for the interactive engine would not fit the archive's)."""
+    return typer.Option(
+        envvar=envvar,
         help="KEY=VALUE, a decoding option of the engine (repeatable; the variable takes "
         "them space-separated), e.g. report_ngrams=false for diffusion-onestep or "
         "steps=2 for diffusion-multistep. Recorded in report.json.",
-    ),
-]
+    )
 
 
 def load_generator(
@@ -138,7 +141,9 @@ def report(
             "block). Default with --checkpoint: the engine of the checkpoint's stage.",
         ),
     ] = None,
-    engine_option: EngineOptionOption = None,
+    engine_option: Annotated[
+        list[str] | None, engine_option_parameter("ECHOCXR_ENGINE_OPTIONS")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json's content.")] = False,
 ) -> None:
     """Draft a preliminary report for one study and write it as JSON, SR, PDF and FHIR."""

@@ -100,16 +100,27 @@ def test_bad_entries_fail_alone_and_a_second_run_drafts_only_what_is_missing(
     assert (out / good[1].name / "report.pdf.dcm").is_file()
 
 
-def test_archives_take_their_engine_from_their_own_setting(tmp_path: Path) -> None:
-    """The interactive engine setting does not move archives, and the archive setting does."""
+def test_archives_take_their_engine_and_options_from_their_own_settings(tmp_path: Path) -> None:
+    """The interactive engine's settings do not move archives (its options would not even fit
+    the archive's engine), and the archive's settings do."""
     (study,) = phantom_archive(tmp_path / "archive", 1)
-    interactive = {"ECHOCXR_ENGINE": "diffusion-onestep"}
+    interactive = {
+        "ECHOCXR_ENGINE": "diffusion-onestep",
+        "ECHOCXR_ENGINE_OPTIONS": "ngram_candidates=8",
+    }
     default = report_archive(tmp_path / "archive", tmp_path / "default", env=interactive)
-    archive_env = {"ECHOCXR_ARCHIVE_ENGINE": "diffusion-onestep"}
+    archive_env = {
+        "ECHOCXR_ARCHIVE_ENGINE": "diffusion-onestep",
+        "ECHOCXR_ARCHIVE_ENGINE_OPTIONS": "ngram_candidates=8",
+    }
     chosen = report_archive(tmp_path / "archive", tmp_path / "chosen", env=archive_env)
-    assert default.exit_code == chosen.exit_code == 0, chosen.output
-    assert summary(tmp_path / "default", study.name)["engine"] == model.DEFAULT_ARCHIVE_ENGINE
-    assert summary(tmp_path / "chosen", study.name)["engine"] == "diffusion-onestep"
+    assert default.exit_code == chosen.exit_code == 0, default.output + chosen.output
+    drafted_by_default = summary(tmp_path / "default", study.name)
+    assert drafted_by_default["engine"] == model.DEFAULT_ARCHIVE_ENGINE
+    assert "ngram_candidates" not in drafted_by_default["engine_options"]  # type: ignore[operator]
+    drafted_as_chosen = summary(tmp_path / "chosen", study.name)
+    assert drafted_as_chosen["engine"] == "diffusion-onestep"
+    assert drafted_as_chosen["engine_options"]["ngram_candidates"] == 8  # type: ignore[index]
 
 
 @pytest.mark.parametrize(
