@@ -67,21 +67,19 @@ def load(
     from model.decoding import get_engine
     from model.report import ReportGenerator
 
-    if checkpoint_dir is None and engine is None:
-        engine = DEFAULT_ENGINE
-    # an unknown engine or option is named as such, before any checkpoint is looked for
-    chosen = get_engine(engine, **(engine_options or {})) if engine else None
+    options = engine_options or {}
     if checkpoint_dir is None:
-        checkpoint_dir = shipped_checkpoint(engine or DEFAULT_ENGINE)
-        if checkpoint_dir is None:
-            raise CheckpointError(
-                f"no checkpoint is shipped for engine {engine!r}; pass one from `echocxr "
-                "train`, `echocxr train-rad` or `echocxr distill`"
-            )
+        engine = engine or DEFAULT_ENGINE
+        checkpoint_dir = shipped_checkpoint(engine)
+    # an unknown engine or option is named as such, before a checkpoint that is not shipped
+    decoder = get_engine(engine, **options) if engine else None
+    if checkpoint_dir is None:
+        raise CheckpointError(
+            f"no checkpoint is shipped for engine {engine!r}; pass one from `echocxr "
+            "train`, `echocxr train-rad` or `echocxr distill`"
+        )
     checkpoint = load_checkpoint(Path(checkpoint_dir), device=device)
-    decoder = chosen or get_engine(
-        ENGINE_FOR_STAGE[checkpoint.vlm.config.stage], **(engine_options or {})
-    )
+    decoder = decoder or get_engine(ENGINE_FOR_STAGE[checkpoint.vlm.config.stage], **options)
     return ReportGenerator(checkpoint, decoder, batch_size=batch_size)
 
 

@@ -30,10 +30,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from model import DEFAULT_ARCHIVE_ENGINE
 from service.reporting import (
     CheckpointOption,
     OutOption,
     engine_option_parameter,
+    engine_parameter,
     fail,
     load_generator,
     pick_image,
@@ -203,11 +205,6 @@ def write_manifest(out: Path, outcomes: Sequence[Outcome]) -> None:
     write_atomically(out / MANIFEST, text.getvalue().encode())
 
 
-def batches(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
-    for first in range(0, len(items), size):
-        yield items[first : first + size]
-
-
 def draft_archive(
     root: Path,
     out: Path,
@@ -221,7 +218,8 @@ def draft_archive(
     entries = study_entries(root, out)
     out.mkdir(parents=True, exist_ok=True)
     outcomes = {e: Outcome(e.name, ALREADY_DRAFTED) for e in entries if is_drafted(out / e.name)}
-    todo = list(batches([e for e in entries if e not in outcomes], generator.batch_size))
+    pending, size = [e for e in entries if e not in outcomes], generator.batch_size
+    todo = [pending[first : first + size] for first in range(0, len(pending), size)]
     reads = read_batches(todo, generator.image_size, readers)
     for batch in todo:
         waiting = time.perf_counter()
@@ -247,12 +245,7 @@ def report_archive(
     out: OutOption = Path("archive-reports"),
     checkpoint: CheckpointOption = None,
     engine: Annotated[
-        str | None,
-        typer.Option(
-            envvar="ECHOCXR_ARCHIVE_ENGINE",
-            help="ar (the default for archives), diffusion-multistep or diffusion-onestep. "
-            "Default with --checkpoint: the engine of the checkpoint's stage.",
-        ),
+        str | None, engine_parameter("ECHOCXR_ARCHIVE_ENGINE", DEFAULT_ARCHIVE_ENGINE)
     ] = None,
     engine_option: Annotated[
         list[str] | None, engine_option_parameter("ECHOCXR_ARCHIVE_ENGINE_OPTIONS")
@@ -271,9 +264,7 @@ def report_archive(
     ] = DEFAULT_READERS,
 ) -> None:
     """Draft every study of an archive folder in batches; OUT/archive.csv lists each outcome."""
-    import model
-
-    engine = engine or (None if checkpoint else model.DEFAULT_ARCHIVE_ENGINE)
+    engine = engine or (None if checkpoint else DEFAULT_ARCHIVE_ENGINE)
     generator = load_generator(checkpoint, engine, engine_option, batch_size)
     start, seconds = time.perf_counter(), StageSeconds()
     progress = {"drafted": 0, "failed": 0}

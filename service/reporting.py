@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from typer.models import OptionInfo
 
+from model import DEFAULT_ENGINE
+
 if TYPE_CHECKING:
     import dicom
     from model.report import Report, ReportGenerator
@@ -100,6 +102,15 @@ CheckpointOption = Annotated[
 ]
 
 
+def engine_parameter(envvar: str, default: str) -> OptionInfo:
+    """The --engine parameter; each use has its own variable and default engine."""
+    return typer.Option(
+        envvar=envvar,
+        help=f"ar, diffusion-multistep or diffusion-onestep (one forward per block); default "
+        f"{default}, or with --checkpoint the engine of the checkpoint's stage.",
+    )
+
+
 def engine_option_parameter(envvar: str) -> OptionInfo:
     """The --engine-option parameter; each use reads its own variable, as it has its own engine
     (options for the interactive engine would not fit the archive's)."""
@@ -133,14 +144,7 @@ def report(
     study: Annotated[Path, typer.Argument(help="A DICOM file, folder, ZIP/TAR or DICOMDIR.")],
     out: OutOption = Path("report"),
     checkpoint: CheckpointOption = None,
-    engine: Annotated[
-        str | None,
-        typer.Option(
-            envvar="ECHOCXR_ENGINE",
-            help="ar (the default), diffusion-multistep or diffusion-onestep (one forward per "
-            "block). Default with --checkpoint: the engine of the checkpoint's stage.",
-        ),
-    ] = None,
+    engine: Annotated[str | None, engine_parameter("ECHOCXR_ENGINE", DEFAULT_ENGINE)] = None,
     engine_option: Annotated[
         list[str] | None, engine_option_parameter("ECHOCXR_ENGINE_OPTIONS")
     ] = None,
