@@ -23,8 +23,8 @@ $ECHOCXR train --stage ar --config model/configs/ar-tiny.json --out runs/ar-tiny
 ship ar-tiny ar-tiny
 for b in $BLOCKS; do
   $ECHOCXR train-rad --config "model/configs/rad-b$b.json" --out "runs/rad-b$b" --seed 0
-  if [ "$b" = 8 ]; then  # the shipped teacher trains 1,000 steps more (rad-b8-more.json)
-    $ECHOCXR train-rad --config model/configs/rad-b8-more.json --out runs/rad-b8-more --seed 1
+  if [ -f "model/configs/rad-b$b-more.json" ]; then  # B = 8 and 16 train 1,000 steps more
+    $ECHOCXR train-rad --config "model/configs/rad-b$b-more.json" --out "runs/rad-b$b-more" --seed 1
   fi
   $ECHOCXR distill --config "model/configs/dcd-b$b.json" --out "runs/dcd-b$b" --seed 0
   if [ "$BLOCKS" != 8 ]; then
