@@ -8,7 +8,9 @@ processes read the DICOM beside it (reading is ~75% of an archive's time;
 single report is, into ``OUT/<entry name>/``.
 
 A bad entry costs only itself: it is recorded as failed, with the reader's message, and the
-rest of the archive is drafted. ``OUT/archive.csv`` is rewritten after every batch, so it
+rest of the archive is drafted. That holds too for an entry that kills its reader process (a
+decoder's crash, the OOM killer): ``Readers`` finds it by reading again, alone, what the dead
+process's pool lost. ``OUT/archive.csv`` is rewritten after every batch, so it
 always says what is done; a second run drafts only the entries without all four report files
 (a failed entry is tried again, a drafted one is kept).
 """
@@ -24,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -142,6 +145,97 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
+ReadEntry = Callable[[Path, int], ReadStudy | Outcome]
+READER_DIED = (
+    "the reader process died reading this entry, read alone (killed for lack of memory, or a "
+    "decoder crashed); the rest of the archive was drafted: check the file with `echocxr ingest`"
+)
+
+
+class Readers:
+    """Reader processes that survive one of them dying.
+
+    A process killed by the kernel's OOM killer, or by a decoder's crash, breaks its whole
+    ``ProcessPoolExecutor``: every entry queued on it fails, not only the one being read. The
+    entries it took down are read again in a fresh pool, halving the lot while none of it
+    completes, so that only an entry which kills a reader on its own is recorded as failed.
+    """
+
+    def __init__(self, processes: int, image_size: int, read: ReadEntry = read_entry) -> None:
+        self.processes, self.image_size, self.read = processes, image_size, read
+        self.pool = self._new_pool()
+
+    def _new_pool(self, processes: int | None = None) -> ProcessPoolExecutor:
+        # spawn, not fork: the parent holds torch's thread pools, which a forked child can
+        # deadlock on
+        context = multiprocessing.get_context("spawn")
+        size = processes or self.processes
+        return ProcessPoolExecutor(size, mp_context=context, initializer=_one_thread)
+
+    def submit(self, batch: Sequence[Path]) -> list[Future[ReadStudy | Outcome]]:
+        return [self._submit(self.pool, entry) for entry in batch]
+
+    def _submit(self, pool: ProcessPoolExecutor, entry: Path) -> Future[ReadStudy | Outcome]:
+        """A read queued on ``pool``; on a pool that broke since, a read lost with it."""
+        try:
+            return pool.submit(self.read, entry, self.image_size)
+        except BrokenProcessPool as error:
+            lost: Future[ReadStudy | Outcome] = Future()
+            lost.set_exception(error)
+            return lost
+
+    def results(
+        self, batch: Sequence[Path], futures: Sequence[Future[ReadStudy | Outcome]]
+    ) -> tuple[list[ReadStudy | Outcome], bool]:
+        """The batch read, and whether the pool broke on the way: it is then replaced, and what
+        was queued on it must be submitted again (``revive``)."""
+        done = dict(zip(batch, map(_result_unless_broken, futures), strict=True))
+        lost = [entry for entry, result in done.items() if result is None]
+        if lost:
+            self.pool.shutdown(cancel_futures=True)  # waits until every future is settled
+            done.update(self.read_isolating(lost))
+            self.pool = self._new_pool()
+        return [result for result in done.values() if result is not None], bool(lost)
+
+    def revive(
+        self, batch: Sequence[Path], futures: Sequence[Future[ReadStudy | Outcome]]
+    ) -> list[Future[ReadStudy | Outcome]]:
+        """The batch's reads, those that a broken pool took down submitted again."""
+        return [
+            future if _read(future) else self._submit(self.pool, entry)
+            for entry, future in zip(batch, futures, strict=True)
+        ]
+
+    def read_isolating(self, entries: Sequence[Path]) -> dict[Path, ReadStudy | Outcome]:
+        with self._new_pool(min(self.processes, len(entries))) as pool:
+            futures = [self._submit(pool, entry) for entry in entries]
+            done = dict(zip(entries, map(_result_unless_broken, futures), strict=True))
+        lost = [entry for entry, result in done.items() if result is None]
+        found: dict[Path, ReadStudy | Outcome] = {e: r for e, r in done.items() if r is not None}
+        if lost and len(entries) == 1:
+            found[lost[0]] = Outcome(lost[0].name, FAILED, READER_DIED)
+        elif len(lost) == len(entries):  # nothing finished: which one kills is unknown, halve
+            found |= self.read_isolating(lost[: len(lost) // 2])
+            found |= self.read_isolating(lost[len(lost) // 2 :])
+        elif lost:
+            found |= self.read_isolating(lost)
+        return {entry: found[entry] for entry in entries}
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
+
+
+def _read(future: Future[ReadStudy | Outcome]) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None
+
+
+def _result_unless_broken(future: Future[ReadStudy | Outcome]) -> ReadStudy | Outcome | None:
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        return None
+
+
 def read_batches(
     batches: Sequence[Sequence[Path]], image_size: int, readers: int
 ) -> Iterator[list[ReadStudy | Outcome]]:
@@ -151,19 +245,26 @@ def read_batches(
         for batch in batches:
             yield [read_entry(entry, image_size) for entry in batch]
         return
-    # spawn, not fork: the parent holds torch's thread pools, which a forked child can deadlock on
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(readers, mp_context=context, initializer=_one_thread) as pool:
+    yield from read_in_processes(batches, Readers(readers, image_size))
 
-        def submit(batch: Sequence[Path]) -> list[Future[ReadStudy | Outcome]]:
-            return [pool.submit(read_entry, entry, image_size) for entry in batch]
 
-        queued = iter(batches)
-        pending = deque(submit(batch) for batch in itertools.islice(queued, READ_AHEAD))
+def read_in_processes(
+    batches: Sequence[Sequence[Path]], readers: Readers
+) -> Iterator[list[ReadStudy | Outcome]]:
+    queued = iter(batches)
+    pending = deque(
+        (batch, readers.submit(batch)) for batch in itertools.islice(queued, READ_AHEAD)
+    )
+    try:
         while pending:
-            read = [future.result() for future in pending.popleft()]
-            pending.extend(submit(batch) for batch in itertools.islice(queued, 1))
+            batch, futures = pending.popleft()
+            read, broke = readers.results(batch, futures)
+            if broke:
+                pending = deque((waiting, readers.revive(waiting, f)) for waiting, f in pending)
+            pending.extend((next_, readers.submit(next_)) for next_ in itertools.islice(queued, 1))
             yield read
+    finally:
+        readers.shutdown()
 
 
 def draft_batch(

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from service.archive import Outcome, ReadStudy
 
 
 def phantom_archive(root: Path, n: int) -> list[Path]:
@@ -12,3 +18,13 @@ def phantom_archive(root: Path, n: int) -> list[Path]:
 
     root.mkdir(parents=True, exist_ok=True)
     return [write_dicom(sample_case(7, i), root / f"study-{i}.dcm", downscale=8) for i in range(n)]
+
+
+def read_or_die(entry: Path, image_size: int) -> ReadStudy | Outcome:
+    """``read_entry``, except that an entry named ``kills-reader*`` kills the process reading it
+    with SIGKILL, as the kernel's OOM killer does (no exception, no clean-up)."""
+    from service.archive import read_entry
+
+    if entry.name.startswith("kills-reader"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return read_entry(entry, image_size)

@@ -1,0 +1,67 @@
+"""Reader processes that die (OOM killer, a decoder's crash) cost their entry, not the archive."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from service.archive import FAILED, READER_DIED, Outcome, Readers, ReadStudy, read_in_processes
+from service.cli import app
+from tests.support.archives import phantom_archive, read_or_die
+
+pytestmark = pytest.mark.e2e
+
+
+def test_an_entry_that_kills_its_reader_fails_alone_and_the_others_are_read(
+    tmp_path: Path,
+) -> None:
+    """The killer is read ahead, beside the first batch, on the pool it breaks, and it shares
+    its batch with a good entry: only the killer fails, every other entry is read, in order."""
+    studies = phantom_archive(tmp_path, 5)
+    killer = Path(shutil.copy(studies[0], tmp_path / "kills-reader.dcm"))
+    entries = [studies[0], studies[1], studies[2], killer, studies[3], studies[4]]
+    batches = [entries[:3], entries[3:5], entries[5:]]
+
+    read = list(read_in_processes(batches, Readers(2, 64, read=read_or_die)))
+
+    assert [len(batch) for batch in read] == [3, 2, 1]
+    results = [result for batch in read for result in batch]
+    assert results[3] == Outcome("kills-reader.dcm", FAILED, READER_DIED)
+    good = [result for i, result in enumerate(results) if i != 3]
+    assert [(type(r), getattr(r, "entry", None)) for r in good] == [
+        (ReadStudy, entry) for entry in entries if entry != killer
+    ]
+
+
+def test_a_reader_killed_from_outside_mid_archive_loses_no_draft(tmp_path: Path) -> None:
+    """A reader killed while the archive is drafted (what the OOM killer does under memory
+    pressure from elsewhere): its entries are read again and the run drafts every study."""
+    studies = phantom_archive(tmp_path / "archive", 4)
+    killed: list[int] = []
+
+    def kill_first_reader() -> None:
+        deadline = time.monotonic() + 60
+        while not killed and time.monotonic() < deadline:
+            for child in multiprocessing.active_children():
+                os.kill(child.pid or 0, signal.SIGKILL)
+                killed.append(child.pid or 0)
+                break
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_first_reader)
+    killer.start()
+    command = ["report-archive", str(tmp_path / "archive"), "--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(app, [*command, "--batch-size", "2", "--readers", "2"])
+    killer.join()
+
+    assert killed, "no reader process was seen to kill"
+    assert result.exit_code == 0, result.output
+    assert f"{len(studies)} drafted, 0 already drafted, 0 failed" in result.output
