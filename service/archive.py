@@ -22,6 +22,7 @@ import io
 import itertools
 import multiprocessing
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -57,6 +58,7 @@ READ_AHEAD = 2  # batches read beyond the one being decoded
 # several processes: on 2 cores one reader process was slower than reading in the model's
 # process and two were faster (benchmarks/results/archive_drafting.md).
 DEFAULT_READERS = min(8, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0
+PARENT_CHECK_SECONDS = 1.0
 DRAFTED, ALREADY_DRAFTED, FAILED = "drafted", "already drafted", "failed"
 
 
@@ -138,11 +140,20 @@ def read_entry(entry: Path, image_size: int) -> ReadStudy | Outcome:
     return ReadStudy(entry, study.without_pixels(), pixels)
 
 
-def _one_thread() -> None:
-    """A reader process resizes with torch (MONAI); one thread each, as the readers are many."""
+def _start_reader(parent: int) -> None:
+    """A reader resizes with torch (MONAI): one thread each, as the readers are many. It ends
+    itself when its parent is gone: a parent killed outright (the OOM killer, a Celery hard time
+    limit) does not close the executor's queue, and its readers would wait on it forever."""
     import torch
 
     torch.set_num_threads(1)
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(1)
 
 
 ReadEntry = Callable[[Path, int], ReadStudy | Outcome]
@@ -170,7 +181,9 @@ class Readers:
         # deadlock on
         context = multiprocessing.get_context("spawn")
         size = processes or self.processes
-        return ProcessPoolExecutor(size, mp_context=context, initializer=_one_thread)
+        return ProcessPoolExecutor(
+            size, mp_context=context, initializer=_start_reader, initargs=(os.getpid(),)
+        )
 
     def submit(self, batch: Sequence[Path]) -> list[Future[ReadStudy | Outcome]]:
         return [self._submit(self.pool, entry) for entry in batch]

@@ -6,6 +6,8 @@ import multiprocessing
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -13,7 +15,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from service.archive import FAILED, READER_DIED, Outcome, Readers, ReadStudy, read_in_processes
+from service.archive import (
+    FAILED,
+    PARENT_CHECK_SECONDS,
+    READER_DIED,
+    Outcome,
+    Readers,
+    ReadStudy,
+    read_in_processes,
+)
 from service.cli import app
 from tests.support.archives import phantom_archive, read_or_die
 
@@ -65,3 +75,31 @@ def test_a_reader_killed_from_outside_mid_archive_loses_no_draft(tmp_path: Path)
     assert killed, "no reader process was seen to kill"
     assert result.exit_code == 0, result.output
     assert f"{len(studies)} drafted, 0 already drafted, 0 failed" in result.output
+
+
+def test_readers_end_when_the_process_they_read_for_is_killed() -> None:
+    """A parent killed outright (the OOM killer, a hard time limit) leaves no reader behind."""
+    killed_parent = """
+import os, signal
+from service.archive import Readers
+readers = Readers(1, 64)
+print(readers.pool.submit(os.getpid).result(), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    parent = subprocess.Popen([sys.executable, "-c", killed_parent], stdout=subprocess.PIPE)
+    assert parent.stdout is not None
+    reader = int(parent.stdout.readline())  # the reader holds the pipe: do not read to its end
+    assert parent.wait(timeout=60) == -signal.SIGKILL
+    deadline = time.monotonic() + 10 * PARENT_CHECK_SECONDS
+    while running(reader) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running(reader)
+
+
+def running(pid: int) -> bool:
+    """Still running: an orphan that has ended is a zombie until init reaps it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
