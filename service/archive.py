@@ -142,8 +142,8 @@ def read_entry(entry: Path, image_size: int) -> ReadStudy | Outcome:
 
 def _start_reader(parent: int) -> None:
     """A reader resizes with torch (MONAI): one thread each, as the readers are many. It ends
-    itself when its parent is gone: a parent killed outright (the OOM killer, a Celery hard time
-    limit) does not close the executor's queue, and its readers would wait on it forever."""
+    itself when its parent is gone: a parent killed outright (the OOM killer, ``kill -9``) does
+    not close the executor's queue, and its readers would wait on it forever."""
     import torch
 
     torch.set_num_threads(1)
@@ -158,8 +158,8 @@ def _exit_with(parent: int) -> None:
 
 ReadEntry = Callable[[Path, int], ReadStudy | Outcome]
 READER_DIED = (
-    "the reader process died reading this entry, read alone (killed for lack of memory, or a "
-    "decoder crashed); the rest of the archive was drafted: check the file with `echocxr ingest`"
+    "reading this entry killed the reader process, also when read alone (out of memory, or a "
+    "decoder crashed); check the file with `echocxr ingest`"
 )
 
 
