@@ -8,23 +8,12 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
 
 import model
-from service.cli import app
 from service.reporting import draft_study
-from tests.support.archives import phantom_archive
+from tests.support.archives import phantom_archive, report_archive
 
 pytestmark = pytest.mark.e2e
-
-
-def report_archive(
-    archive: Path, out: Path, *args: str, env: dict[str, str] | None = None, readers: int = 0
-) -> Result:
-    """The command, reading in this process unless ``readers`` processes are asked for."""
-    command = ["report-archive", str(archive), "--out", str(out), "--readers", str(readers)]
-    return CliRunner().invoke(app, [*command, *args], env=env or {})
 
 
 def manifest(out: Path) -> dict[str, tuple[str, str]]:

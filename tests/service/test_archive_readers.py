@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from service.archive import (
     FAILED,
@@ -24,8 +23,7 @@ from service.archive import (
     ReadStudy,
     read_in_processes,
 )
-from service.cli import app
-from tests.support.archives import phantom_archive, read_or_die
+from tests.support.archives import phantom_archive, read_or_die, report_archive
 
 pytestmark = pytest.mark.e2e
 
@@ -68,8 +66,7 @@ def test_a_reader_killed_from_outside_mid_archive_loses_no_draft(tmp_path: Path)
 
     killer = threading.Thread(target=kill_first_reader)
     killer.start()
-    command = ["report-archive", str(tmp_path / "archive"), "--out", str(tmp_path / "out")]
-    result = CliRunner().invoke(app, [*command, "--batch-size", "2", "--readers", "2"])
+    result = report_archive(tmp_path / "archive", tmp_path / "out", "--batch-size", "2", readers=2)
     killer.join()
 
     assert killed, "no reader process was seen to kill"

@@ -1,4 +1,4 @@
-"""Small archives of phantom studies for the tests that draft them (command and worker)."""
+"""Small archives of phantom studies, and the command that drafts them, for the archive tests."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from click.testing import Result
+
     from service.archive import Outcome, ReadStudy
 
 
@@ -28,3 +30,15 @@ def read_or_die(entry: Path, image_size: int) -> ReadStudy | Outcome:
     if entry.name.startswith("kills-reader"):
         os.kill(os.getpid(), signal.SIGKILL)
     return read_entry(entry, image_size)
+
+
+def report_archive(
+    archive: Path, out: Path, *args: str, env: dict[str, str] | None = None, readers: int = 0
+) -> Result:
+    """The command, reading in this process unless ``readers`` processes are asked for."""
+    from typer.testing import CliRunner
+
+    from service.cli import app
+
+    command = ["report-archive", str(archive), "--out", str(out), "--readers", str(readers)]
+    return CliRunner().invoke(app, [*command, *args], env=env or {})
