@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -62,24 +63,55 @@ class StudyRecord:
 def write_cache(directory: Path, studies: Iterable[tuple[np.ndarray, StudyRecord]]) -> Path:
     """Write ``(image float [0,1] (S,S), record)`` pairs as a cache, atomically.
 
-    Everything goes to a sibling temp directory that is renamed at the end, so an interrupted
-    render never leaves a cache that looks complete.
+    Everything goes to a temp directory of this process, renamed at the end, so an interrupted
+    render never leaves a cache that looks complete, and two processes rendering the same cache
+    at once (two training runs started together) do not write into each other's files: the
+    first rename wins and the other's identical render is dropped.
     """
     directory = Path(directory)
-    tmp = directory.with_name(directory.name + ".partial")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_partials(directory)
+    tmp = directory.with_name(f"{directory.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp.mkdir()
     images, lines = [], []
     for image, record in studies:
         images.append(np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8))
         lines.append(record.to_json())
     if not images:
+        shutil.rmtree(tmp)
         raise DatasetError("no studies to cache")
     np.save(tmp / IMAGES_FILE, np.stack(images))
     (tmp / RECORDS_FILE).write_text("\n".join(lines) + "\n")
-    shutil.rmtree(directory, ignore_errors=True)
-    tmp.rename(directory)
+    if (directory / RECORDS_FILE).is_file():  # another process finished the same render first
+        shutil.rmtree(tmp)
+        return directory
+    shutil.rmtree(directory, ignore_errors=True)  # an incomplete cache of an older version
+    try:
+        tmp.rename(directory)
+    except OSError:  # renamed by another process between the check and here
+        shutil.rmtree(tmp)
+        if not (directory / RECORDS_FILE).is_file():
+            raise
     return directory
+
+
+def remove_abandoned_partials(directory: Path) -> None:
+    """Delete the temp directories of renders whose process no longer runs (interrupted)."""
+    for partial in directory.parent.glob(f"{directory.name}.partial-*"):
+        pid = partial.name.rpartition("-")[2]
+        if pid.isdigit() and not process_runs(int(pid)):
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def read_cache(directory: Path) -> tuple[np.ndarray, list[StudyRecord]]:
