@@ -68,6 +68,9 @@ def report_ngrams(
             "phantom_seed and phantom_reports), e.g. model/configs/dcd-b8.json."
         ),
     ],
+    order: Annotated[
+        int | None, typer.Option(help="Tokens per n-gram [default: the engine's order]")
+    ] = None,
 ) -> None:
     """Give a checkpoint the token n-grams of its training reports, for one-step decoding.
 
@@ -76,7 +79,7 @@ def report_ngrams(
     """
     from model.checkpoint import CheckpointError, add_report_ngrams, read_manifest
     from model.data.datasets import phantom_records
-    from model.report_ngrams import ReportNgrams, ReportNgramsError
+    from model.report_ngrams import ORDER, ReportNgrams, ReportNgramsError
     from model.tokenizer import Tokenizer, TokenizerError
 
     seed, studies, form = recipe_training_set(config)
@@ -84,7 +87,7 @@ def report_ngrams(
         read_manifest(checkpoint)
         tokenizer = Tokenizer.load(checkpoint)
         texts = (r.report_text for r in phantom_records(seed, studies, "train", form))
-        ngrams = ReportNgrams.of_texts(texts, tokenizer)
+        ngrams = ReportNgrams.of_texts(texts, tokenizer, order or ORDER)
         add_report_ngrams(checkpoint, ngrams)
     except (CheckpointError, TokenizerError, ReportNgramsError) as err:
         raise fail(str(err)) from err

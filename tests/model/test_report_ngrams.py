@@ -137,6 +137,11 @@ def test_report_ngrams_command_reads_the_recipes_training_reports(
     assert result.exit_code == 0, result.output
     manifest = json.loads((copy / CONFIG_FILE).read_text())
     assert f"{manifest['report_ngrams']['count']} report 3-grams" in result.output
+    args = ["report-ngrams", str(copy), "--config", str(recipe), "--order", "4"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    fourgrams = load_checkpoint(copy).vlm.report_ngrams
+    assert fourgrams is not None and fourgrams.order == 4
     recipe.write_text(json.dumps({"phantom_seed": 0}))
     result = CliRunner().invoke(app, ["report-ngrams", str(copy), "--config", str(recipe)])
     assert result.exit_code == 2 and "does not say which studies" in result.output
