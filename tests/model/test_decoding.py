@@ -234,6 +234,8 @@ def test_unknown_engine_and_bad_options_are_engine_errors() -> None:
         get_engine("ar", top_p=0.0)
     with pytest.raises(EngineError, match="invalid options"):
         get_engine("ar", beams=4)
+    with pytest.raises(EngineError, match="order must be one of"):
+        get_engine("diffusion-multistep", order="right-to-left")
 
 
 @pytest.mark.parametrize(

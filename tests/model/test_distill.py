@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -82,6 +84,20 @@ def test_rollout_records_teacher_targets() -> None:
     )
 
 
+def test_a_left_to_right_teacher_commits_each_block_in_position_order() -> None:
+    lm = tiny_lm()
+    context, mask = context_of(lm, 3, 9)
+    config = DCDConfig(teacher_steps=4, top_k=8, teacher_order="left-to-right")
+    with torch.inference_mode():
+        shard = rollout(lm, context, mask, config, block_size=4, max_new_tokens=15)
+        confident = replace(config, teacher_order="confidence")
+        by_confidence = rollout(lm, context, mask, confident, block_size=4, max_new_tokens=15)
+    # the prompt tail takes one slot of the first block; every later block takes four steps
+    in_order = torch.tensor([1, 2, 3] + [1, 2, 3, 4] * 3).expand(3, -1)
+    assert torch.equal(shard["steps"], in_order)
+    assert not torch.equal(by_confidence["steps"], in_order)
+
+
 def test_student_prefix_rollout_conditions_the_teacher_on_the_students_blocks() -> None:
     teacher, student = peaked_lm(seed=3), peaked_lm(seed=4)
     context, mask = context_of(teacher, 3, 9)
@@ -156,9 +172,11 @@ def test_eos_term_pulls_toward_the_teachers_eos_not_the_prefix_writers() -> None
     torch.testing.assert_close(gap, expected, rtol=1e-4, atol=1e-5)
 
 
-def test_unknown_target_is_rejected() -> None:
+def test_unknown_target_or_teacher_order_is_rejected() -> None:
     with pytest.raises(DiffusionError, match="target must be one of"):
         DCDConfig(target="marginal")
+    with pytest.raises(DiffusionError, match="teacher_order must be one of"):
+        DCDConfig(teacher_order="random")
 
 
 def peaked_lm(seed: int) -> torch.nn.Module:

@@ -37,6 +37,7 @@ def naive_block(
     block_size: int,
     steps: int,
     threshold: float,
+    order: str = "confidence",
 ) -> list[int]:
     """One row's next block after ``written``: one full forward per step, commits spelled out."""
     tail = context.shape[1] - first_block_start(context.shape[1], block_size)
@@ -57,6 +58,8 @@ def naive_block(
         k = math.ceil(len(masked) / (steps - step))
         by_confidence = sorted(masked, key=lambda i: -probs[i].max().item())
         commit = set(by_confidence[:k]) | {i for i in masked if probs[i].max().item() >= threshold}
+        if order == "left-to-right":
+            commit = set(masked[:k])
         for i in commit:
             block[i] = int(probs[i].argmax())
         if MASK_ID not in block:
@@ -72,12 +75,13 @@ def naive_decode(
     steps: int,
     threshold: float,
     max_new: int,
+    order: str = "confidence",
 ) -> list[int]:
     """One row, block by block with :func:`naive_block`, stop rules spelled out."""
     written: list[int] = []
     previous: list[int] | None = None
     while len(written) < max_new:
-        block = naive_block(lm, context, mask, written, block_size, steps, threshold)
+        block = naive_block(lm, context, mask, written, block_size, steps, threshold, order)
         if block == previous:
             break
         written += block
@@ -93,9 +97,19 @@ def strip(row: list[int]) -> list[int]:
 
 
 @pytest.mark.parametrize(
-    ("block_size", "steps", "threshold"), [(4, 4, 0.85), (4, 2, 0.05), (8, 1, 0.85), (8, 3, 0.2)]
+    ("block_size", "steps", "threshold", "order"),
+    [
+        (4, 4, 0.85, "confidence"),
+        (4, 2, 0.05, "confidence"),
+        (8, 1, 0.85, "confidence"),
+        (8, 3, 0.2, "confidence"),
+        (4, 4, 0.85, "left-to-right"),
+        (8, 3, 0.2, "left-to-right"),
+    ],
 )
-def test_sampler_equals_naive_reference(block_size: int, steps: int, threshold: float) -> None:
+def test_sampler_equals_naive_reference(
+    block_size: int, steps: int, threshold: float, order: str
+) -> None:
     lm = tiny_lm(seed=block_size + steps)
     context, mask = context_of(lm, 2, 11, pads=(0, 2))
     with torch.inference_mode():
@@ -107,11 +121,11 @@ def test_sampler_equals_naive_reference(block_size: int, steps: int, threshold: 
             steps=steps,
             threshold=threshold,
             max_new_tokens=21,
+            order=order,
         )
         for row in range(2):
-            expected = naive_decode(
-                lm, context[row : row + 1], mask[row : row + 1], block_size, steps, threshold, 21
-            )
+            one = (context[row : row + 1], mask[row : row + 1])
+            expected = naive_decode(lm, *one, block_size, steps, threshold, 21, order)
             assert strip(out.tokens[row].tolist()) == expected
 
 

@@ -65,7 +65,13 @@ def test_engine_options_reach_the_engine_and_the_reports_provenance(tmp_path: Pa
     assert default.exit_code == one_step.exit_code == from_env.exit_code == 0, from_env.output
     default_json, one_step_json = json.loads(default.output), json.loads(one_step.output)
     # every option is recorded, the defaults too: a default may change between versions
-    defaults = {"block_size": None, "steps": None, "threshold": 0.85, "repetition_guard": True}
+    defaults = {
+        "block_size": None,
+        "steps": None,
+        "threshold": 0.85,
+        "repetition_guard": True,
+        "order": "confidence",
+    }
     assert default_json["engine_options"] == defaults
     assert one_step_json["engine_options"] == defaults | {"steps": 1}
     from_env_options = json.loads(from_env.output)["engine_options"]
@@ -75,8 +81,8 @@ def test_engine_options_reach_the_engine_and_the_reports_provenance(tmp_path: Pa
     assert srs[0].SOPInstanceUID != srs[1].SOPInstanceUID  # other text, so another instance
     described = processing_equipment(srs[1]).ContributionDescription
     assert described.endswith(
-        "; decoding diffusion-multistep block_size=null repetition_guard=true steps=1 "
-        "threshold=0.85"
+        '; decoding diffusion-multistep block_size=null order="confidence" '
+        "repetition_guard=true steps=1 threshold=0.85"
     )
 
 
