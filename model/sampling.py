@@ -150,10 +150,9 @@ def choose_commits(
 ) -> torch.Tensor:
     """Masked positions to commit this step: all above ``threshold`` and at least the top-k.
 
-    ``k = ceil(masked / steps_left)`` per row, so the block is complete after ``steps_left`` steps.
+    ``k`` is :func:`commits_due`.
     """
-    remaining = masked.sum(1, keepdim=True)  # (R, 1)
-    k = torch.div(remaining + steps_left - 1, steps_left, rounding_mode="floor")
+    k = commits_due(masked, steps_left)
     score = confidence.masked_fill(~masked, -1.0)
     rank = score.argsort(1, descending=True).argsort(1)  # (R, W) rank of each position
     return masked & ((rank < k) | (score >= threshold))
@@ -163,11 +162,15 @@ COMMIT_ORDERS = ("confidence", "left-to-right")
 
 
 def leftmost_commits(masked: torch.Tensor, steps_left: int) -> torch.Tensor:
-    """Masked positions to commit this step in the left-to-right order: the k leftmost, with
-    ``k = ceil(masked / steps_left)`` per row as in :func:`choose_commits`."""
-    remaining = masked.sum(1, keepdim=True)  # (R, 1)
-    k = torch.div(remaining + steps_left - 1, steps_left, rounding_mode="floor")
-    return masked & (masked.cumsum(1) <= k)
+    """Masked positions to commit this step in the left-to-right order: the k leftmost."""
+    return masked & (masked.cumsum(1) <= commits_due(masked, steps_left))
+
+
+def commits_due(masked: torch.Tensor, steps_left: int) -> torch.Tensor:
+    """(R, 1): ``ceil(masked / steps_left)`` per row, so the block is complete after
+    ``steps_left`` steps."""
+    remaining = masked.sum(1, keepdim=True)
+    return torch.div(remaining + steps_left - 1, steps_left, rounding_mode="floor")
 
 
 def denoise_block(
