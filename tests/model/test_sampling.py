@@ -56,10 +56,12 @@ def naive_block(
         probs = logits.index_fill(-1, torch.tensor([MASK_ID]), float("-inf")).softmax(-1)
         masked = [i for i in range(width) if block[i] == MASK_ID]
         k = math.ceil(len(masked) / (steps - step))
-        by_confidence = sorted(masked, key=lambda i: -probs[i].max().item())
-        commit = set(by_confidence[:k]) | {i for i in masked if probs[i].max().item() >= threshold}
         if order == "left-to-right":
             commit = set(masked[:k])
+        else:
+            by_confidence = sorted(masked, key=lambda i: -probs[i].max().item())
+            sure = {i for i in masked if probs[i].max().item() >= threshold}
+            commit = set(by_confidence[:k]) | sure
         for i in commit:
             block[i] = int(probs[i].argmax())
         if MASK_ID not in block:
