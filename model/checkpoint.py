@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from model.config import ConfigError, VLMConfig
 from model.data.transforms import PREPROCESSING
+from model.partial_directory import new_partial_directory
 from model.report_ngrams import NGRAMS_FILE, ReportNgrams, ReportNgramsError
 from model.tokenizer import TOKENIZER_FILE, Tokenizer, TokenizerError
 from model.vlm import VLM
@@ -88,9 +89,7 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint directory atomically (temp directory, then rename)."""
     directory = Path(directory)
-    tmp = directory.with_name(directory.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = new_partial_directory(directory)
     state = {
         k: v.detach().to("cpu", STORAGE_DTYPE).contiguous() for k, v in vlm.state_dict().items()
     }

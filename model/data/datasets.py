@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -23,6 +22,7 @@ from torch.utils.data import Dataset
 
 from model.data.qa import QAPair, questions_for
 from model.data.transforms import cached_image_transform, model_input_transform
+from model.partial_directory import new_partial_directory
 
 if TYPE_CHECKING:
     from model.data.phantom import PhantomCase, ReportForm
@@ -63,17 +63,12 @@ class StudyRecord:
 def write_cache(directory: Path, studies: Iterable[tuple[np.ndarray, StudyRecord]]) -> Path:
     """Write ``(image float [0,1] (S,S), record)`` pairs as a cache, atomically.
 
-    Everything goes to a temp directory of this process, renamed at the end, so an interrupted
-    render never leaves a cache that looks complete, and two processes rendering the same cache
-    at once (two training runs started together) do not write into each other's files: the
-    first rename wins and the other's identical render is dropped.
+    Written into a temp directory of this process (``model/partial_directory.py``); when two
+    processes render the same cache at once, the first rename wins and the other's identical
+    render is dropped.
     """
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    remove_abandoned_partials(directory)
-    tmp = directory.with_name(f"{directory.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp = new_partial_directory(directory)
     images, lines = [], []
     for image, record in studies:
         images.append(np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8))
@@ -94,24 +89,6 @@ def write_cache(directory: Path, studies: Iterable[tuple[np.ndarray, StudyRecord
         if not (directory / RECORDS_FILE).is_file():
             raise
     return directory
-
-
-def remove_abandoned_partials(directory: Path) -> None:
-    """Delete the temp directories of renders whose process no longer runs (interrupted)."""
-    for partial in directory.parent.glob(f"{directory.name}.partial-*"):
-        pid = partial.name.rpartition("-")[2]
-        if pid.isdigit() and not process_runs(int(pid)):
-            shutil.rmtree(partial, ignore_errors=True)
-
-
-def process_runs(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: it runs
-        pass
-    return True
 
 
 def read_cache(directory: Path) -> tuple[np.ndarray, list[StudyRecord]]:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from model.checkpoint import (
     WEIGHTS_FILE,
     CheckpointError,
     load_checkpoint,
+    save_checkpoint,
     write_metrics,
 )
 
@@ -94,3 +96,16 @@ def test_write_metrics_merges_with_what_training_wrote(copy: Path) -> None:
     write_metrics(copy, {"macro_f1": 0.5})
     metrics = json.loads((copy / "metrics.json").read_text())
     assert metrics["macro_f1"] == 0.5 and "history" in metrics
+
+
+def test_saving_replaces_the_checkpoint_and_clears_a_killed_writers_files(copy: Path) -> None:
+    """A training run killed while saving left ``<name>.partial`` behind for good; the next save
+    of the same checkpoint now deletes what a writer that no longer runs left."""
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    abandoned = copy.with_name(f"{copy.name}.partial-{finished.pid}")
+    abandoned.mkdir()
+    loaded = load_checkpoint(copy)
+    save_checkpoint(copy, loaded.vlm, loaded.tokenizer, model_id="resaved", data_sha256="0" * 64)
+    assert sorted(p.name for p in copy.parent.iterdir()) == [copy.name]
+    assert load_checkpoint(copy).model_id == "resaved"
