@@ -15,15 +15,14 @@ if TYPE_CHECKING:
 
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
 DEFAULT_CHECKPOINT = CHECKPOINTS / "ar-tiny"
-# The engine `echocxr report` and the demo use. One-step decoding under the reports' n-grams is
-# ~3.5x faster at batch 1 and, on 2,000 phantom test studies, 0.020 macro-F1 below AR: the
-# issue's 0.02 as a point estimate, but its 95% interval [-0.032, -0.007] says AR is still
-# measurably better, and micro-F1 over the 5 competition findings is 0.062 lower (missed pleural
-# effusions; benchmarks/results/report_ngrams.md). That student is the best of eleven stage-3
-# runs from its teacher (two recipes, five seeds each, and a rebuild on another CPU): their gaps
-# are -0.020 to -0.052 (benchmarks/results/student_prefix_ngrams.md). On a CPU the saving is
-# ~0.2 s per report, less than a reader notices, so the more accurate engine stays the default
-# until the interval lies within 0.02. ECHOCXR_ENGINE=diffusion-onestep selects it.
+# The engine `echocxr report` and the demo use. One-step decoding is ~4x faster at batch 1; the
+# shipped student (its teacher rolled out left to right, benchmarks/results/teacher_order.md) sits
+# 0.018 macro-F1 below AR on 2,000 validation studies [-0.027, -0.008] and 0.011 on 2,000 test
+# studies [-0.023, -0.000]: within the issue's 0.02 as point estimates, but both intervals say AR
+# is still measurably better and reach past 0.02. On a CPU the saving is ~0.2 s per report, less
+# than a reader notices, so the more accurate engine stays the default until the validation
+# interval lies within 0.02 (the rule set before the student was built).
+# ECHOCXR_ENGINE=diffusion-onestep selects it.
 DEFAULT_ENGINE = "ar"
 # The engine `echocxr report-archive` drafts a whole archive with, in batches: the throughput use.
 # The engines alone differ 1.4-1.9x in reports per CPU-second at batch 16-128 (row_dropping.md),

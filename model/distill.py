@@ -127,7 +127,8 @@ class DCDConfig:
         test studies (AR 86). Left to right (``dcd-l2r-b8.json``) two seeds' students miss 103
         and 97, reach micro-F1 (5) 0.670 and 0.689 (AR 0.698, the shipped student 0.636) and
         macro-F1 0.521 and 0.512, with shorter reports and more false effusions; phase 1 takes
-        B forwards a block (``benchmarks/results/teacher_order.md``).
+        B forwards a block (``benchmarks/results/teacher_order.md``). The shipped student's
+        recipe, ``dcd-l2r-ngrams-b8.json``, rolls out left to right.
     top_k : int
         Stored probabilities per position.
     epochs, batch_size, lr : phase-2 schedule (AdamW, constant after warm-up). At B = 8 the
@@ -150,7 +151,7 @@ class DCDConfig:
         after 3 epochs, a 1,024-study round raised micro-F1 (5) from 0.564 to 0.617 and cut the
         repeat rate from 0.006 to 0.001; after 6 epochs, it raised macro-F1 from 0.438 to 0.457
         and BLEU-4 from 0.201 to 0.215, while the repeat rate went from 0.001 to 0.004 (4
-        reports in 1,000 instead of 1). ``dcd-b8.json`` ships 6 epochs + the round.
+        reports in 1,000 instead of 1). The B = 8 recipes run 6 epochs + the round.
     student_prefix_epochs : int
         Epochs of each round, over the phase-1 shards and every round's so far together.
     student_prefix_ngrams : bool
