@@ -7,6 +7,7 @@ right; the phantom generator is exercised by the integration tests.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,13 @@ def synthetic_study(index: int, size: int = 32) -> tuple[np.ndarray, StudyRecord
     finding = [{"kind": "opacity", "laterality": side}] if side != "none" else []
     record = StudyRecord(f"s{index}", findings, impression, labels, questions_for(labels, finding))
     return image, record
+
+
+def pid_of_a_finished_process() -> int:
+    """A pid no process runs under now: what a writer killed mid-write leaves in its temp name."""
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    return finished.pid
 
 
 def tiny_model_config(image_size: int = 32) -> VLMConfig:

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from model.checkpoint import (
     save_checkpoint,
     write_metrics,
 )
+from tests.model.conftest import pid_of_a_finished_process
 
 pytestmark = pytest.mark.unit
 
@@ -101,9 +101,7 @@ def test_write_metrics_merges_with_what_training_wrote(copy: Path) -> None:
 def test_saving_replaces_the_checkpoint_and_clears_a_killed_writers_files(copy: Path) -> None:
     """A training run killed while saving left ``<name>.partial`` behind for good; the next save
     of the same checkpoint now deletes what a writer that no longer runs left."""
-    finished = subprocess.Popen(["true"])
-    finished.wait()
-    abandoned = copy.with_name(f"{copy.name}.partial-{finished.pid}")
+    abandoned = copy.with_name(f"{copy.name}.partial-{pid_of_a_finished_process()}")
     abandoned.mkdir()
     loaded = load_checkpoint(copy)
     save_checkpoint(copy, loaded.vlm, loaded.tokenizer, model_id="resaved", data_sha256="0" * 64)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 
 from model.data.datasets import StudyDataset, StudyRecord, write_cache
-from tests.model.conftest import synthetic_study
+from tests.model.conftest import pid_of_a_finished_process, synthetic_study
 
 pytestmark = pytest.mark.unit
 STUDIES = 6
@@ -48,9 +47,7 @@ def test_two_processes_rendering_the_same_cache_both_get_it(tmp_path: Path) -> N
 
 
 def test_an_interrupted_render_is_cleared_and_a_running_one_kept(tmp_path: Path) -> None:
-    finished = subprocess.Popen(["true"])
-    finished.wait()
-    abandoned = tmp_path / f"cache.partial-{finished.pid}"
+    abandoned = tmp_path / f"cache.partial-{pid_of_a_finished_process()}"
     running = tmp_path / "cache.partial-1"  # init's: a process that runs
     for partial in (abandoned, running):
         partial.mkdir()
