@@ -6,7 +6,8 @@
 #   stage 3 (DCD) -> model/checkpoints/dcd-b8    (one forward per block; since 2026-12-04 from
 #                    dcd-l2r-ngrams-b8.json: the teacher rolled out left to right, the n-gram
 #                    student round; benchmarks/results/teacher_order.md)
-# Stages 2 + 3 at B = 8 take ~57 min on both cores (benchmarks/results/stages_2_3_time.md).
+# Stages 2 + 3 at B = 8 take ~58 min on both cores, estimated from the parts of stage 3
+# (benchmarks/results/stages_2_3_time.md).
 # BLOCKS="4 8 16" also trains the other block sizes, the first stage-3 recipe dcd-bB.json at every
 # B and the factorized baseline (runs/ only), which the benchmark tables compare; only B = 8 ships.
 set -euo pipefail
