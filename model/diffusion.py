@@ -279,13 +279,18 @@ class RADConfig:
     ----------
     init_checkpoint : str
         The stage-1 (AR) checkpoint directory the run starts from, or a RAD checkpoint of the
-        same block size to train further with a fresh schedule (a warm restart). ``rad-b8.json``
+        same block size to train further with a fresh schedule (a warm restart), or of the
+        block size ``init_block_size`` names. ``rad-b8.json``
         then ``rad-b8-more.json`` make the shipped teacher: with uniform batches, 1,000 more
         steps at half the peak rate raised macro-F1 on 2,000 test studies from 0.478 to 0.524
         (AR: 0.531).
     block_size : int
         B; 4, 8 and 16 differ only in this field.
     steps, batch_size, lr, warmup_steps, weight_decay : the AdamW schedule (cosine to 10%).
+    init_block_size : int or None
+        The block size of a RAD ``init_checkpoint`` trained at another B, named in the recipe so
+        that a changed block size is a choice, never a mistyped path: the weights do not depend
+        on B, so a B = 16 teacher can start from the B = 8 one instead of from the AR model.
     t_min : float
         Lower end of the mask rate, which caps the 1/t weight.
     train_studies, phantom_seed, phantom_reports : the phantom training split (that of stage 1).
@@ -308,6 +313,7 @@ class RADConfig:
 
     init_checkpoint: str = "model/checkpoints/ar-tiny"
     block_size: int = 8
+    init_block_size: int | None = None
     steps: int = 300
     batch_size: int = 16
     lr: float = 3e-4
@@ -479,11 +485,13 @@ def continue_as_stage(vlm: VLM, stage: str, block_size: int) -> None:
 
 
 def check_rad_start(stage: str, block_size: int | None, config: RADConfig) -> None:
-    """Stage 2 starts from the AR model or continues a RAD model of the same block size."""
-    if stage == "rad" and block_size != config.block_size:
+    """Stage 2 starts from the AR model or continues a RAD model of the block size expected."""
+    expected = config.block_size if config.init_block_size is None else config.init_block_size
+    if stage == "rad" and block_size != expected:
         raise DiffusionError(
             f"{config.init_checkpoint} is a RAD checkpoint with block size {block_size}; "
-            f"it cannot continue at block size {config.block_size}"
+            f"the recipe continues from block size {expected} (set init_block_size to "
+            "change the block size on purpose)"
         )
     if stage not in ("ar", "rad"):
         raise DiffusionError(

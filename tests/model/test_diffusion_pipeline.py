@@ -64,13 +64,24 @@ def test_rad_then_dcd_then_bench(ar_checkpoint: Path, tmp_path: Path) -> None:
     assert [
         h["step"] for h in json.loads((rad_dir / "metrics.json").read_text())["rad_history"]
     ] == [2, 3]
-    # a RAD checkpoint trains further with a fresh schedule, at its own block size only
+    # a RAD checkpoint trains further with a fresh schedule, at its own block size unless the
+    # recipe names the block size it starts from
     more = replace(rad, init_checkpoint=str(rad_dir), steps=1, precision="bf16")
     continued = load_checkpoint(train_rad(more, tmp_path / "rad-more", cache))
     assert continued.vlm.config.block_size == 4
     assert continued.weights_sha256 != teacher.weights_sha256
-    with pytest.raises(DiffusionError, match="block size 4"):
+    with pytest.raises(
+        DiffusionError, match="block size 4; the recipe continues from block size 8"
+    ):
         train_rad(replace(more, block_size=8), tmp_path / "rad-b8", cache)
+    with pytest.raises(
+        DiffusionError, match="block size 4; the recipe continues from block size 2"
+    ):
+        train_rad(replace(more, block_size=8, init_block_size=2), tmp_path / "rad-b8", cache)
+    resized = load_checkpoint(
+        train_rad(replace(more, block_size=8, init_block_size=4), tmp_path / "rad-b8", cache)
+    )
+    assert (resized.vlm.config.stage, resized.vlm.config.block_size) == ("rad", 8)
 
     dcd = DCDConfig(
         teacher_checkpoint=str(rad_dir),
