@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,43 @@ def test_canonical_recipes_differ_from_the_shipped_ones_only_in_wording_and_inpu
         assert ours.pop(key, None) == start
         theirs.pop(key, None)
         assert ours == theirs, name
+
+
+def test_every_recipe_the_rebuild_script_names_exists_and_reads() -> None:
+    script = Path("scripts/rebuild-checkpoints.sh").read_text()
+    names = {  # $b and $1 stand for B = 4 and 16 (B = 8's recipes are named in full)
+        re.sub(r"\$(b|1)", b, name)
+        for name in re.findall(r"model/configs/([\w$-]+)\.json", script)
+        for b in ("4", "16")
+    }
+    assert "dcd-l2r-ngrams-b16" in names and "dcd-l2r-ngrams-b8" in names
+    readers = {"ar": TrainConfig.from_file, "rad": RADConfig.from_file, "dcd": DCDConfig.from_file}
+    for name in sorted(names):
+        readers[name.split("-")[0]](Path(f"model/configs/{name}.json"))
+
+
+@pytest.mark.parametrize("b", [4, 16])
+def test_other_block_sizes_reuse_the_shipped_recipes_from_the_shipped_teacher(b: int) -> None:
+    """B = 4 and 16 claim the B = 8 stage-3 recipes; only the teacher and its rollouts differ."""
+    configs = Path("model/configs")
+    rad = RADConfig.from_file(configs / f"rad-b{b}-from-b8.json")
+    assert (rad.init_checkpoint, rad.init_block_size, rad.block_size) == (
+        "model/checkpoints/rad-b8",
+        8,
+        b,
+    )
+    teacher = f"runs/rad-b{b}-from-b8/checkpoint"
+    student = json.loads((configs / f"dcd-l2r-ngrams-b{b}.json").read_text())
+    assert student.pop("teacher_checkpoint") == teacher
+    shipped = json.loads((configs / "dcd-l2r-ngrams-b8.json").read_text())
+    shipped.pop("teacher_checkpoint")
+    assert student == shipped
+    # the factorized baseline is B = 8's, on the rollouts of the student above
+    factorized = json.loads((configs / f"dcd-factorized-b{b}-from-b8.json").read_text())
+    assert factorized.pop("teacher_checkpoint") == teacher
+    assert factorized.pop("trajectories") == f"runs/dcd-l2r-ngrams-b{b}/trajectories"
+    assert factorized.pop("teacher_order") == student["teacher_order"]
+    reference = json.loads((configs / "dcd-factorized-b8.json").read_text())
+    for key in ("teacher_checkpoint", "trajectories"):
+        reference.pop(key)
+    assert factorized == reference
