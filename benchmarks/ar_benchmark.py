@@ -241,7 +241,7 @@ def write_results(results: dict[str, Any], name: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, default=model.DEFAULT_CHECKPOINT)
+    parser.add_argument("--checkpoint", type=Path, default=model.AR_CHECKPOINT)
     parser.add_argument("--studies", type=int, default=500)
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "runs" / "cache")
     parser.add_argument("--latency-runs", type=int, default=10)

@@ -54,6 +54,26 @@ def test_every_engine_drafts_from_its_shipped_checkpoint(engine: str, tmp_path: 
     assert model.ENGINE_FOR_STAGE[stage["stage"]] == engine
 
 
+NOT_AN_ENGINE_DEFAULT = sorted(
+    {p.name for p in model.CHECKPOINTS.iterdir() if p.is_dir()}
+    - {p.name for p in model.SHIPPED_CHECKPOINTS.values()}
+)
+
+
+@pytest.mark.parametrize("checkpoint", NOT_AN_ENGINE_DEFAULT)
+def test_a_shipped_checkpoint_no_engine_defaults_to_drafts_with_its_stages_engine(
+    checkpoint: str, tmp_path: Path
+) -> None:
+    """`--checkpoint` alone picks the engine of the checkpoint's stage (dcd-b8: one step)."""
+    directory = model.CHECKPOINTS / checkpoint
+    result = draft_with(tmp_path, "out", ["--checkpoint", str(directory)], {})
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    config = json.loads((directory / "config.json").read_text())
+    assert summary["model_id"] == config["model_id"] and summary["findings"]
+    assert summary["engine"] == model.ENGINE_FOR_STAGE[config["stage"]]
+
+
 def test_engine_options_reach_the_engine_and_the_reports_provenance(tmp_path: Path) -> None:
     """One step per block instead of S = B: fewer forwards, and report.json says why."""
     env = {"ECHOCXR_ENGINE": "diffusion-multistep"}
