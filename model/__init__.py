@@ -30,7 +30,9 @@ DEFAULT_ENGINE = "diffusion-onestep"
 # The engines alone differ 1.4-1.9x in reports per CPU-second at batch 16-128 (row_dropping.md),
 # but an archive also reads each full-resolution DICOM file, ~75% of its time, and at batch 64
 # one step drafted 2.58 studies/s against AR's 2.54 (archive_drafting.md): no reason there to
-# give up AR's quality. A setting of its own (ECHOCXR_ARCHIVE_ENGINE), as the trade differs per use.
+# give up AR's quality. The default B = 4 student writes 1.13x AR's reports per second at batch 16
+# and 0.96x at 64 (block_sizes_from_b8.md). A setting of its own (ECHOCXR_ARCHIVE_ENGINE), as the
+# trade differs per use.
 DEFAULT_ARCHIVE_ENGINE = "ar"
 # a checkpoint given without an engine runs with the engine its stage was trained for
 ENGINE_FOR_STAGE = {"ar": "ar", "rad": "diffusion-multistep", "dcd": "diffusion-onestep"}
