@@ -9,28 +9,30 @@ single report is, into ``OUT/<entry name>/``.
 
 A bad entry costs only itself: it is recorded as failed, with the reader's message, and the
 rest of the archive is drafted. That holds too for an entry that kills its reader process (a
-decoder's crash, the OOM killer): ``Readers`` finds it by reading again, alone, what the dead
-process's pool lost. ``OUT/archive.csv`` is rewritten after every batch, so it
-always says what is done; a second run drafts only the entries without all four report files
-(a failed entry is tried again, a drafted one is kept).
+decoder's crash, the OOM killer): each reader process has a pipe of its own, so ``Readers``
+knows the entry a dead one held, and reads it again, alone, before recording it as failed.
+``OUT/archive.csv`` is rewritten after every batch, so it always says what is done; a second run
+drafts only the entries without all four report files (a failed entry is tried again, a drafted
+one is kept).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import itertools
 import multiprocessing
+import multiprocessing.connection
 import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
@@ -58,7 +60,6 @@ READ_AHEAD = 2  # batches read beyond the one being decoded
 # several processes: on 2 cores one reader process was slower than reading in the model's
 # process and two were faster (benchmarks/results/archive_drafting.md).
 DEFAULT_READERS = min(8, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0
-PARENT_CHECK_SECONDS = 1.0
 DRAFTED, ALREADY_DRAFTED, FAILED = "drafted", "already drafted", "failed"
 
 
@@ -140,113 +141,193 @@ def read_entry(entry: Path, image_size: int) -> ReadStudy | Outcome:
     return ReadStudy(entry, study.without_pixels(), pixels)
 
 
-def _start_reader(parent: int) -> None:
-    """A reader resizes with torch (MONAI): one thread each, as the readers are many. It ends
-    itself when its parent is gone: a parent killed outright (the OOM killer, ``kill -9``) does
-    not close the executor's queue, and its readers would wait on it forever."""
-    import torch
-
-    torch.set_num_threads(1)
-    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
-
-
-def _exit_with(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(PARENT_CHECK_SECONDS)
-    os._exit(1)
-
-
 ReadEntry = Callable[[Path, int], ReadStudy | Outcome]
 READER_DIED = (
-    "reading this entry killed the reader process, also when read alone (out of memory, or a "
-    "decoder crashed); check the file with `echocxr ingest`"
+    "reading this entry killed its reader process twice, the second time with no other entry "
+    "being read (out of memory, or a decoder crashed); check the file with `echocxr ingest`"
 )
 
 
-class Readers:
-    """Reader processes that survive one of them dying.
+@dataclass(frozen=True)
+class QueuedRead:
+    """An entry waiting for, or held by, a reader; numbered in the order queued, as a caller's
+    batches may name the same path twice."""
 
-    A process killed by the kernel's OOM killer, or by a decoder's crash, breaks its whole
-    ``ProcessPoolExecutor``: every entry queued on it fails, not only the one being read. The
-    entries it took down are read again in a fresh pool, halving the lot while none of it
-    completes, so that only an entry which kills a reader on its own is recorded as failed.
+    number: int
+    entry: Path
+
+
+class Reader:
+    """One reader process with a pipe of its own: when it dies (the OOM killer, a decoder's
+    crash), it takes down only the entry it was reading, and which entry that was is known.
+
+    Readers were a ``ProcessPoolExecutor`` before, and that hung: its workers share one queue
+    and its lock, and on Python 3.11 a worker killed while the pool was still starting the
+    others could leave one of them unterminated, which the pool's shutdown then waited for
+    forever (in about one run in six of the test that kills a reader mid-archive).
     """
 
-    def __init__(self, processes: int, image_size: int, read: ReadEntry = read_entry) -> None:
-        self.processes, self.image_size, self.read = processes, image_size, read
-        self.pool = self._new_pool()
-
-    def _new_pool(self, processes: int | None = None) -> ProcessPoolExecutor:
+    def __init__(self, image_size: int, read: ReadEntry) -> None:
         # spawn, not fork: the parent holds torch's thread pools, which a forked child can
         # deadlock on
         context = multiprocessing.get_context("spawn")
-        size = processes or self.processes
-        return ProcessPoolExecutor(
-            size, mp_context=context, initializer=_start_reader, initargs=(os.getpid(),)
+        self.connection, reader_end = context.Pipe()
+        self.process = context.Process(
+            target=_serve_reads, args=(reader_end, image_size, read), daemon=True
         )
+        self.process.start()
+        reader_end.close()  # the reader's copy is now its only one: its death is an EOF here
+        self.reading: QueuedRead | None = None
 
-    def submit(self, batch: Sequence[Path]) -> list[Future[ReadStudy | Outcome]]:
-        return [self._submit(self.pool, entry) for entry in batch]
+    def start(self, read: QueuedRead) -> None:
+        self.reading = read
+        with contextlib.suppress(OSError):  # died while idle: ``finish`` finds the pipe closed
+            self.connection.send(read.entry)
 
-    def _submit(self, pool: ProcessPoolExecutor, entry: Path) -> Future[ReadStudy | Outcome]:
-        """A read queued on ``pool``; on a pool that broke since, a read lost with it."""
+    def finish(self) -> ReadStudy | Outcome | None:
+        """What the reader read, None if it died reading; what reading raised is raised here,
+        as it would be had the entry been read in this process."""
         try:
-            return pool.submit(self.read, entry, self.image_size)
-        except BrokenProcessPool as error:
-            lost: Future[ReadStudy | Outcome] = Future()
-            lost.set_exception(error)
-            return lost
+            result = self.connection.recv()
+        except (EOFError, OSError):
+            return None
+        self.reading = None
+        if isinstance(result, Exception):
+            raise result
+        return cast("ReadStudy | Outcome", result)
 
-    def results(
-        self, batch: Sequence[Path], futures: Sequence[Future[ReadStudy | Outcome]]
-    ) -> tuple[list[ReadStudy | Outcome], bool]:
-        """The batch read, and whether the pool broke on the way: it is then replaced, and what
-        was queued on it must be submitted again (``revive``)."""
-        done = dict(zip(batch, map(_result_unless_broken, futures), strict=True))
-        lost = [entry for entry, result in done.items() if result is None]
-        if lost:
-            self.pool.shutdown(cancel_futures=True)  # waits until every future is settled
-            done.update(self.read_isolating(lost))
-            self.pool = self._new_pool()
-        return [result for result in done.values() if result is not None], bool(lost)
-
-    def revive(
-        self, batch: Sequence[Path], futures: Sequence[Future[ReadStudy | Outcome]]
-    ) -> list[Future[ReadStudy | Outcome]]:
-        """The batch's reads, those that a broken pool took down submitted again."""
-        return [
-            future if _read(future) else self._submit(self.pool, entry)
-            for entry, future in zip(batch, futures, strict=True)
-        ]
-
-    def read_isolating(self, entries: Sequence[Path]) -> dict[Path, ReadStudy | Outcome]:
-        with self._new_pool(min(self.processes, len(entries))) as pool:
-            futures = [self._submit(pool, entry) for entry in entries]
-            done = dict(zip(entries, map(_result_unless_broken, futures), strict=True))
-        lost = [entry for entry, result in done.items() if result is None]
-        found: dict[Path, ReadStudy | Outcome] = {e: r for e, r in done.items() if r is not None}
-        if lost and len(entries) == 1:
-            found[lost[0]] = Outcome(lost[0].name, FAILED, READER_DIED)
-        elif len(lost) == len(entries):  # nothing finished: which one kills is unknown, halve
-            found |= self.read_isolating(lost[: len(lost) // 2])
-            found |= self.read_isolating(lost[len(lost) // 2 :])
-        elif lost:
-            found |= self.read_isolating(lost)
-        return {entry: found[entry] for entry in entries}
-
-    def shutdown(self) -> None:
-        self.pool.shutdown(cancel_futures=True)
+    def stop(self) -> None:
+        self.process.terminate()  # it writes nothing, so nothing is left half-done
+        self.process.join()
+        self.connection.close()
 
 
-def _read(future: Future[ReadStudy | Outcome]) -> bool:
-    return future.done() and not future.cancelled() and future.exception() is None
+def _serve_reads(connection: Connection, image_size: int, read: ReadEntry) -> None:
+    """A reader's life: read each entry sent until the pipe closes. A parent killed outright
+    (the OOM killer, ``kill -9``) closes it too, and nothing else would tell the reader."""
+    import torch
+
+    torch.set_num_threads(1)  # a reader resizes with torch (MONAI); readers are many
+    while True:
+        try:
+            entry = connection.recv()
+        except EOFError:
+            return
+        try:
+            result: ReadStudy | Outcome | Exception = read(entry, image_size)
+        except Exception as error:
+            result = error
+        connection.send(result)
 
 
-def _result_unless_broken(future: Future[ReadStudy | Outcome]) -> ReadStudy | Outcome | None:
-    try:
-        return future.result()
-    except BrokenProcessPool:
-        return None
+class Readers:
+    """Reader processes that read queued entries in the order queued and survive dying.
+
+    A thread of this process hands entries out and takes results in, so the readers go on
+    reading while the caller decodes and writes a batch (without it they would stand idle for
+    that time, ~6 s of every 64-study batch: ``benchmarks/results/archive_readers.md``).
+
+    An entry whose reader died is read once more by a fresh reader, alone (nothing else is
+    handed out meanwhile), so that memory taken by the other reads cannot be what killed it;
+    only if that reader dies too is the entry recorded as failed.
+    """
+
+    def __init__(self, processes: int, image_size: int, read: ReadEntry = read_entry) -> None:
+        self.image_size, self.read = image_size, read
+        self.readers: list[Reader | None] = [None] * processes  # started when first needed
+        self.waiting: deque[QueuedRead] = deque()
+        self.to_read_alone: deque[QueuedRead] = deque()
+        self.died_once: set[int] = set()
+        self.done: dict[int, ReadStudy | Outcome] = {}
+        self.queued, self.closing = 0, False
+        self.failure: Exception | None = None
+        self.changed = threading.Condition()  # guards waiting, done and failure
+        self.woken, self.wake = multiprocessing.Pipe(duplex=False)
+        self.dispatcher = threading.Thread(target=self._dispatch, daemon=True)
+        self.dispatcher.start()
+
+    def queue(self, entries: Sequence[Path]) -> list[int]:
+        """Queue ``entries``; the numbers returned fetch them from ``results``."""
+        with self.changed:
+            numbers = list(range(self.queued, self.queued + len(entries)))
+            self.queued += len(entries)
+            self.waiting.extend(map(QueuedRead, numbers, entries))
+        self.wake.send_bytes(b"")
+        return numbers
+
+    def results(self, numbers: Sequence[int]) -> list[ReadStudy | Outcome]:
+        """The reads numbered, once all are done; what reading raised is raised here."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.failure or all(n in self.done for n in numbers))
+            if self.failure:
+                raise self.failure
+            return [self.done.pop(number) for number in numbers]
+
+    def close(self) -> None:
+        self.closing = True
+        self.wake.send_bytes(b"")
+        self.dispatcher.join()
+        for reader in self.readers:
+            if reader is not None:
+                reader.stop()
+        self.wake.close()
+        self.woken.close()
+
+    def _dispatch(self) -> None:
+        try:
+            while not self.closing:
+                self._hand_out()
+                self._collect()
+        except Exception as error:
+            with self.changed:
+                self.failure = error
+                self.changed.notify_all()
+
+    def _busy(self) -> list[tuple[Reader, QueuedRead]]:
+        return [(r, r.reading) for r in self.readers if r is not None and r.reading is not None]
+
+    def _next_read(self) -> QueuedRead | None:
+        if self.to_read_alone:
+            return None if self._busy() else self.to_read_alone.popleft()
+        with self.changed:
+            return self.waiting.popleft() if self.waiting else None
+
+    def _hand_out(self) -> None:
+        for index, reader in enumerate(self.readers):
+            if reader is None or reader.reading is None:
+                read = self._next_read()
+                if read is None:
+                    return
+                reader = self.readers[index] = reader or Reader(self.image_size, self.read)
+                reader.start(read)
+
+    def _collect(self) -> None:
+        """Wait until a reader finishes or dies, or the caller queues or closes."""
+        busy = self._busy()
+        ready = multiprocessing.connection.wait([self.woken] + [r.connection for r, _ in busy])
+        while self.woken.poll():
+            self.woken.recv_bytes()
+        for reader, read in busy:
+            if reader.connection not in ready:
+                continue
+            result = reader.finish()
+            if result is None:
+                self._reader_died(reader, read)
+                continue
+            with self.changed:
+                self.done[read.number] = result
+                self.changed.notify_all()
+
+    def _reader_died(self, reader: Reader, read: QueuedRead) -> None:
+        reader.stop()
+        self.readers[self.readers.index(reader)] = None
+        if read.number not in self.died_once:
+            self.died_once.add(read.number)
+            self.to_read_alone.append(read)
+            return
+        with self.changed:
+            self.done[read.number] = Outcome(read.entry.name, FAILED, READER_DIED)
+            self.changed.notify_all()
 
 
 def read_batches(
@@ -265,19 +346,14 @@ def read_in_processes(
     batches: Sequence[Sequence[Path]], readers: Readers
 ) -> Iterator[list[ReadStudy | Outcome]]:
     queued = iter(batches)
-    pending = deque(
-        (batch, readers.submit(batch)) for batch in itertools.islice(queued, READ_AHEAD)
-    )
+    pending = deque(readers.queue(batch) for batch in itertools.islice(queued, READ_AHEAD))
     try:
         while pending:
-            batch, futures = pending.popleft()
-            read, broke = readers.results(batch, futures)
-            if broke:
-                pending = deque((waiting, readers.revive(waiting, f)) for waiting, f in pending)
-            pending.extend((next_, readers.submit(next_)) for next_ in itertools.islice(queued, 1))
+            read = readers.results(pending.popleft())
+            pending.extend(readers.queue(next_) for next_ in itertools.islice(queued, 1))
             yield read
     finally:
-        readers.shutdown()
+        readers.close()
 
 
 def draft_batch(

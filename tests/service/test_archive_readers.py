@@ -16,7 +16,6 @@ import pytest
 
 from service.archive import (
     FAILED,
-    PARENT_CHECK_SECONDS,
     READER_DIED,
     Outcome,
     Readers,
@@ -31,8 +30,8 @@ pytestmark = pytest.mark.e2e
 def test_an_entry_that_kills_its_reader_fails_alone_and_the_others_are_read(
     tmp_path: Path,
 ) -> None:
-    """The killer is read ahead, beside the first batch, on the pool it breaks, and it shares
-    its batch with a good entry: only the killer fails, every other entry is read, in order."""
+    """The killer is read ahead, beside the first batch, and it shares its batch with a good
+    entry: only the killer fails, every other entry is read, in order."""
     studies = phantom_archive(tmp_path, 5)
     killer = Path(shutil.copy(studies[0], tmp_path / "kills-reader.dcm"))
     entries = [studies[0], studies[1], studies[2], killer, studies[3], studies[4]]
@@ -47,6 +46,54 @@ def test_an_entry_that_kills_its_reader_fails_alone_and_the_others_are_read(
     assert [(type(r), getattr(r, "entry", None)) for r in good] == [
         (ReadStudy, entry) for entry in entries if entry != killer
     ]
+
+
+def test_an_entry_whose_reader_died_once_is_read_again_as_is_a_path_queued_twice(
+    tmp_path: Path,
+) -> None:
+    studies = phantom_archive(tmp_path, 2)
+    once = Path(shutil.copy(studies[0], tmp_path / "kills-reader-once.dcm"))
+    entries = [studies[0], once, studies[1], studies[0]]
+    readers = Readers(2, 64, read=read_or_die)
+    try:
+        results = readers.results(readers.queue(entries))
+    finally:
+        readers.close()
+
+    assert once.with_name(once.name + ".killed").exists(), "its first reader did not die"
+    assert [(type(r), getattr(r, "entry", None)) for r in results] == [
+        (ReadStudy, entry) for entry in entries
+    ]
+
+
+def test_readers_go_on_reading_while_their_results_are_not_asked_for(tmp_path: Path) -> None:
+    """What the caller's decoding and writing of a batch looks like to the readers: nobody
+    takes results, and the entries queued behind the first reads are read all the same."""
+    studies = phantom_archive(tmp_path, 5)
+    readers = Readers(2, 64, read=read_or_die)
+    try:
+        numbers = readers.queue(studies)
+        markers = [study.with_name(study.name + ".read") for study in studies]
+        deadline = time.monotonic() + 120
+        while not all(marker.exists() for marker in markers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [marker.exists() for marker in markers] == [True] * len(studies)
+        assert [getattr(r, "entry", None) for r in readers.results(numbers)] == studies
+    finally:
+        readers.close()
+
+
+def test_what_reading_raises_is_raised_in_the_drafting_process_and_no_reader_is_left(
+    tmp_path: Path,
+) -> None:
+    """A bug in a reader fails the run as it would with reading in this process, not as a
+    dead reader's entry; the readers end with it."""
+    studies = phantom_archive(tmp_path, 2)
+    raises = Path(shutil.copy(studies[0], tmp_path / "raises.dcm"))
+
+    with pytest.raises(LookupError, match="a bug in the reader"):
+        list(read_in_processes([[studies[0], raises], [studies[1]]], Readers(2, 64, read_or_die)))
+    assert not multiprocessing.active_children()
 
 
 def test_a_reader_killed_from_outside_mid_archive_loses_no_draft(tmp_path: Path) -> None:
@@ -78,16 +125,18 @@ def test_readers_end_when_the_process_they_read_for_is_killed() -> None:
     """A parent killed outright (the OOM killer, a hard time limit) leaves no reader behind."""
     killed_parent = """
 import os, signal
+from pathlib import Path
 from service.archive import Readers
 readers = Readers(1, 64)
-print(readers.pool.submit(os.getpid).result(), flush=True)
+readers.results(readers.queue([Path("no-such-study.dcm")]))  # the reader is up, and idle
+print(readers.readers[0].process.pid, flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
 """
     parent = subprocess.Popen([sys.executable, "-c", killed_parent], stdout=subprocess.PIPE)
     assert parent.stdout is not None
     reader = int(parent.stdout.readline())  # the reader holds the pipe: do not read to its end
     assert parent.wait(timeout=60) == -signal.SIGKILL
-    deadline = time.monotonic() + 10 * PARENT_CHECK_SECONDS
+    deadline = time.monotonic() + 10
     while running(reader) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not running(reader)

@@ -24,12 +24,22 @@ def phantom_archive(root: Path, n: int) -> list[Path]:
 
 def read_or_die(entry: Path, image_size: int) -> ReadStudy | Outcome:
     """``read_entry``, except that an entry named ``kills-reader*`` kills the process reading it
-    with SIGKILL, as the kernel's OOM killer does (no exception, no clean-up)."""
+    with SIGKILL, as the kernel's OOM killer does (no exception, no clean-up); one named
+    ``kills-reader-once*`` does so only the first time (a ``.killed`` file beside it says it did),
+    and one named ``raises*`` raises as a bug in a reader would. Every entry read leaves a
+    ``.read`` file beside it."""
     from service.archive import read_entry
 
-    if entry.name.startswith("kills-reader"):
+    if entry.name.startswith("raises"):
+        raise LookupError("a bug in the reader")
+    once = entry.with_name(entry.name + ".killed")
+    if entry.name.startswith("kills-reader") and not once.exists():
+        if entry.name.startswith("kills-reader-once"):
+            once.touch()
         os.kill(os.getpid(), signal.SIGKILL)
-    return read_entry(entry, image_size)
+    read = read_entry(entry, image_size)
+    entry.with_name(entry.name + ".read").touch()
+    return read
 
 
 def report_archive(
