@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -86,6 +86,13 @@ class ReportNgrams:
         at = torch.searchsorted(self.keys, keys).clamp(max=len(self.keys) - 1)
         after_eos = (grams[..., :-1] == eos_id).any(-1)
         return (self.keys[at] == keys) | after_eos
+
+    def to(self, device: torch.device) -> ReportNgrams:
+        """The table on ``device``: n-grams are looked up where the logits are, and a model
+        moved to a GPU leaves this table, not a registered buffer, behind."""
+        if self.keys.device == device:
+            return self
+        return replace(self, keys=self.keys.to(device))
 
     def start(self, rows: int, device: torch.device) -> torch.Tensor:
         """The history before a report: (rows, order - 1) ``start_id``."""

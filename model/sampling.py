@@ -457,7 +457,8 @@ class OneStepEngine(MultiStepEngine):
                 "with `echocxr report-ngrams CHECKPOINT`, or decode without: report_ngrams=false"
             )
         eos_id = special_id(vlm.lm, "eos_token_id")
-        return NgramPrior(vlm.report_ngrams, eos_id, self.ngram_candidates, self.ngram_penalty)
+        ngrams = vlm.report_ngrams.to(vlm.device)
+        return NgramPrior(ngrams, eos_id, self.ngram_candidates, self.ngram_penalty)
 
 
 ENGINES["diffusion-multistep"] = MultiStepEngine

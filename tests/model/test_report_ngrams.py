@@ -90,6 +90,18 @@ def test_the_table_holds_each_reports_ngrams_from_its_start_and_nothing_else() -
     assert len(ngrams.keys) == 4 + 3
 
 
+def test_the_table_moves_to_the_device_asked_for_and_stays_put_when_it_is_there() -> None:
+    """On a GPU the one-step engine looks n-grams up beside the logits (``OneStepEngine``
+    moves the table to the model's device); the meta device stands in for one here."""
+    ngrams = random_table(3, seed=0)
+    moved = ngrams.to(torch.device("meta"))
+
+    assert moved.keys.device.type == "meta" and moved.keys.shape == ngrams.keys.shape
+    assert (moved.order, moved.vocab_size, moved.start_id) == (3, VOCAB, START)
+    assert ngrams.keys.device.type == "cpu"  # a copy moved, the original stays
+    assert ngrams.to(torch.device("cpu")) is ngrams
+
+
 def test_the_table_survives_its_file_and_a_damaged_one_is_named(tmp_path: Path) -> None:
     ngrams = random_table(3, seed=0)
     path = ngrams.save(tmp_path)
