@@ -323,21 +323,24 @@ def table(rows: list[dict[str, Any]]) -> Iterator[str]:
         yield "| " + " | ".join(cells) + " |"
 
 
-def plot(throughput: list[dict[str, Any]], path: Path) -> None:
+def throughput_plot(
+    series: dict[str, list[tuple[int, float]]], title: str, path: Path, log_y: bool = False
+) -> None:
+    """Reports per second against batch size, a line per engine."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(5, 3.5))
-    for name in ("ar", "diffusion-onestep"):
-        points = [(r["batch"], r["reports_per_s"]) for r in throughput if r["engine"] == name]
+    for name, points in series.items():
         axis.plot(*zip(*points, strict=True), marker="o", label=name)
     axis.set(
         xscale="log",
+        yscale="log" if log_y else "linear",
         xlabel="batch size",
         ylabel="reports / s",
-        title="Throughput, ar-tiny, 1 CPU thread",
+        title=title,
     )
     axis.legend()
     figure.tight_layout()
@@ -370,7 +373,18 @@ def main() -> None:
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "engines.json").write_text(json.dumps(result, indent=2) + "\n")
-    plot(result["throughput"], RESULTS / "engines.png")
+    throughput_plot(
+        {
+            name: [
+                (r["batch"], r["reports_per_s"])
+                for r in result["throughput"]
+                if r["engine"] == name
+            ]
+            for name in ("ar", "diffusion-onestep")
+        },
+        "Throughput, ar-tiny, 1 CPU thread",
+        RESULTS / "engines.png",
+    )
     lines = [
         "# Decoding engines: AR vs fused one-step block diffusion",
         "",
