@@ -48,17 +48,25 @@ REPO = Path(__file__).parent.parent
 
 
 def best_seconds(run: Callable[[], Any], repeats: int) -> float:
-    """Fastest of ``repeats`` runs after a warm-up, in CPU seconds of this process.
+    """Fastest of ``repeats`` runs after a warm-up, in CPU seconds of this process; once CUDA
+    is in use (``gpu_engines.py``), in wall seconds with the GPU synchronised at both ends.
 
     With one torch thread, process CPU time equals wall time on an idle core; on this 2-core
     machine shared with four other jobs, wall time mostly measures the neighbours (load ~6).
+    On a GPU the host waits for the kernels, which its CPU time does not count.
     """
+    on_gpu = torch.cuda.is_initialized()
+    clock = time.perf_counter if on_gpu else time.process_time
     run()
     times = []
     for _ in range(repeats):
-        start = time.process_time()
+        if on_gpu:
+            torch.cuda.synchronize()
+        start = clock()
         run()
-        times.append(time.process_time() - start)
+        if on_gpu:
+            torch.cuda.synchronize()
+        times.append(clock() - start)
     return min(times)
 
 
@@ -100,7 +108,7 @@ def bare_forward_seconds(
             cache=cache,
             use_cache=True,
         )
-        positions = torch.arange(cache_len, cache_len + n_query)[None]
+        positions = torch.arange(cache_len, cache_len + n_query, device=context.device)[None]
 
         def step() -> None:
             lm(

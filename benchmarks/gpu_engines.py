@@ -28,7 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from engines import throughput_plot  # the sibling script: this one runs from benchmarks/
+from engines import (  # the sibling script: this one runs from benchmarks/
+    bare_forward_seconds,
+    engine_forward_seconds,
+    throughput_plot,
+)
 
 from model import AR_CHECKPOINT, CHECKPOINTS
 from model.checkpoint import LoadedCheckpoint, load_checkpoint
@@ -181,9 +185,26 @@ def profile(inputs: Path, out: Path, studies: int) -> None:
         }
         print(row, found[row], flush=True)
         tables.append(f"## {row}\n" + events.table(sort_by="self_cpu_time_total", row_limit=25))
+    found["forwards"] = forward_costs(load_checkpoint(ROWS["onestep-b8"][1], device), pixels)
+    print(found["forwards"], flush=True)
     out.mkdir(parents=True, exist_ok=True)
     (out / "gpu_profile.json").write_text(json.dumps(found, indent=2))
     (out / "gpu_profile.txt").write_text("\n\n".join(tables))
+
+
+def forward_costs(loaded: LoadedCheckpoint, pixels: torch.Tensor) -> dict[str, float]:
+    """The issue's t(n), a bare forward of n tokens against a cache of the context and half a
+    report, and the fused forward through the engine's ``BlockForward`` (its block mask
+    included), in ms at batch 1: the ceiling B t(1) / t(2B) and the engine's overhead."""
+    vlm, tokenizer = loaded.vlm, loaded.tokenizer
+    ids = torch.tensor([tokenizer.chat_prompt(REPORT_PROMPT)], device=vlm.device)
+    with torch.inference_mode():
+        context, mask = vlm.build_context(pixels[:1].to(vlm.device), ids, torch.ones_like(ids))
+    half_report = context.shape[1] + 26  # AR writes ~52 tokens a report here
+    costs = {f"t{n}": bare_forward_seconds(vlm, context, n, half_report, 50) for n in (1, 8, 16)}
+    for block in (4, 8):
+        costs[f"fused_b{block}"] = engine_forward_seconds(vlm, context, mask, block, 52, 10)[1]
+    return {name: 1000 * seconds for name, seconds in costs.items()}
 
 
 def table(measured: Path, inputs: Path) -> None:
