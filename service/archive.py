@@ -9,8 +9,9 @@ single report is, into ``OUT/<entry name>/``.
 
 A bad entry costs only itself: it is recorded as failed, with the reader's message, and the
 rest of the archive is drafted. That holds too for an entry that kills its reader process (a
-decoder's crash, the OOM killer): each reader process has a pipe of its own, so ``Readers``
-knows the entry a dead one held, and reads it again, alone, before recording it as failed.
+decoder's crash, the OOM killer) or never finishes (a stuck decoder, after 10 minutes): each
+reader process has a pipe of its own, so ``Readers`` knows the entry a dead one held, and reads
+it again, alone, before recording it as failed.
 ``OUT/archive.csv`` is rewritten after every batch, so it always says what is done; a second run
 drafts only the entries without all four report files (a failed entry is tried again, a drafted
 one is kept).
@@ -146,6 +147,13 @@ READER_DIED = (
     "reading this entry killed its reader process twice, the second time with no other entry "
     "being read (out of memory, or a decoder crashed); check the file with `echocxr ingest`"
 )
+# A full-resolution radiograph reads in ~0.3-0.6 s here (archive_drafting.md); a decoder stuck
+# on a damaged file must cost its entry, not stall the archive.
+READ_TIMEOUT_SECONDS = 600.0
+READ_TIMED_OUT = (
+    "reading this entry took over {seconds:.0f} s twice, the second time with no other entry "
+    "being read (a decoder that does not finish); check the file with `echocxr ingest`"
+)
 
 
 @dataclass(frozen=True)
@@ -178,9 +186,10 @@ class Reader:
         self.process.start()
         reader_end.close()  # the reader's copy is now its only one: its death is an EOF here
         self.reading: QueuedRead | None = None
+        self.started = 0.0  # time.monotonic() when it was handed what it is reading
 
     def start(self, read: QueuedRead) -> None:
-        self.reading = read
+        self.reading, self.started = read, time.monotonic()
         with contextlib.suppress(OSError):  # died while idle: ``finish`` finds the pipe closed
             self.connection.send(read.entry)
 
@@ -197,7 +206,8 @@ class Reader:
         return cast("ReadStudy | Outcome", result)
 
     def stop(self) -> None:
-        self.process.terminate()  # it writes nothing, so nothing is left half-done
+        self.process.kill()  # it writes nothing, so nothing is left half-done; a stuck decoder
+        # may not answer a gentler signal
         self.process.join()
         self.connection.close()
 
@@ -227,17 +237,24 @@ class Readers:
     reading while the caller decodes and writes a batch (without it they would stand idle for
     that time, ~6 s of every 64-study batch: ``benchmarks/results/archive_readers.md``).
 
-    An entry whose reader died is read once more by a fresh reader, alone (nothing else is
-    handed out meanwhile), so that memory taken by the other reads cannot be what killed it;
-    only if that reader dies too is the entry recorded as failed.
+    An entry whose reader died, or took over ``read_timeout`` seconds (its reader is then
+    killed), is read once more by a fresh reader, alone (nothing else is handed out meanwhile),
+    so that memory or cores taken by the other reads cannot be the cause; only if that reader
+    fails too is the entry recorded as failed.
     """
 
-    def __init__(self, processes: int, image_size: int, read: ReadEntry = read_entry) -> None:
-        self.image_size, self.read = image_size, read
+    def __init__(
+        self,
+        processes: int,
+        image_size: int,
+        read: ReadEntry = read_entry,
+        read_timeout: float = READ_TIMEOUT_SECONDS,
+    ) -> None:
+        self.image_size, self.read, self.read_timeout = image_size, read, read_timeout
         self.readers: list[Reader | None] = [None] * processes  # started when first needed
         self.waiting: deque[QueuedRead] = deque()
         self.to_read_alone: deque[QueuedRead] = deque()
-        self.died_once: set[int] = set()
+        self.failed_once: set[int] = set()
         self.done: dict[int, ReadStudy | Outcome] = {}
         self.queued, self.closing = 0, False
         self.failure: Exception | None = None
@@ -302,31 +319,39 @@ class Readers:
                 reader.start(read)
 
     def _collect(self) -> None:
-        """Wait until a reader finishes or dies, or the caller queues or closes."""
+        """Wait until a reader finishes, dies or runs out of time, or the caller queues or
+        closes."""
         busy = self._busy()
-        ready = multiprocessing.connection.wait([self.woken] + [r.connection for r, _ in busy])
+        first = min((reader.started for reader, _ in busy), default=None)
+        timeout = None if first is None else max(0.0, first + self.read_timeout - time.monotonic())
+        connections = [self.woken] + [reader.connection for reader, _ in busy]
+        ready = multiprocessing.connection.wait(connections, timeout)
         while self.woken.poll():
             self.woken.recv_bytes()
         for reader, read in busy:
-            if reader.connection not in ready:
-                continue
-            result = reader.finish()
-            if result is None:
-                self._reader_died(reader, read)
-                continue
-            with self.changed:
-                self.done[read.number] = result
-                self.changed.notify_all()
+            if reader.connection in ready:
+                self._take(reader, read)
+            elif time.monotonic() - reader.started > self.read_timeout:
+                self._reader_failed(reader, read, READ_TIMED_OUT.format(seconds=self.read_timeout))
 
-    def _reader_died(self, reader: Reader, read: QueuedRead) -> None:
+    def _take(self, reader: Reader, read: QueuedRead) -> None:
+        result = reader.finish()
+        if result is None:
+            self._reader_failed(reader, read, READER_DIED)
+            return
+        with self.changed:
+            self.done[read.number] = result
+            self.changed.notify_all()
+
+    def _reader_failed(self, reader: Reader, read: QueuedRead, why: str) -> None:
         reader.stop()
         self.readers[self.readers.index(reader)] = None
-        if read.number not in self.died_once:
-            self.died_once.add(read.number)
+        if read.number not in self.failed_once:
+            self.failed_once.add(read.number)
             self.to_read_alone.append(read)
             return
         with self.changed:
-            self.done[read.number] = Outcome(read.entry.name, FAILED, READER_DIED)
+            self.done[read.number] = Outcome(read.entry.name, FAILED, why)
             self.changed.notify_all()
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from service.archive import (
     FAILED,
+    READ_TIMED_OUT,
     READER_DIED,
     Outcome,
     Readers,
@@ -81,6 +82,25 @@ def test_readers_go_on_reading_while_their_results_are_not_asked_for(tmp_path: P
         assert [getattr(r, "entry", None) for r in readers.results(numbers)] == studies
     finally:
         readers.close()
+
+
+def test_an_entry_whose_reading_does_not_finish_fails_alone_after_the_timeout(
+    tmp_path: Path,
+) -> None:
+    """Its reader is killed after ``read_timeout`` seconds, twice (the second time read alone),
+    and the entries around it are read; the timeout leaves a slow spawn under load room."""
+    studies = phantom_archive(tmp_path, 2)
+    hangs = Path(shutil.copy(studies[0], tmp_path / "hangs.dcm"))
+    entries = [studies[0], hangs, studies[1]]
+    readers = Readers(2, 64, read=read_or_die, read_timeout=20)
+    try:
+        results = readers.results(readers.queue(entries))
+    finally:
+        readers.close()
+
+    assert results[1] == Outcome("hangs.dcm", FAILED, READ_TIMED_OUT.format(seconds=20))
+    assert [getattr(r, "entry", None) for r in (results[0], results[2])] == [studies[0], studies[1]]
+    assert not multiprocessing.active_children()
 
 
 def test_what_reading_raises_is_raised_in_the_drafting_process_and_no_reader_is_left(

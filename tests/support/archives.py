@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,12 +27,15 @@ def read_or_die(entry: Path, image_size: int) -> ReadStudy | Outcome:
     """``read_entry``, except that an entry named ``kills-reader*`` kills the process reading it
     with SIGKILL, as the kernel's OOM killer does (no exception, no clean-up); one named
     ``kills-reader-once*`` does so only the first time (a ``.killed`` file beside it says it did),
-    and one named ``raises*`` raises as a bug in a reader would. Every entry read leaves a
-    ``.read`` file beside it."""
+    one named ``raises*`` raises as a bug in a reader would, and one named ``hangs*`` never
+    returns, as a decoder stuck on a damaged file. Every entry read leaves a ``.read`` file
+    beside it."""
     from service.archive import read_entry
 
     if entry.name.startswith("raises"):
         raise LookupError("a bug in the reader")
+    if entry.name.startswith("hangs"):
+        time.sleep(3600)
     once = entry.with_name(entry.name + ".killed")
     if entry.name.startswith("kills-reader") and not once.exists():
         if entry.name.startswith("kills-reader-once"):
