@@ -144,15 +144,16 @@ def read_entry(entry: Path, image_size: int) -> ReadStudy | Outcome:
 
 ReadEntry = Callable[[Path, int], ReadStudy | Outcome]
 READER_DIED = (
-    "reading this entry killed its reader process twice, the second time with no other entry "
-    "being read (out of memory, or a decoder crashed); check the file with `echocxr ingest`"
+    "reading this entry failed twice, the second time with no other entry being read: it "
+    "killed its reader process (out of memory, or a decoder crashed); check the file with "
+    "`echocxr ingest`"
 )
 # A full-resolution radiograph reads in ~0.3-0.6 s here (archive_drafting.md); a decoder stuck
 # on a damaged file must cost its entry, not stall the archive.
 READ_TIMEOUT_SECONDS = 600.0
 READ_TIMED_OUT = (
-    "reading this entry took over {seconds:.0f} s twice, the second time with no other entry "
-    "being read (a decoder that does not finish); check the file with `echocxr ingest`"
+    "reading this entry failed twice, the second time with no other entry being read: it took "
+    "over {seconds:.0f} s (a decoder that does not finish); check the file with `echocxr ingest`"
 )
 
 
@@ -172,7 +173,7 @@ class Reader:
     Readers were a ``ProcessPoolExecutor`` before, and that hung: its workers share one queue
     and its lock, and on Python 3.11 a worker killed while the pool was still starting the
     others could leave one of them unterminated, which the pool's shutdown then waited for
-    forever (in about one run in six of the test that kills a reader mid-archive).
+    forever (in one run of the first eight of the test that kills a reader mid-archive).
     """
 
     def __init__(self, image_size: int, read: ReadEntry) -> None:
