@@ -10,11 +10,11 @@ PyTorch but not this project's data, so the run has three steps:
 
 ``prepare`` renders the phantom test studies into ``runs/gpu-inputs`` (the render cache the
 bench reads, ~10 KB a study, so the GPU decodes exactly the CPU's inputs) and decodes them here
-at batch 16 with every row. ``run`` loads the shipped checkpoints on the GPU and times, with
-the GPU synchronised around each call, every row at batch 1 (``--latency-n`` studies) and the
-throughput at each ``--batch-sizes`` over all studies; it keeps the batch-16 texts. ``table``
-compares those texts with the CPU's, scores both with the labeller, and writes
-``benchmarks/results/gpu_engines.{md,json,png}``.
+at batch 16 with every row. ``run`` loads the shipped checkpoints on the GPU and times
+(``model.bench.decode_batch``: the engine's clock, started with the GPU idle) every row at batch
+1 (``--latency-n`` studies) and the throughput at each ``--batch-sizes`` over all studies; it
+keeps the batch-16 texts. ``table`` compares those texts with the CPU's, scores both with the
+labeller, and writes ``benchmarks/results/gpu_engines.{md,json,png}``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import argparse
 import json
 import platform
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +34,12 @@ from engines import (  # the sibling script: this one runs from benchmarks/
 )
 
 from model import AR_CHECKPOINT, CHECKPOINTS
+from model.bench import LABEL_F1, decode_batch, f1_key
 from model.checkpoint import LoadedCheckpoint, load_checkpoint
+from model.cli import DEFAULT_CACHE
 from model.data.datasets import StudyDataset
 from model.data.qa import REPORT_PROMPT
 from model.decoding import Engine, get_engine
-from model.tokenizer import pad_rows
 
 RESULTS = Path(__file__).parent / "results"
 INPUTS = Path(__file__).parent.parent / "runs" / "gpu-inputs"
@@ -52,36 +52,17 @@ NOTES = "## What it says"
 TEXTS_BATCH = 16  # the batch size whose texts are compared between CPU and GPU
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def decode(
     loaded: LoadedCheckpoint, engine: Engine, pixels: torch.Tensor, batch_size: int
 ) -> tuple[list[str], float, int]:
-    """Texts, seconds spent in the engine (the GPU idle at both ends) and forwards per report
-    summed over the batches; the image encoder runs outside the timed part, as in the bench."""
-    vlm, tokenizer = loaded.vlm, loaded.tokenizer
-    prompt = tokenizer.chat_prompt(REPORT_PROMPT)
-    texts, seconds, forwards = [], 0.0, 0
-    for first in range(0, len(pixels), batch_size):
-        batch = pixels[first : first + batch_size].to(vlm.device)
-        ids, mask = pad_rows([prompt] * len(batch), tokenizer.pad_id, left=True)
-        with torch.inference_mode():
-            context, context_mask = vlm.build_context(
-                batch, ids.to(vlm.device), mask.to(vlm.device)
-            )
-        synchronize(vlm.device)
-        start = time.perf_counter()
-        out = engine.generate(
-            vlm, context, context_mask, max_new_tokens=vlm.config.max_response_tokens
-        )
-        synchronize(vlm.device)
-        seconds += time.perf_counter() - start
-        forwards += out.forwards * len(batch)
-        texts += [tokenizer.decode(row) for row in out.token_ids]
-    return texts, seconds, forwards
+    """Texts, seconds in the engine and forwards times reports, over every batch."""
+    batches = [
+        decode_batch(loaded, engine, pixels[first : first + batch_size])
+        for first in range(0, len(pixels), batch_size)
+    ]
+    texts = [text for batch in batches for text in batch.texts]
+    seconds = sum(batch.seconds for batch in batches)
+    return texts, seconds, sum(batch.forwards * len(batch.texts) for batch in batches)
 
 
 def study_pixels(inputs: Path) -> torch.Tensor:
@@ -214,7 +195,7 @@ def table(measured: Path, inputs: Path) -> None:
     gpu = json.loads(measured.read_text())
     cpu = json.loads((inputs / "cpu_texts.json").read_text())
     references = [record.labels for record in read_cache(inputs / "studies")[1]]
-    macro = "chexpert_rule_f1_macro14_unc0"
+    macro = f1_key(LABEL_F1["macro_f1_14"])
     ar = gpu["rows"]["ar"]
     batches = list(ar["reports_per_s"])
     lines = [
@@ -267,7 +248,7 @@ def main() -> None:
     step = parser.add_subparsers(dest="step", required=True)
     p = step.add_parser("prepare")
     p.add_argument("--n", type=int, default=256)
-    p.add_argument("--cache-dir", type=Path, default=Path("runs/cache"))
+    p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     r = step.add_parser("run")
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--latency-n", type=int, default=64)

@@ -29,9 +29,12 @@ from model import CHECKPOINTS
 from model.cli import DEFAULT_CACHE, fail
 
 if TYPE_CHECKING:
+    import torch
+
     from clinical_eval.labeler import Labels
     from model.checkpoint import LoadedCheckpoint
     from model.data.datasets import StudyDataset
+    from model.decoding import Engine
 
 
 class BenchError(ValueError):
@@ -105,33 +108,58 @@ def parse_engine_options(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     return options
 
 
+@dataclass
+class DecodedBatch:
+    texts: list[str]
+    seconds: float  # in the engine, with the GPU (if any) idle when it started
+    forwards: int  # the engine's forwards; every report of the batch waited for each
+    tokens: int
+
+
+def decode_batch(loaded: LoadedCheckpoint, engine: Engine, pixels: torch.Tensor) -> DecodedBatch:
+    """One batch of images (B, 1, S, S) drafted with ``engine``; only the decoding is timed."""
+    import torch
+
+    from model.data.qa import REPORT_PROMPT
+    from model.tokenizer import pad_rows
+
+    vlm, tokenizer = loaded.vlm, loaded.tokenizer
+    ids, mask = pad_rows(
+        [tokenizer.chat_prompt(REPORT_PROMPT)] * len(pixels), tokenizer.pad_id, left=True
+    )
+    with torch.inference_mode():
+        context, context_mask = vlm.build_context(
+            pixels.to(vlm.device), ids.to(vlm.device), mask.to(vlm.device)
+        )
+    if vlm.device.type == "cuda":  # the engine's clock must not count the image encoder's kernels
+        torch.cuda.synchronize(vlm.device)
+    out = engine.generate(vlm, context, context_mask, max_new_tokens=vlm.config.max_response_tokens)
+    return DecodedBatch(
+        texts=[tokenizer.decode(row_ids) for row_ids in out.token_ids],
+        seconds=out.seconds,
+        forwards=out.forwards,
+        tokens=sum(len(row_ids) for row_ids in out.token_ids),
+    )
+
+
 def decode_all(
     loaded: LoadedCheckpoint, row: BenchRow, dataset: StudyDataset, batch_size: int
 ) -> dict[str, Any]:
     """Generate every study's report with one engine; time only the decoding."""
     import torch
 
-    from model.data.qa import REPORT_PROMPT
     from model.decoding import get_engine
-    from model.tokenizer import pad_rows
 
     engine = get_engine(row.engine, **row.options)
-    vlm, tokenizer = loaded.vlm, loaded.tokenizer
-    prompt = tokenizer.chat_prompt(REPORT_PROMPT)
     texts, seconds, forwards, tokens = [], 0.0, 0, 0
     for first in range(0, len(dataset), batch_size):
         indices = range(first, min(len(dataset), first + batch_size))
         pixels = torch.stack([dataset[i]["pixels"] for i in indices])  # type: ignore[misc]
-        ids, mask = pad_rows([prompt] * len(indices), tokenizer.pad_id, left=True)
-        with torch.inference_mode():
-            context, context_mask = vlm.build_context(pixels, ids, mask)
-        out = engine.generate(
-            vlm, context, context_mask, max_new_tokens=vlm.config.max_response_tokens
-        )
-        texts += [tokenizer.decode(row_ids) for row_ids in out.token_ids]
-        seconds += out.seconds
-        forwards += out.forwards * len(indices)  # every report of the batch waited for each forward
-        tokens += sum(len(row_ids) for row_ids in out.token_ids)
+        batch = decode_batch(loaded, engine, pixels)
+        texts += batch.texts
+        seconds += batch.seconds
+        forwards += batch.forwards * len(indices)
+        tokens += batch.tokens
     n = len(dataset)
     return {
         "texts": texts,
