@@ -88,7 +88,7 @@ def finding_head_scores(
     ceiling that the written reports inherit."""
     from sklearn.metrics import f1_score, roc_auc_score
 
-    from model.data.phantom.cases import OBSERVATIONS
+    from clinical_eval.observations import OBSERVATIONS
 
     if vlm.findings is None:
         return {}

@@ -14,7 +14,7 @@ from clinical_eval.errors import (
 )
 from clinical_eval.label_metrics import compare_systems, label_f1
 from clinical_eval.labeler import LabeledReport, Mention, label, label_with_evidence
-from clinical_eval.lexicon import FIVE_COMPETITION, OBSERVATIONS
+from clinical_eval.observations import FIVE_COMPETITION, OBSERVATIONS
 from clinical_eval.scoring import METRIC_GROUPS, score, score_detailed
 
 __all__ = [

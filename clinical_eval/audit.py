@@ -23,7 +23,7 @@ from clinical_eval.audit_input import AuditInput
 from clinical_eval.calibration import calibration_by_label
 from clinical_eval.label_metrics import f1_intervals, f1_variants, label_matrix, per_label
 from clinical_eval.labeler import LabeledReport, Labels, label_with_evidence
-from clinical_eval.lexicon import OBSERVATIONS
+from clinical_eval.observations import OBSERVATIONS
 from clinical_eval.scoring import METRIC_GROUPS, score_detailed
 
 VALUE_NAMES: tuple[str, ...] = ("positive", "negative", "uncertain", "blank")

@@ -13,7 +13,8 @@ from typing import Any
 
 from clinical_eval.audit import VALUE_NAMES, AuditReport
 from clinical_eval.labeler import LabeledReport
-from clinical_eval.lexicon import HEART_FAILURE, OBSERVATIONS
+from clinical_eval.lexicon import HEART_FAILURE
+from clinical_eval.observations import OBSERVATIONS
 
 _VALUE_TEXT = {1: "positive", 0: "negative", -1: "uncertain", None: "not mentioned"}
 _MENTION_NAMES = {HEART_FAILURE: "Edema (heart failure)", "_OTHER": "other abnormality"}

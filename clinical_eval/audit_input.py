@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from clinical_eval.errors import AuditInputError
-from clinical_eval.lexicon import OBSERVATIONS
+from clinical_eval.observations import OBSERVATIONS
 
 ID_COLUMN = "study_id"
 CONFIDENCE_PREFIX = "confidence:"

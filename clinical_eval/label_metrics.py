@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from clinical_eval.bootstrap import Interval, PairedTest
 from clinical_eval.errors import LabelFormatError
-from clinical_eval.lexicon import FIVE_COMPETITION, OBSERVATIONS
+from clinical_eval.observations import FIVE_COMPETITION, OBSERVATIONS
 
 LabelRow = Mapping[str, Any] | Sequence[Any]
 DEFAULT_PREFIX = "chexpert_rule_f1"

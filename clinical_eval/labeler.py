@@ -23,7 +23,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from clinical_eval import lexicon
-from clinical_eval.lexicon import OBSERVATIONS
+from clinical_eval.observations import OBSERVATIONS
 
 if TYPE_CHECKING:
     from spacy.language import Language

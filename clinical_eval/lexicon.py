@@ -11,32 +11,6 @@ Kept as plain data so that a radiologist can review and extend it without readin
 
 from __future__ import annotations
 
-OBSERVATIONS: tuple[str, ...] = (
-    "No Finding",
-    "Enlarged Cardiomediastinum",
-    "Cardiomegaly",
-    "Lung Opacity",
-    "Lung Lesion",
-    "Edema",
-    "Consolidation",
-    "Pneumonia",
-    "Atelectasis",
-    "Pneumothorax",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Fracture",
-    "Support Devices",
-)
-
-FIVE_COMPETITION: tuple[str, ...] = (
-    "Cardiomegaly",
-    "Edema",
-    "Consolidation",
-    "Atelectasis",
-    "Pleural Effusion",
-)
-"""The five observations of the CheXpert competition, used by the ``...5`` metric variants."""
-
 EXCLUDED = "_EXCLUDED"
 """Category of phrases that contain a mention word but are not that observation."""
 

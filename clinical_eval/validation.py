@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from clinical_eval.labeler import Labels, label
-from clinical_eval.lexicon import OBSERVATIONS
+from clinical_eval.observations import OBSERVATIONS
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "labeler_validation.md"
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from transformers import LlamaConfig
 
-from model.data.phantom.cases import OBSERVATIONS
+from clinical_eval.observations import OBSERVATIONS
 from model.data.phantom.report import REPORT_FORMS, ReportForm
 
 Stage = Literal["ar", "rad", "dcd"]

@@ -28,10 +28,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
+from clinical_eval.observations import OBSERVATIONS
 from model.checkpoint import save_checkpoint
 from model.config import TrainConfig
 from model.data.datasets import RECORDS_FILE, StudyDataset, StudyRecord, phantom_cache
-from model.data.phantom.cases import OBSERVATIONS
 from model.data.qa import REPORT_PROMPT, QAPair
 from model.tokenizer import Tokenizer, pad_rows
 from model.vlm import VLM

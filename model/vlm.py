@@ -16,8 +16,8 @@ import torch
 from torch import nn
 from transformers import LlamaForCausalLM
 
+from clinical_eval.observations import OBSERVATIONS
 from model.config import VLMConfig
-from model.data.phantom.cases import OBSERVATIONS
 from model.projector import Projector
 from model.report_ngrams import ReportNgrams
 from model.tokenizer import Tokenizer

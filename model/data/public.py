@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from clinical_eval.observations import OBSERVATIONS
 from model.data.datasets import DatasetError, StudyRecord, write_cache
-from model.data.phantom import OBSERVATIONS
 from model.data.qa import questions_for
 from model.data.transforms import model_input_transform
 

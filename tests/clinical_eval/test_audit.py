@@ -11,7 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from clinical_eval.cli import audit
-from clinical_eval.lexicon import OBSERVATIONS
+from clinical_eval.observations import OBSERVATIONS
 
 pytestmark = pytest.mark.e2e
 

@@ -133,7 +133,7 @@ def test_run_trains_from_file_caches_named_in_the_recipe(
 
 
 def test_label_targets_follow_observation_order_with_uncertain_as_half() -> None:
-    from model.data.phantom.cases import OBSERVATIONS
+    from clinical_eval.observations import OBSERVATIONS
     from model.train import label_targets
 
     targets = label_targets({"Pleural Effusion": 1, "Edema": -1, "Cardiomegaly": 0})

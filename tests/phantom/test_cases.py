@@ -7,7 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from model.data.phantom import OBSERVATIONS, iter_cases, render, sample_case
+from clinical_eval.observations import OBSERVATIONS
+from model.data.phantom import iter_cases, render, sample_case
 
 pytestmark = pytest.mark.unit
 

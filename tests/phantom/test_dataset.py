@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from model.data.phantom import OBSERVATIONS, sample_case
+from clinical_eval.observations import OBSERVATIONS
+from model.data.phantom import sample_case
 from service.cli import app
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,8 @@ import re
 
 import pytest
 
-from model.data.phantom import OBSERVATIONS, PhantomCase, iter_cases
+from clinical_eval.observations import OBSERVATIONS
+from model.data.phantom import PhantomCase, iter_cases
 
 pytestmark = pytest.mark.unit
 

@@ -1,7 +1,7 @@
 """Phantom chest radiographs with known ground truth (issue 2, section 3).
 
 Stable API (other packages rely on these names and signatures; change them only with notice):
-``OBSERVATIONS``, ``PhantomCase`` (and its parts ``Finding``, ``Report``, ``Acquisition``,
+``PhantomCase`` (and its parts ``Finding``, ``Report``, ``Acquisition``,
 ``Anatomy``, ``Identity``), ``sample_case(seed, index, reports="mixed")``,
 ``iter_cases(seed, n, split=None, reports="mixed")`` (``REPORT_FORMS``, ``ReportForm``),
 ``render(case, size=256)``, ``to_dicom(case)``, ``write_dicom(case, path)`` and
@@ -9,7 +9,6 @@ Stable API (other packages rely on these names and signatures; change them only 
 """
 
 from model.data.phantom.cases import (
-    OBSERVATIONS,
     Acquisition,
     Anatomy,
     Finding,
@@ -24,7 +23,6 @@ from model.data.phantom.report import REPORT_FORMS, ReportForm
 from model.data.phantom.sampling import iter_cases, sample_case
 
 __all__ = [
-    "OBSERVATIONS",
     "REPORT_FORMS",
     "Acquisition",
     "Anatomy",

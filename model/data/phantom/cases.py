@@ -19,23 +19,6 @@ from typing import Literal
 
 import numpy as np
 
-OBSERVATIONS: tuple[str, ...] = (
-    "No Finding",
-    "Enlarged Cardiomediastinum",
-    "Cardiomegaly",
-    "Lung Opacity",
-    "Lung Lesion",
-    "Edema",
-    "Consolidation",
-    "Pneumonia",
-    "Atelectasis",
-    "Pneumothorax",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Fracture",
-    "Support Devices",
-)
-
 Split = Literal["train", "val", "test"]
 SPLIT_FRACTIONS: tuple[tuple[Split, float], ...] = (("train", 0.8), ("val", 0.1), ("test", 0.1))
 STUDIES_PER_PATIENT = 2

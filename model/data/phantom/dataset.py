@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from model.data.phantom.cases import OBSERVATIONS, PhantomCase
+from clinical_eval.observations import OBSERVATIONS
+from model.data.phantom.cases import PhantomCase
 from model.data.phantom.dicom_export import write_dicom
 from model.data.phantom.render import render
 from model.data.phantom.sampling import sample_case

@@ -24,7 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from model.data.phantom.cases import OBSERVATIONS, Finding, Report
+from clinical_eval.observations import OBSERVATIONS
+from model.data.phantom.cases import Finding, Report
 
 PATHOLOGIES = tuple(o for o in OBSERVATIONS if o not in ("No Finding", "Support Devices"))
 NORMALIZED_SHARE = 0.6
