@@ -7,7 +7,7 @@ Writes ``benchmarks/results/archive_drafting.{md,json}``.
 ``row_dropping.py`` measures the engines alone on cached model inputs. An archive also reads
 each full-resolution DICOM file (1-3k pixels a side, several transfer syntaxes) down to the
 model's 128 px, and writes a DICOM SR, an encapsulated PDF, a FHIR resource and report.json per
-study; ``echocxr report-archive`` does all of it. This script runs ``service.archive``'s
+study; ``echocxr report-archive`` does all of it. This script runs ``workers.archive``'s
 ``draft_archive`` (what the command runs) over ``--n`` full-resolution phantom studies of an
 unseen seed with each engine and batch size, in one process on one torch thread, after a
 warm-up batch (the labeller and the engines' first calls load lazily), and records the seconds
@@ -31,7 +31,8 @@ import torch
 import model
 from model.cli import DEFAULT_CACHE
 from model.data.phantom.dataset import write_dataset
-from service.archive import DRAFTED, StageSeconds, draft_archive
+from workers.archive import StageSeconds, draft_archive
+from workers.readers import DRAFTED
 
 RESULTS = Path(__file__).parent / "results"
 ARCHIVE_SEED = 20261203  # not a seed any recipe trains or benchmarks on

@@ -14,7 +14,7 @@ from dicom import cli as dicom_cli
 from model import bench as model_bench
 from model import cli as model_cli
 from model.data.phantom import cli as phantom_cli
-from service import archive, demo, reporting, serve
+from service import archive, demo, reporting, serve, users
 
 app = typer.Typer(
     name="echocxr",
@@ -24,6 +24,10 @@ app = typer.Typer(
 )
 
 app.command("serve")(serve.serve)
+app.command("worker")(serve.worker)
+app.add_typer(serve.db, name="db")
+app.add_typer(users.app, name="users")
+app.command("ask")(reporting.ask)
 app.command("train")(model_cli.train)
 app.command("report-ngrams")(model_cli.report_ngrams)
 app.command("report")(reporting.report)

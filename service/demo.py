@@ -39,7 +39,7 @@ def demo(
     typer.echo(dicom.describe_study(study))
 
     import model
-    from service.reporting import draft_study, write_draft
+    from workers.drafting import draft_study, write_draft
 
     if model.shipped_checkpoint(model.DEFAULT_ENGINE) is None:
         typer.echo("no report checkpoint is shipped yet: ingestion only, no draft written")

@@ -1,51 +1,172 @@
-"""Ingest an uploaded study: keep the files, read them with ``dicom.read_study``, record it.
+"""Ingest an upload: check it is one readable study, keep its files, record it, key its draft.
 
-Files are written into a temporary folder beside their final place and renamed only after the
-study was read and its record flushed, inside one transaction: a refused upload leaves neither a
-folder nor a row behind.
+The upload is read (``dicom.read_study``) before anything is written, so a refused upload leaves
+nothing behind. Its files are then stored by content (``workers.storage``) and linked into the
+study's folder; the records (study, files, job) are written in the caller's transaction, so they
+are all there or none is. A file stored by a transaction that then failed is never referenced
+and costs only its bytes.
+
+A study is known by its StudyInstanceUID: an upload of more instances joins it, and the draft is
+keyed by the study's content (the hashes of all its files) and the drafting profile, so
+re-uploading the same study finds the same job instead of drafting it twice, while a study that
+grew gets a new draft.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-import uuid
-from pathlib import Path
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-import dicom
-from service import crud
-from service.models import StudyRecord
+from workers import storage
+from workers.config import Settings
+from workers.generators import DraftProfile
+from workers.records import (
+    CANCELLED,
+    FAILED,
+    QUEUED,
+    ROUTINE,
+    STAT,
+    Job,
+    Study,
+    StudyFile,
+    now,
+)
+
+if TYPE_CHECKING:
+    import dicom
+
+# What a reading list needs to tell patients and exams apart; shown to clinical roles only.
+IDENTIFIER_KEYWORDS = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "PatientAge",
+    "AccessionNumber",
+    "StudyDate",
+    "StudyTime",
+    "StudyDescription",
+    "ReferringPhysicianName",
+    "InstitutionName",
+)
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """The study an upload joined and the drafting job for its content now."""
+
+    study: Study
+    job: Job
+    new_job: bool  # False: the same content was already drafted or queued
 
 
 def ingest_upload(
-    session: Session, *, studies_dir: Path, payload: bytes, filename: str
-) -> StudyRecord:
-    """Store and read one upload (a DICOM file or an archive); raises ``dicom.DicomError``."""
-    studies_dir.mkdir(parents=True, exist_ok=True)
-    record_id = uuid.uuid4().hex
-    staging = Path(tempfile.mkdtemp(prefix=".incoming-", dir=studies_dir))
-    try:
-        upload = staging / _safe_name(filename)
-        upload.write_bytes(payload)
-        study = dicom.read_study(upload)
-        record = crud.create_study(
-            session,
-            record_id=record_id,
-            study_instance_uid=study.study_instance_uid,
-            frontal_count=len(study.frontal_images),
-            set_aside_count=len(study.set_aside),
-            summary=dicom.summarize_study(study),
+    session: Session, settings: Settings, profile: DraftProfile, data: bytes, priority: str
+) -> Ingested:
+    """Read, store and record one upload (a DICOM file, or a ZIP/TAR of one study).
+
+    Raises ``dicom.DicomError`` (nothing written) when the upload is not one readable study.
+    """
+    import dicom
+    from dicom.sources import ReadLimits, gather
+
+    read = dicom.read_study(data)
+    members = gather(data, ReadLimits())
+    hashes = {
+        storage.put(settings.files_dir, member.data)[0]: len(member.data) for member in members
+    }
+    study, joined = _study_record(session, read)
+    _add_files(session, settings, study, hashes)
+    content = _content_sha256(session, study.id)
+    if joined and content != study.content_sha256:  # it grew: read all of it again
+        _refresh(study, dicom.read_study(storage.study_folder(settings.studies_dir, study.id)))
+    study.content_sha256 = content
+    if priority == STAT:
+        study.priority = STAT
+    study.updated_at = now()
+    job, new_job = _draft_job(session, study, profile.draft_key(content), profile, priority)
+    session.flush()
+    return Ingested(study, job, new_job)
+
+
+def _study_record(session: Session, read: dicom.Study) -> tuple[Study, bool]:
+    """The study's record, new or existing (``True``: the upload joins an existing study)."""
+    uid = read.study_instance_uid
+    study = session.scalar(select(Study).where(Study.study_instance_uid == uid).with_for_update())
+    if study is not None:
+        return study, True
+    study = Study(study_instance_uid=uid, content_sha256="", priority=ROUTINE)
+    _refresh(study, read)
+    session.add(study)
+    session.flush()
+    return study, False
+
+
+def _refresh(study: Study, read: dicom.Study) -> None:
+    """What the record says of the study's content, from a reading of all its files."""
+    import dicom
+
+    study.frontal_count = len(read.frontal_images)
+    study.set_aside_count = len(read.set_aside)
+    study.summary = dicom.summarize_study(read)
+    study.identifiers = identifiers(read)
+
+
+def identifiers(read: dicom.Study) -> dict[str, Any]:
+    """The Patient and Study attributes a reader needs, as text, from the first frontal image."""
+    if not read.frontal_images:
+        return {}
+    header = read.frontal_images[0].dataset
+    return {key: str(header.get(key, "") or "") for key in IDENTIFIER_KEYWORDS}
+
+
+def _add_files(session: Session, settings: Settings, study: Study, hashes: dict[str, int]) -> None:
+    known = set(session.scalars(select(StudyFile.sha256).where(StudyFile.study_id == study.id)))
+    folder = storage.study_folder(settings.studies_dir, study.id)
+    for sha256, size in hashes.items():
+        storage.link_into(folder, settings.files_dir, sha256)
+        if sha256 not in known:
+            session.add(StudyFile(study_id=study.id, sha256=sha256, size=size))
+    session.flush()
+
+
+def _content_sha256(session: Session, study_id: str) -> str:
+    hashes = sorted(session.scalars(select(StudyFile.sha256).where(StudyFile.study_id == study_id)))
+    return hashlib.sha256("\n".join(hashes).encode()).hexdigest()
+
+
+def _draft_job(
+    session: Session, study: Study, key: str, profile: DraftProfile, priority: str
+) -> tuple[Job, bool]:
+    """The job drafting this content with this profile: the existing one, a failed or cancelled
+    one queued again (uploading again is how a user retries), or a new one."""
+    job = session.scalar(select(Job).where(Job.draft_key == key).with_for_update())
+    if job is None:
+        job = Job(
+            study_id=study.id,
+            state=QUEUED,
+            priority=priority,
+            draft_key=key,
+            checkpoint_sha256=profile.weights_sha256,
+            engine=profile.engine,
+            engine_options=profile.options,
+            progress=0.0,
+            attempts=0,
+            timings={},
         )
-        staging.rename(studies_dir / record_id)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return record
-
-
-def _safe_name(filename: str) -> str:
-    """The client's file name without any folder part, so it cannot escape the staging folder."""
-    name = Path(filename.replace("\\", "/")).name
-    return name if name not in {"", ".", ".."} else "upload.dcm"
+        session.add(job)
+        return job, True
+    if job.state in (FAILED, CANCELLED):
+        job.state, job.error, job.attempts, job.progress = QUEUED, None, 0, 0.0
+        job.dispatched_at = job.started_at = job.finished_at = None
+        job.created_at = now()
+        job.priority = priority
+        return job, True
+    if priority == STAT and job.state == QUEUED:
+        job.priority = STAT  # handed again, to the STAT queue; the first delivery wins
+        return job, True
+    return job, False

@@ -1,23 +1,83 @@
-"""The FastAPI application: routers mounted under ``/v1``, errors as short JSON details."""
+"""The FastAPI application: routers mounted under ``/v1``, errors as short JSON details.
+
+``create_app(settings)`` builds the app for one deployment: the dispatcher (the embedded pool,
+or Celery when a broker is configured) starts with the app and stops with it, and jobs the last
+process left queued are handed over again.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from service.api.routes import health, studies
+from service.api.routes import health, jobs, reports, studies, worklist
+from service.dispatch import make_dispatcher, redispatch
+from service.limits import BodySizeLimit
+from workers.config import Settings, get_settings
+from workers.generators import resolve_profile
 
 logger = logging.getLogger(__name__)
+REDISPATCH_EVERY_S = 60.0
 
 
-def create_app() -> FastAPI:
-    app = FastAPI(title="EchoCXR", version="0.1.0")
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _start(app, settings)
+        try:
+            yield
+        finally:
+            app.state.stopping.set()
+            app.state.dispatcher.close()
+
+    app = FastAPI(
+        title="EchoCXR",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Preliminary chest X-ray report drafts for radiologist review.",
+    )
+    app.state.settings = settings
+    app.add_middleware(BodySizeLimit, limit_bytes=settings.max_upload_mb * 1024 * 1024)
     app.include_router(health.router)
-    app.include_router(studies.router, prefix="/v1")
+    for router in (studies.router, jobs.router, reports.router, worklist.router):
+        app.include_router(router, prefix="/v1")
     app.add_exception_handler(Exception, _unexpected_error)
     return app
+
+
+def _start(app: FastAPI, settings: Settings) -> None:
+    """Resolve the drafting profile, start the dispatcher, hand over what is pending."""
+    from model.checkpoint import CheckpointError
+    from model.decoding import EngineError
+
+    app.state.profile_problem = None
+    try:
+        app.state.profile = resolve_profile(settings)
+    except (CheckpointError, EngineError) as error:
+        # the service still serves what it has; /readyz says why it cannot draft
+        app.state.profile, app.state.profile_problem = None, str(error)
+    app.state.dispatcher = make_dispatcher(settings)
+    app.state.stopping = threading.Event()
+    if settings.embedded:
+        redispatch(app.state.dispatcher, settings, everything=True)
+        return
+    threading.Thread(target=_keep_handing_over, args=(app,), daemon=True).start()
+
+
+def _keep_handing_over(app: FastAPI) -> None:
+    """With a broker: hand over, every minute, jobs a broker outage kept from their workers."""
+    while not app.state.stopping.wait(REDISPATCH_EVERY_S):
+        try:
+            redispatch(app.state.dispatcher, app.state.settings, everything=False)
+        except Exception as error:
+            logger.warning("redispatch failed (%s)", type(error).__name__)
 
 
 async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:

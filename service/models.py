@@ -1,35 +1,66 @@
-"""SQLAlchemy tables. Pydantic schemas for the API live apart, in ``service.schemas``."""
+"""The service's own tables: users, their API keys, and the audit trail.
+
+The pipeline's records (studies, jobs, reports, sign-offs) are in ``workers.records``, on the
+same ``Base``, because the workers write them. Pydantic schemas for the API live apart, in
+``service.schemas``.
+"""
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, Integer, String
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
 
+from workers.records import Base, new_id, now
 
-class Base(DeclarativeBase):
-    pass
-
-
-def _new_id() -> str:
-    return uuid.uuid4().hex
+UPLOADER, RADIOLOGIST, AUDITOR, ADMIN = "uploader", "radiologist", "auditor", "admin"
+ROLES = (UPLOADER, RADIOLOGIST, AUDITOR, ADMIN)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+class User(Base):
+    """Someone (or a script) the service answers; ``role`` decides which routes."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
-class StudyRecord(Base):
-    """One ingested study. The DICOM files sit under ``Settings.studies_dir / id``."""
+class ApiKey(Base):
+    """A bearer key, kept only as its SHA-256: the key itself is shown once, at creation.
 
-    __tablename__ = "studies"
+    Keys are 256 random bits, so a plain hash is enough (no salt or slow hash is needed
+    against guessing, unlike a password).
+    """
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=_new_id)
-    study_instance_uid: Mapped[str] = mapped_column(String(64), index=True)
-    frontal_count: Mapped[int] = mapped_column(Integer)
-    set_aside_count: Mapped[int] = mapped_column(Integer)
-    # What was read, without identifying data: views, matrix sizes, spacing, reasons set aside.
-    summary: Mapped[dict[str, object]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class AuditEvent(Base):
+    """Who did what to which study or report, when, and from where; refusals too.
+
+    ``action`` is a verb on a resource (``study.upload``, ``report.read``, ``report.sign``…);
+    ``outcome`` the HTTP status answered.
+    """
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=now, index=True)
+    user_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    user_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    action: Mapped[str] = mapped_column(String(64))
+    resource_type: Mapped[str] = mapped_column(String(32))
+    resource_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    client: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    outcome: Mapped[int] = mapped_column(Integer)

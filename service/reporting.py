@@ -1,15 +1,12 @@
-"""Drafting a report for an ingested study, in-process: the embedded mode's path.
+"""``echocxr report``: one study drafted in this process, and the options every drafting command
+shares (checkpoint, engine, engine options).
 
-``echocxr report``, ``echocxr demo`` and (at scale) the ``generate`` worker all go through
-``draft_study`` and ``write_draft``, so a draft is made and written the same way everywhere.
-The model never sees the DICOM header: only the frontal image's pixels, resized by
-``dicom.to_model_input``.
+The drafting itself is ``workers.drafting``, the same functions the API and the workers run.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,84 +14,10 @@ import typer
 from typer.models import OptionInfo
 
 from model import DEFAULT_ENGINE
+from workers.drafting import draft_study, write_draft
 
 if TYPE_CHECKING:
-    import dicom
-    from model.report import Report, ReportGenerator
-
-MANUFACTURER = "EchoCXR open-source project"
-PRODUCT_NAME = "EchoCXR draft report generator"
-
-
-@dataclass(frozen=True)
-class WrittenDraft:
-    report: Report
-    files: dict[str, Path]
-
-    @property
-    def report_text(self) -> str:
-        return self.report.text
-
-
-def pick_image(study: dicom.Study) -> dicom.FrontalImage:
-    """The frontal image the draft is written from: PA when there is one, else the first AP."""
-    if not study.frontal_images:
-        import dicom
-
-        reasons = "; ".join(item.reason for item in study.set_aside) or "no instances"
-        raise dicom.NotChestRadiographError(
-            f"the study has no frontal chest radiograph to report on ({reasons})"
-        )
-    by_view = sorted(study.frontal_images, key=lambda image: image.view_position != "PA")
-    return by_view[0]
-
-
-def draft_study(study: dicom.Study, generator: ReportGenerator) -> Report:
-    import dicom
-
-    image = pick_image(study)
-    pixels = dicom.to_model_input(image, generator.image_size)
-    return generator.generate([pixels])[0]
-
-
-def algorithm_identity(report: Report) -> dicom.AlgorithmIdentity:
-    """The model as a device; its UID follows from its id, so all its drafts name it alike."""
-    from pydicom.uid import generate_uid
-
-    import dicom
-
-    name, _, version = report.model_id.partition("/")
-    return dicom.AlgorithmIdentity(
-        name=name,
-        version=version or "0",
-        manufacturer=MANUFACTURER,
-        model_name=PRODUCT_NAME,
-        device_uid=generate_uid(entropy_srcs=["echocxr-device", report.model_id]),
-        checkpoint_sha256=report.checkpoint_sha256,
-        decoding=" ".join(
-            [report.engine]
-            + [f"{key}={json.dumps(value)}" for key, value in sorted(report.engine_options.items())]
-        ),
-    )
-
-
-def write_draft(study: dicom.Study, report: Report, out_dir: Path) -> WrittenDraft:
-    """report.json, report.sr.dcm, report.pdf.dcm and report.fhir.json, all or none."""
-    import dicom
-
-    draft = dicom.DraftReport(
-        findings=report.findings, impression=report.impression, algorithm=algorithm_identity(report)
-    )
-    details = {
-        "engine": report.engine,
-        "engine_options": report.engine_options,
-        "labels": report.labels,
-        "timings": report.timings,
-        "model_id": report.model_id,
-    }
-    files = dicom.write_report_bundle(draft, study, out_dir, details=details)
-    return WrittenDraft(report=report, files=files)
-
+    from model.report import ReportGenerator
 
 OutOption = Annotated[Path, typer.Option(help="Folder for the report files.")]
 CheckpointOption = Annotated[
@@ -170,3 +93,29 @@ def report(
 def fail(message: str) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(2)
+
+
+def ask(
+    study: Annotated[Path, typer.Argument(help="A DICOM file, folder, ZIP/TAR or DICOMDIR.")],
+    question: Annotated[str, typer.Argument(help='e.g. "Is there a pleural effusion?"')],
+) -> None:
+    """Ask the assistant (the shipped autoregressive model) a question about one study.
+
+    The assistant is always the stage-1 model, whichever engine drafts reports: the one-step
+    report models are trained to write reports, not to answer questions.
+    """
+    import dicom
+    from model.assistant import QuestionError
+    from model.assistant import ask as answer
+    from model.report import PromptTooLongError
+    from workers.drafting import pick_image
+    from workers.generators import assistant_generator
+
+    generator = assistant_generator()
+    try:
+        pixels = dicom.to_model_input(pick_image(dicom.read_study(study)), generator.image_size)
+        text = answer(generator, [pixels], question)
+    except (dicom.DicomError, QuestionError, PromptTooLongError) as error:
+        raise fail(str(error)) from None
+    typer.echo(text)
+    typer.echo(f"(answered by the assistant, {generator.checkpoint.model_id})", err=True)

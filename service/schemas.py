@@ -1,14 +1,46 @@
-"""Pydantic schemas of the API, kept apart from the SQLAlchemy tables in ``service.models``."""
+"""Pydantic schemas of the API, kept apart from the SQLAlchemy tables (``workers.records``,
+``service.models``)."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+Priority = Literal["routine", "stat"]
+JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+
+
+class JobBrief(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    state: JobState
+
+
+class JobPublic(BaseModel):
+    """A drafting job: its state, progress, the error that ended it, and the report it made."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    study_id: str
+    state: JobState
+    priority: Priority
+    progress: float
+    error: str | None
+    report_id: str | None
+    attempts: int
+    timings: dict[str, float]
+    engine: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
 
 
 class StudyPublic(BaseModel):
-    """What the API returns about an ingested study: no names, birth dates or accession numbers."""
+    """What was read of a study: no names, birth dates or accession numbers."""
 
     model_config = ConfigDict(from_attributes=True)
 
@@ -16,13 +48,82 @@ class StudyPublic(BaseModel):
     study_instance_uid: str
     frontal_count: int
     set_aside_count: int
-    summary: dict[str, object]
+    priority: Priority
+    summary: dict[str, Any]
     created_at: datetime
+    updated_at: datetime
+
+
+class StudyUploaded(StudyPublic):
+    """An accepted upload: the study and its drafting job (the existing one when the same
+    content was uploaded before)."""
+
+    job: JobBrief
+
+
+class StudyDetail(StudyPublic):
+    """A study for the people who read it: with its Patient and Study identifiers."""
+
+    identifiers: dict[str, str] | None = None
+
+
+class ReportPublic(BaseModel):
+    """One version of a study's report, with what wrote it (and who signed it)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    study_id: str
+    version: int
+    kind: Literal["draft", "signed"]
+    status: Literal["preliminary", "final"]
+    based_on_id: str | None
+    findings: str
+    impression: str
+    labels: dict[str, int | None] | None
+    model_id: str
+    checkpoint_sha256: str
+    engine: str
+    engine_options: dict[str, Any]
+    signed_by: str | None
+    signed_at: datetime | None
+    created_at: datetime
+    formats: list[str] = Field(description="Renderings: json, text, sr, pdf, fhir")
+
+
+class SignRequest(BaseModel):
+    """The text the radiologist signs: the draft as edited, or as it was."""
+
+    findings: str = Field(max_length=20_000)
+    impression: str = Field(max_length=20_000)
+
+
+class AskRequest(BaseModel):
+    question: str = Field(min_length=1, max_length=2_000)
+    history: list[tuple[str, str]] = Field(default_factory=list, max_length=20)
+
+
+class AskAnswer(BaseModel):
+    answer: str
+    model: str = Field(description="The model that answered (the assistant, not the drafter)")
+
+
+class WorklistItem(BaseModel):
+    """A study to read: priority, where its draft stands, and who it is."""
+
+    study: StudyDetail
+    job: JobPublic | None
+    latest_report: ReportPublic | None
 
 
 class Health(BaseModel):
     status: str
     database: str
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not ready"]
+    checks: dict[str, str]
 
 
 class ErrorDetail(BaseModel):

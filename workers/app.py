@@ -1,42 +1,68 @@
-"""The Celery application, built once; the worker's entry module (``celery -A workers.app``).
+"""The Celery application, built once from ``Settings``; the worker's entry module
+(``celery -A workers.app worker``, or ``echocxr worker``).
 
-One app serves three queues: ``generate`` and ``assistant`` (GPU workers, model loaded once per
-process) and ``evaluate`` (CPU, clinical metrics). Configuration follows the scale-out design:
-late acknowledgement plus a prefetch of one, so a worker that dies mid-task gives the task back
-to the broker instead of losing it, and a long generation never sits queued behind another
-worker's prefetched backlog. Tasks therefore must be idempotent.
+Queues: ``generate`` (GPU, routine drafts), ``stat`` (GPU, drafts that overtake routine work:
+a queue of its own rather than Redis priorities, which are approximate), ``assistant`` (GPU,
+questions about a study) and ``evaluate`` (CPU, clinical metrics). Late acknowledgement with a
+prefetch of one and ``reject_on_worker_lost``: a worker that dies mid-task gives the task back to
+the broker instead of losing it, and a long draft never sits behind another worker's prefetched
+backlog; tasks are therefore idempotent (``workers.jobs``). Redis redelivers a task not
+acknowledged within the visibility timeout, so it is set above the longest task.
 """
 
 from __future__ import annotations
 
-import os
-
 from celery import Celery
+from celery.signals import worker_process_init
 from kombu import Queue
 
-DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
-QUEUES: tuple[str, ...] = ("generate", "assistant", "evaluate")
+from workers.config import Settings, get_settings
+from workers.db import get_engine
+
+GENERATE, STAT, ASSISTANT, EVALUATE = "generate", "stat", "assistant", "evaluate"
+QUEUES: tuple[str, ...] = (GENERATE, STAT, ASSISTANT, EVALUATE)
+TASK_QUEUES = {
+    "echocxr.draft": GENERATE,
+    "echocxr.ask": ASSISTANT,
+    "echocxr.evaluate": EVALUATE,
+    "echocxr.evaluate_signoff": EVALUATE,
+    "echocxr.draft_archive": GENERATE,
+}
 
 
-def create_app() -> Celery:
-    """The configured app; broker and result backend come from the environment."""
-    broker = os.environ.get("ECHOCXR_BROKER_URL", DEFAULT_REDIS)
-    backend = os.environ.get("ECHOCXR_RESULT_BACKEND", broker)
+def create_app(settings: Settings | None = None) -> Celery:
+    """The configured app; broker and result backend come from ``settings``."""
+    settings = settings or get_settings()
+    broker = settings.broker_url or "redis://127.0.0.1:6379/0"
+    backend = settings.result_backend or broker
+    transport = {"visibility_timeout": settings.visibility_timeout_s}
     celery_app = Celery("echocxr", broker=broker, backend=backend, include=["workers.tasks"])
     celery_app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
-        task_queues=[Queue(name) for name in QUEUES],
-        task_default_queue="generate",
-        task_routes={"echocxr.evaluate": {"queue": "evaluate"}},
-        result_expires=7 * 24 * 3600,
+        task_queues=[Queue(settings.queue(name)) for name in QUEUES],
+        task_default_queue=settings.queue(GENERATE),
+        task_routes={task: {"queue": settings.queue(q)} for task, q in TASK_QUEUES.items()},
+        broker_transport_options=transport,
+        result_backend_transport_options=transport,
+        visibility_timeout=settings.visibility_timeout_s,
+        result_expires=24 * 3600,
         broker_connection_retry_on_startup=True,
+        worker_proc_alive_timeout=60,
     )
+    celery_app.conf.echocxr_settings = settings
     return celery_app
+
+
+@worker_process_init.connect
+def _fresh_connections(**_: object) -> None:
+    """A forked pool child must not reuse the parent's pooled database connections."""
+    get_engine(get_settings().sqlalchemy_url).dispose(close=False)
 
 
 app = create_app()

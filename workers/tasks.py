@@ -1,19 +1,45 @@
-"""Task definitions: thin, explicitly named, taking plain data (JSON) and calling the packages.
+"""Task definitions: thin, explicitly named, taking ids and plain data, calling ``workers.jobs``.
 
-``echocxr.evaluate`` is a pure function of its inputs, so a redelivered message (``acks_late``)
-recomputes the same result: idempotent without bookkeeping. ``echocxr.draft_archive`` skips the
-studies already drafted, so a redelivered one finishes what its first delivery left.
+Every task is idempotent under redelivery (``acks_late``): see ``workers.jobs``. Bad input is
+recorded on the job (or returned), never retried: the same input would fail again.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from workers.app import app
+from workers.config import Settings
 
-if TYPE_CHECKING:
-    from model.report import ReportGenerator
+
+def settings() -> Settings:
+    configured: Settings = app.conf.echocxr_settings
+    return configured
+
+
+@app.task(name="echocxr.draft", soft_time_limit=3600, time_limit=3700)
+def draft(job_id: str) -> str | None:
+    """Draft one study's job; returns the report id (None when there was nothing to draft)."""
+    from workers.jobs import run_draft
+
+    return run_draft(settings(), job_id)
+
+
+@app.task(name="echocxr.ask", soft_time_limit=600, time_limit=660)
+def ask(study_id: str, question: str, history: list[list[str]]) -> dict[str, str]:
+    """The assistant's answer about one study (``workers.jobs.answer_question``)."""
+    from workers.jobs import answer_question
+
+    turns = [(asked, answered) for asked, answered in history]
+    return answer_question(settings(), study_id, question, turns)
+
+
+@app.task(name="echocxr.evaluate_signoff", soft_time_limit=600, time_limit=660)
+def evaluate_signoff(signoff_id: str) -> dict[str, Any] | None:
+    """Label a draft and its signed version and record the observations the reader changed."""
+    from workers.jobs import evaluate_signoff as evaluate
+
+    return evaluate(settings(), signoff_id)
 
 
 @app.task(
@@ -37,14 +63,6 @@ def evaluate(
     return {"metrics": score(generated, reference, metrics), "n_studies": len(generated)}
 
 
-@lru_cache(maxsize=2)
-def generator(engine: str, batch_size: int) -> ReportGenerator:
-    """The shipped model with ``engine``, loaded once per worker process and kept."""
-    import model
-
-    return model.load(engine=engine, batch_size=batch_size)
-
-
 @app.task(name="echocxr.draft_archive", soft_time_limit=24 * 3600, time_limit=24 * 3600 + 300)
 def draft_archive(
     archive: str, out: str, engine: str | None = None, batch_size: int = 64
@@ -53,16 +71,16 @@ def draft_archive(
     with whoever sends the task; returns how many entries were drafted, already drafted and
     failed (``out/archive.csv`` says which and why).
 
-    The worker reads the DICOM in its own process (``echocxr report-archive`` can spread that
-    over reader processes; here it would be the CPU workers' job). A folder that is not an
-    archive raises ``ArchiveFolderError``, which is not retried: the same message would fail
-    again.
+    A folder that is not an archive raises ``ArchiveFolderError``, which is not retried: the
+    same message would fail again.
     """
     from pathlib import Path
 
     import model
-    from service.archive import StageSeconds, count_outcomes
-    from service.archive import draft_archive as draft
+    from workers.archive import StageSeconds, count_outcomes
+    from workers.archive import draft_archive as draft_all
+    from workers.generators import shipped_generator
 
-    drafting = generator(engine or model.DEFAULT_ARCHIVE_ENGINE, batch_size)
-    return count_outcomes(draft(Path(archive), Path(out), drafting, StageSeconds()))
+    engine = engine or model.DEFAULT_ARCHIVE_ENGINE
+    generator = shipped_generator(engine, settings().device, batch_size)
+    return count_outcomes(draft_all(Path(archive), Path(out), generator, StageSeconds()))

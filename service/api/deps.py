@@ -1,21 +1,34 @@
-"""Dependencies of the routes: settings, a database session, and the caller's authorisation."""
+"""Dependencies of the routes: settings, a database session, the dispatcher, and the caller.
+
+Every ``/v1`` route needs an API key (``Authorization: Bearer <key>``) whose user holds one of
+the roles the route names; a refusal is recorded in the audit trail like any access.
+"""
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Iterator
-from ipaddress import ip_address
-from typing import Annotated
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from service.core.config import Settings, get_settings
-from service.core.db import session_scope
+from service.dispatch import Dispatcher
+from service.models import AuditEvent, User
+from service.schemas import ErrorDetail
+from service.users import user_for_key
+from workers.config import Settings
+from workers.db import session_scope
+from workers.generators import DraftProfile
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-_bearer = HTTPBearer(auto_error=False)
 
 
 def get_session(settings: SettingsDep) -> Iterator[Session]:
@@ -26,40 +39,115 @@ def get_session(settings: SettingsDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def require_caller(
+def get_dispatcher(request: Request) -> Dispatcher:
+    dispatcher: Dispatcher = request.app.state.dispatcher
+    return dispatcher
+
+
+DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
+
+
+def get_profile(request: Request) -> DraftProfile:
+    profile: DraftProfile = request.app.state.profile
+    return profile
+
+
+ProfileDep = Annotated[DraftProfile, Depends(get_profile)]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The user behind a request, and where it came from (for the audit trail)."""
+
+    user_id: str
+    name: str
+    role: str
+    client: str
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def current_caller(
     request: Request,
     settings: SettingsDep,
+    session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """A valid bearer token, or, when no token is configured, a loopback client.
-
-    Running without a token is meant for a workstation; a shared deployment sets
-    ``ECHOCXR_API_TOKEN`` and is then reachable through its proxy.
-    """
-    token = settings.api_token
-    if token is None:
-        host = request.client.host if request.client else ""
-        if not _is_loopback(host):
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                "This server has no API token configured and only answers local clients; "
-                "set ECHOCXR_API_TOKEN to serve other machines.",
-            )
-        return
-    given = credentials.credentials if credentials else ""
-    if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+) -> Caller:
+    user: User | None = None
+    if credentials is not None and credentials.scheme.lower() == "bearer":
+        user = user_for_key(session, credentials.credentials)
+    if user is None:
+        record_refusal(settings, None, request, status.HTTP_401_UNAUTHORIZED)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
-            "Missing or wrong bearer token.",
+            "Missing, unknown or revoked API key: send `Authorization: Bearer <key>` with a key "
+            "from `echocxr users add`.",
             headers={"WWW-Authenticate": "Bearer"},
+        )
+    return Caller(user.id, user.name, user.role, client_address(request))
+
+
+CallerDep = Annotated[Caller, Depends(current_caller)]
+
+
+def allow(*roles: str) -> Callable[..., Caller]:
+    """A dependency that lets only ``roles`` through (403 otherwise, recorded)."""
+
+    def check(request: Request, settings: SettingsDep, caller: CallerDep) -> Caller:
+        if caller.role not in roles:
+            record_refusal(settings, caller, request, status.HTTP_403_FORBIDDEN)
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"The {caller.role} role may not do this; it needs one of: {', '.join(roles)}.",
+            )
+        return caller
+
+    return check
+
+
+def audit(
+    session: Session,
+    caller: Caller,
+    action: str,
+    resource_type: str,
+    resource_id: str | None,
+    outcome: int = status.HTTP_200_OK,
+) -> None:
+    """Record an access in the request's transaction: it stands or falls with what it records."""
+    session.add(
+        AuditEvent(
+            user_id=caller.user_id,
+            user_name=caller.name,
+            action=action,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            client=caller.client[:64],
+            outcome=outcome,
+        )
+    )
+
+
+def record_refusal(settings: Settings, caller: Caller | None, request: Request, code: int) -> None:
+    """A refused request, recorded in a transaction of its own (the request's is rolled back)."""
+    with session_scope(settings.sqlalchemy_url) as session:
+        session.add(
+            AuditEvent(
+                user_id=caller.user_id if caller else None,
+                user_name=caller.name if caller else None,
+                action=f"{request.method} {request.scope.get('route_path', request.url.path)}"[:64],
+                resource_type="request",
+                resource_id=None,
+                client=client_address(request)[:64],
+                outcome=code,
+            )
         )
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-CallerDep = Depends(require_caller)
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the errors a route answers, each a JSON ``{"detail": ...}``."""
+    return {code: {"model": ErrorDetail} for code in codes}

@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
-from service.core.config import Settings, get_settings
 from service.main import create_app
+from workers.config import Settings, get_settings
 
 TOKEN = "test-token-" + uuid.uuid4().hex
 

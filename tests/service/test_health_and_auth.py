@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service.core.config import Settings, get_settings
 from service.main import create_app
+from workers.config import Settings, get_settings
 
 pytestmark = pytest.mark.integration
 

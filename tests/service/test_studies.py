@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from model.data.phantom import sample_case
 from model.data.phantom.dicom_export import write_dicom
-from service.core.config import Settings
+from workers.config import Settings
 
 pytestmark = pytest.mark.integration
 

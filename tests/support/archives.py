@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from click.testing import Result
 
-    from service.archive import Outcome, ReadStudy
+    from workers.readers import Outcome, ReadStudy
 
 
 def phantom_archive(root: Path, n: int) -> list[Path]:
@@ -30,7 +30,7 @@ def read_or_die(entry: Path, image_size: int) -> ReadStudy | Outcome:
     one named ``raises*`` raises as a bug in a reader would, and one named ``hangs*`` never
     returns, as a decoder stuck on a damaged file. Every entry read leaves a ``.read`` file
     beside it."""
-    from service.archive import read_entry
+    from workers.readers import read_entry
 
     if entry.name.startswith("raises"):
         raise LookupError("a bug in the reader")

@@ -1,62 +1,170 @@
-"""Studies: upload (a DICOM file or a ZIP/TAR of one study), list, fetch."""
+"""Studies: upload (a DICOM file or a ZIP/TAR of one study) to start a draft, list, fetch, the
+report versions, and questions to the assistant."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, UploadFile, status
+from fastapi import APIRouter, Depends, HTTPException, Query, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 import dicom
-from service import crud
-from service.api.deps import CallerDep, SessionDep, SettingsDep
-from service.ingest import ingest_upload
-from service.schemas import ErrorDetail, StudyPublic
+from service.api.deps import (
+    Caller,
+    DispatcherDep,
+    ProfileDep,
+    SessionDep,
+    SettingsDep,
+    allow,
+    audit,
+    error_responses,
+)
+from service.api.presenting import report_public, study_detail
+from service.dispatch import AssistantBusyError, hand_over
+from service.ingest import Ingested, ingest_upload
+from service.models import ADMIN, AUDITOR, RADIOLOGIST, UPLOADER
+from service.schemas import (
+    AskAnswer,
+    AskRequest,
+    JobBrief,
+    Priority,
+    ReportPublic,
+    StudyDetail,
+    StudyPublic,
+    StudyUploaded,
+)
+from workers.config import Settings
+from workers.db import session_scope
+from workers.generators import DraftProfile
+from workers.records import Report, Study
 
-router = APIRouter(prefix="/studies", tags=["studies"], dependencies=[CallerDep])
+router = APIRouter(prefix="/studies", tags=["studies"])
+
+Uploader = Annotated[Caller, Depends(allow(UPLOADER, RADIOLOGIST, ADMIN))]
+Reader = Annotated[Caller, Depends(allow(RADIOLOGIST, AUDITOR, ADMIN))]
+AnyRole = Annotated[Caller, Depends(allow(UPLOADER, RADIOLOGIST, AUDITOR, ADMIN))]
+Radiologist = Annotated[Caller, Depends(allow(RADIOLOGIST))]
 
 
 @router.post(
     "",
-    response_model=StudyPublic,
+    response_model=StudyUploaded,
     status_code=status.HTTP_201_CREATED,
-    responses={413: {"model": ErrorDetail}, 422: {"model": ErrorDetail}},
+    responses=error_responses(413, 422),
 )
-async def upload_study(file: UploadFile, session: SessionDep, settings: SettingsDep) -> StudyPublic:
-    limit = settings.max_upload_mb * 1024 * 1024
-    payload = await file.read(limit + 1)
-    if len(payload) > limit:
-        raise HTTPException(
-            status.HTTP_413_CONTENT_TOO_LARGE,
-            f"Upload exceeds {settings.max_upload_mb} MB (ECHOCXR_MAX_UPLOAD_MB); "
-            "send the study's instances one archive per study.",
-        )
+async def upload_study(
+    file: UploadFile,
+    caller: Uploader,
+    settings: SettingsDep,
+    profile: ProfileDep,
+    dispatcher: DispatcherDep,
+    priority: Priority = "routine",
+) -> StudyUploaded:
+    """Store a study and start its draft; uploading the same study again drafts nothing new.
+
+    The body's size is limited while it streams (``ECHOCXR_MAX_UPLOAD_MB``); the study is read
+    before anything is stored, and a refused upload leaves nothing behind.
+    """
+    data = await file.read()
     try:
-        record = await run_in_threadpool(
-            ingest_upload,
-            session,
-            studies_dir=settings.studies_dir,
-            payload=payload,
-            filename=file.filename or "upload.dcm",
-        )
+        ingested = await run_in_threadpool(_ingest, settings, profile, data, priority, caller)
     except dicom.DicomError as error:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
-    return StudyPublic.model_validate(record)
+    if ingested.new_job:
+        await run_in_threadpool(hand_over, dispatcher, settings, ingested.job.id, priority)
+    return StudyUploaded(
+        **StudyPublic.model_validate(ingested.study).model_dump(),
+        job=JobBrief.model_validate(ingested.job),
+    )
+
+
+def _ingest(
+    settings: Settings, profile: DraftProfile, data: bytes, priority: str, caller: Caller
+) -> Ingested:
+    """Ingest in a transaction of its own, committed before the job is handed over (a worker
+    must find it); two uploads racing to create one study retry once."""
+    for attempt in range(2):
+        try:
+            with session_scope(settings.sqlalchemy_url) as session:
+                ingested = ingest_upload(session, settings, profile, data, priority)
+                audit(session, caller, "study.upload", "study", ingested.study.id, 201)
+                return ingested
+        except IntegrityError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
 
 
 @router.get("", response_model=list[StudyPublic])
 def list_studies(
+    caller: Reader,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[StudyPublic]:
-    records = crud.list_studies(session, limit=limit, offset=offset)
-    return [StudyPublic.model_validate(r) for r in records]
+    query = select(Study).order_by(Study.created_at.desc()).limit(limit).offset(offset)
+    studies = list(session.scalars(query))
+    audit(session, caller, "study.list", "study", None)
+    return [StudyPublic.model_validate(study) for study in studies]
 
 
-@router.get("/{study_id}", response_model=StudyPublic, responses={404: {"model": ErrorDetail}})
-def get_study(study_id: str, session: SessionDep) -> StudyPublic:
-    record = crud.get_study(session, record_id=study_id)
-    if record is None:
+@router.get("/{study_id}", response_model=StudyDetail, responses=error_responses(404))
+def get_study(study_id: str, caller: AnyRole, session: SessionDep) -> StudyDetail:
+    """The study; its Patient and Study identifiers for the roles that read studies."""
+    study = find_study(session, study_id)
+    audit(session, caller, "study.read", "study", study.id)
+    return study_detail(study, with_identifiers=caller.role != UPLOADER)
+
+
+@router.get(
+    "/{study_id}/reports", response_model=list[ReportPublic], responses=error_responses(404)
+)
+def list_reports(study_id: str, caller: Reader, session: SessionDep) -> list[ReportPublic]:
+    """Every version of the study's report, newest first."""
+    study = find_study(session, study_id)
+    query = select(Report).where(Report.study_id == study.id).order_by(Report.version.desc())
+    reports = list(session.scalars(query))
+    audit(session, caller, "report.list", "study", study.id)
+    return [report_public(report) for report in reports]
+
+
+@router.post(
+    "/{study_id}/ask",
+    response_model=AskAnswer,
+    responses=error_responses(404, 422, 504),
+)
+async def ask(
+    study_id: str,
+    question: AskRequest,
+    caller: Radiologist,
+    settings: SettingsDep,
+    dispatcher: DispatcherDep,
+) -> AskAnswer:
+    """The assistant's answer to a question about the study (the stage-1 model, on the
+    ``assistant`` queue); earlier turns go in ``history`` as [question, answer] pairs."""
+    with session_scope(settings.sqlalchemy_url) as session:
+        study = find_study(session, study_id)
+        audit(session, caller, "study.ask", "study", study.id)
+    try:
+        answer = await run_in_threadpool(
+            dispatcher.ask, study.id, question.question, list(question.history)
+        )
+    except AssistantBusyError:
+        raise HTTPException(
+            status.HTTP_504_GATEWAY_TIMEOUT,
+            f"The assistant did not answer within {settings.ask_timeout_s:.0f} s; the workers "
+            "are busy or down, try again.",
+        ) from None
+    if "error" in answer:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, answer["error"])
+    return AskAnswer(answer=answer["answer"], model=answer["model"])
+
+
+def find_study(session: Session, study_id: str) -> Study:
+    study = session.get(Study, study_id)
+    if study is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No study with id {study_id!r}.")
-    return StudyPublic.model_validate(record)
+    return study

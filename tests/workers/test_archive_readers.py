@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from service.archive import (
+from tests.support.archives import phantom_archive, read_or_die, report_archive
+from workers.readers import (
     FAILED,
     READ_TIMED_OUT,
     READER_DIED,
@@ -23,7 +24,6 @@ from service.archive import (
     ReadStudy,
     read_in_processes,
 )
-from tests.support.archives import phantom_archive, read_or_die, report_archive
 
 pytestmark = pytest.mark.e2e
 
@@ -148,7 +148,7 @@ def test_readers_end_when_the_process_they_read_for_is_killed() -> None:
     killed_parent = """
 import os, signal
 from pathlib import Path
-from service.archive import Readers
+from workers.readers import Readers
 readers = Readers(1, 64)
 readers.results(readers.queue([Path("no-such-study.dcm")]))  # the reader is up, and idle
 print(readers.readers[0].process.pid, flush=True)

@@ -1,7 +1,8 @@
 """Engine and session factory; one engine per database URL per process.
 
 Forked worker processes must not share pooled connections, so the cache is keyed by URL and
-process id (the Celery pattern in STYLE.md section 6).
+process id (the Celery pattern in STYLE.md section 6). The schema is made by the Alembic
+migrations (``echocxr db upgrade``; ``echocxr serve`` runs them first), never by ``create_all``.
 """
 
 from __future__ import annotations
@@ -14,18 +15,17 @@ from functools import lru_cache
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.models import Base
-
 
 @lru_cache
 def _engine(url: str, pid: int) -> Engine:
     del pid  # part of the cache key only
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False})
+        # a writer waits up to 30 s for another's transaction instead of failing at once: the
+        # API's threads and the embedded pool write the same file
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
-        engine = create_engine(url, pool_pre_ping=True)
-    Base.metadata.create_all(engine)
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
     return engine
 
 

@@ -10,8 +10,8 @@ import pydicom
 import pytest
 
 import model
-from service.reporting import draft_study
 from tests.support.archives import phantom_archive, report_archive
+from workers.drafting import draft_study
 
 pytestmark = pytest.mark.e2e
 

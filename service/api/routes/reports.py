@@ -1,0 +1,120 @@
+"""Reports: one version in any of its renderings (JSON, text, DICOM SR, PDF, FHIR)."""
+
+from __future__ import annotations
+
+import io
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, HTTPException, status
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from sqlalchemy.orm import Session
+
+from service.api.deps import Caller, SessionDep, SettingsDep, allow, audit
+from service.api.presenting import report_public
+from service.models import ADMIN, AUDITOR, RADIOLOGIST
+from service.schemas import ErrorDetail, ReportPublic
+from workers import storage
+from workers.config import Settings
+from workers.records import Report
+
+router = APIRouter(prefix="/reports", tags=["reports"])
+
+Reader = Annotated[Caller, Depends(allow(RADIOLOGIST, AUDITOR, ADMIN))]
+Format = Literal["json", "text", "sr", "pdf", "fhir"]
+MEDIA_TYPES: dict[str, Format] = {
+    "application/json": "json",
+    "text/plain": "text",
+    "application/dicom": "sr",
+    "application/pdf": "pdf",
+    "application/fhir+json": "fhir",
+}
+PRELIMINARY_BANNER = "PRELIMINARY - machine-generated draft, not verified by a radiologist"
+
+
+@router.get(
+    "/{report_id}",
+    response_model=ReportPublic,
+    responses={
+        200: {
+            "content": {media: {} for media in MEDIA_TYPES},
+            "description": "The report in the format asked for",
+        },
+        404: {"model": ErrorDetail},
+        406: {"model": ErrorDetail},
+    },
+)
+def get_report(
+    report_id: str,
+    caller: Reader,
+    session: SessionDep,
+    settings: SettingsDep,
+    format: Format | None = None,
+    accept: Annotated[str | None, Header()] = None,
+) -> Response:
+    """One report version; ``?format=`` or the ``Accept`` header picks the rendering."""
+    report = find_report(session, report_id)
+    chosen = format or negotiate(accept)
+    audit(session, caller, f"report.read.{chosen}", "report", report.id)
+    return render(settings, report, chosen)
+
+
+def negotiate(accept: str | None) -> Format:
+    """The first media type of ``Accept`` that we render; JSON for none or ``*/*``."""
+    if not accept:
+        return "json"
+    for part in accept.split(","):
+        media = part.split(";")[0].strip().lower()
+        if media in MEDIA_TYPES:
+            return MEDIA_TYPES[media]
+        if media in ("*/*", "application/*"):
+            return "json"
+    raise HTTPException(
+        status.HTTP_406_NOT_ACCEPTABLE,
+        f"Reports come as {', '.join(MEDIA_TYPES)}; ask for one in Accept or use ?format=.",
+    )
+
+
+def render(settings: Settings, report: Report, chosen: Format) -> Response:
+    filename = f"report-{report.id}"
+    if chosen == "json":
+        return JSONResponse(report_public(report).model_dump(mode="json"))
+    if chosen == "text":
+        return PlainTextResponse(report_text(report))
+    if chosen == "sr":
+        data = storage.read(settings.files_dir, report.files["sr"])
+        return _download(data, "application/dicom", f"{filename}.sr.dcm")
+    if chosen == "pdf":
+        data = pdf_document(storage.read(settings.files_dir, report.files["pdf"]))
+        return _download(data, "application/pdf", f"{filename}.pdf")
+    data = storage.read(settings.files_dir, report.files["fhir"])
+    return Response(data, media_type="application/fhir+json")
+
+
+def report_text(report: Report) -> str:
+    """Plain text with the report's status first: a printed draft must say it is one."""
+    if report.status == "final":
+        header = f"FINAL - signed by {report.signed_by} at {report.signed_at:%Y-%m-%d %H:%M} UTC"
+    else:
+        header = PRELIMINARY_BANNER
+    return f"{header}\n\nFINDINGS: {report.findings}\n\nIMPRESSION: {report.impression}\n"
+
+
+def pdf_document(encapsulated: bytes) -> bytes:
+    """The PDF inside an Encapsulated PDF instance, without the pad byte DICOM may add."""
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(encapsulated))
+    document: bytes = ds.EncapsulatedDocument
+    return document[: int(ds.get("EncapsulatedDocumentLength", len(document)))]
+
+
+def _download(data: bytes, media_type: str, filename: str) -> Response:
+    disposition = f'attachment; filename="{filename}"'
+    return Response(data, media_type=media_type, headers={"Content-Disposition": disposition})
+
+
+def find_report(session: Session, report_id: str) -> Report:
+    report = session.get(Report, report_id)
+    if report is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"No report with id {report_id!r}.")
+    return report

@@ -1,1 +1,0 @@
-"""Settings and database plumbing shared by the API, the workers and the embedded mode."""

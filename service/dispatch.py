@@ -1,0 +1,231 @@
+"""Handing work to whoever runs it: the API's own pool (embedded) or Celery workers (scale-out).
+
+Both run the same plain functions of ``workers.jobs`` with the same ids, so a job's states,
+errors and records are the same either way; only the transport differs. The database is the
+durable record of what is to be done: a job is committed before it is handed over, and one that
+was not handed over (a broker down at upload time, an API restarted with work in its pool) is
+handed again by ``redispatch``. Handing a job twice is harmless: the second delivery finds it
+done.
+
+STAT drafts overtake routine ones: in the pool by a priority queue, with Celery by a queue of
+their own (``stat``) that GPU workers consume beside ``generate``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import select
+
+from workers import jobs
+from workers.app import ASSISTANT, EVALUATE, GENERATE, STAT, create_app
+from workers.config import Settings
+from workers.db import session_scope
+from workers.records import QUEUED, RUNNING, Job, now
+
+logger = logging.getLogger(__name__)
+
+
+class AssistantBusyError(TimeoutError):
+    """No answer within ``Settings.ask_timeout_s``."""
+
+
+class Dispatcher(Protocol):
+    def draft(self, job_id: str, priority: str) -> None: ...
+    def evaluate_signoff(self, signoff_id: str) -> None: ...
+    def ask(
+        self, study_id: str, question: str, history: list[tuple[str, str]]
+    ) -> dict[str, str]: ...
+    def queue_depths(self) -> dict[str, int]: ...
+    def broker_problem(self) -> str | None: ...
+    def close(self) -> None: ...
+
+
+def queue_for(priority: str) -> str:
+    return STAT if priority == "stat" else GENERATE
+
+
+# the pool serves questions (a person waits) before STAT drafts' peers, routine drafts and
+# evaluations; STAT drafts come first of all
+RANK = {STAT: 0, ASSISTANT: 1, GENERATE: 2, EVALUATE: 3}
+
+
+@dataclass(order=True)
+class _Work:
+    rank: int
+    number: int
+    queue: str = field(compare=False)
+    run: Callable[[], Any] = field(compare=False)
+
+
+class EmbeddedDispatcher:
+    """A bounded pool of threads in the API process, fed by a priority queue.
+
+    The model is loaded once, on the first draft, and shared by the threads
+    (``workers.generators``). Work waiting in the queue is lost with the process, not the jobs:
+    at start, ``redispatch`` hands the pool every job still queued or running.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.work: queue.PriorityQueue[_Work] = queue.PriorityQueue()
+        self.numbers = itertools.count()
+        self.waiting: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        self.threads = [
+            threading.Thread(target=self._serve, name=f"echocxr-pool-{i}", daemon=True)
+            for i in range(settings.embedded_workers)
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def draft(self, job_id: str, priority: str) -> None:
+        self._put(queue_for(priority), lambda: jobs.run_draft(self.settings, job_id))
+
+    def evaluate_signoff(self, signoff_id: str) -> None:
+        self._put(EVALUATE, lambda: jobs.evaluate_signoff(self.settings, signoff_id))
+
+    def ask(self, study_id: str, question: str, history: list[tuple[str, str]]) -> dict[str, str]:
+        answer: Future[dict[str, str]] = Future()
+
+        def run() -> None:
+            try:
+                answer.set_result(jobs.answer_question(self.settings, study_id, question, history))
+            except BaseException as error:
+                answer.set_exception(error)
+
+        self._put(ASSISTANT, run)
+        try:
+            return answer.result(timeout=self.settings.ask_timeout_s)
+        except FutureTimeout:
+            raise AssistantBusyError from None
+
+    def queue_depths(self) -> dict[str, int]:
+        with self.lock:
+            return {name: self.waiting[name] for name in (GENERATE, STAT, ASSISTANT, EVALUATE)}
+
+    def broker_problem(self) -> str | None:
+        if not all(thread.is_alive() for thread in self.threads):
+            return "a thread of the drafting pool has stopped; restart the service"
+        return None
+
+    def close(self) -> None:
+        for _ in self.threads:
+            self.work.put(_Work(-1, next(self.numbers), "", lambda: None))  # wakes, then stops
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+    def _put(self, name: str, run: Callable[[], Any]) -> None:
+        with self.lock:
+            self.waiting[name] += 1
+        self.work.put(_Work(RANK[name], next(self.numbers), name, run))
+
+    def _serve(self) -> None:
+        while True:
+            item = self.work.get()
+            if item.rank < 0:
+                return
+            with self.lock:
+                self.waiting[item.queue] -= 1
+            try:
+                item.run()
+            except Exception as error:  # the job records its own failure; the pool lives on
+                logger.error("pool work on %s raised %s", item.queue, type(error).__name__)
+
+
+class CeleryDispatcher:
+    """Tasks sent to Celery workers over the broker (Redis)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.app = create_app(settings)
+
+    def draft(self, job_id: str, priority: str) -> None:
+        name = queue_for(priority)
+        self.app.send_task("echocxr.draft", args=[job_id], queue=self.settings.queue(name))
+
+    def evaluate_signoff(self, signoff_id: str) -> None:
+        queue_name = self.settings.queue(EVALUATE)
+        self.app.send_task("echocxr.evaluate_signoff", args=[signoff_id], queue=queue_name)
+
+    def ask(self, study_id: str, question: str, history: list[tuple[str, str]]) -> dict[str, str]:
+        from celery.exceptions import TimeoutError as CeleryTimeout
+
+        result = self.app.send_task(
+            "echocxr.ask",
+            args=[study_id, question, [list(turn) for turn in history]],
+            queue=self.settings.queue(ASSISTANT),
+        )
+        try:
+            return dict(result.get(timeout=self.settings.ask_timeout_s))
+        except CeleryTimeout:
+            raise AssistantBusyError from None
+        finally:
+            result.forget()
+
+    def queue_depths(self) -> dict[str, int]:
+        """Messages waiting in each queue: a Redis list per queue."""
+        with self.app.connection_for_read() as connection:
+            client = connection.default_channel.client
+            names = (GENERATE, STAT, ASSISTANT, EVALUATE)
+            return {name: int(client.llen(self.settings.queue(name))) for name in names}
+
+    def broker_problem(self) -> str | None:
+        try:
+            with self.app.connection_for_write() as connection:
+                connection.ensure_connection(max_retries=1, timeout=2)
+        except Exception as error:
+            return f"the broker does not answer ({type(error).__name__}); check ECHOCXR_BROKER_URL"
+        return None
+
+    def close(self) -> None:
+        self.app.close()
+
+
+def make_dispatcher(settings: Settings) -> Dispatcher:
+    return EmbeddedDispatcher(settings) if settings.embedded else CeleryDispatcher(settings)
+
+
+def hand_over(dispatcher: Dispatcher, settings: Settings, job_id: str, priority: str) -> bool:
+    """Give a committed job to the dispatcher and note it; False when the broker refused (the
+    job stays queued and ``redispatch`` tries again)."""
+    try:
+        dispatcher.draft(job_id, priority)
+    except Exception as error:
+        logger.warning("job %s not handed over (%s); will retry", job_id, type(error).__name__)
+        return False
+    with session_scope(settings.sqlalchemy_url) as session:
+        job = session.get(Job, job_id)
+        if job is not None and job.dispatched_at is None:
+            job.dispatched_at = now()
+    return True
+
+
+def redispatch(dispatcher: Dispatcher, settings: Settings, *, everything: bool) -> int:
+    """Hand over again the jobs that need it; returns how many.
+
+    ``everything`` (the embedded pool at start): every job queued or running, since the pool's
+    queue died with the last process. Otherwise (Celery): the jobs never handed over, and those
+    queued but handed over more than a visibility timeout ago, whose message a restarted broker
+    may have lost.
+    """
+    stale = now() - timedelta(seconds=settings.visibility_timeout_s)
+    with session_scope(settings.sqlalchemy_url) as session:
+        query = select(Job.id, Job.priority, Job.state, Job.dispatched_at).order_by(Job.created_at)
+        rows = session.execute(query.where(Job.state.in_((QUEUED, RUNNING)))).all()
+    due = [
+        (job_id, priority)
+        for job_id, priority, state, dispatched in rows
+        if everything or (state == QUEUED and (dispatched is None or dispatched < stale))
+    ]
+    return sum(hand_over(dispatcher, settings, job_id, priority) for job_id, priority in due)

@@ -1,0 +1,123 @@
+"""Settings, read once from ``ECHOCXR_*`` environment variables (or a ``.env`` file).
+
+One object configures the API, the Celery app and the workers, so a deployment sets each thing
+once. It lives here, below ``service/``, because the workers read it too and nothing under
+``workers/`` may import ``service/``.
+
+The defaults are the embedded mode: SQLite and a local folder, no broker (drafts run in the API's
+own pool), no services to start. The scale-out deployment (docker-compose.yml) sets a PostgreSQL
+URL, a Redis broker and a PACS.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "echocxr"
+
+
+class Settings(BaseSettings):
+    """Everything deployment-specific; nothing else in the code reads the environment.
+
+    Attributes
+    ----------
+    data_dir
+        Records (SQLite), the content-addressed files and the studies' folders.
+    database_url
+        SQLAlchemy URL; empty means SQLite in ``data_dir``. ``postgresql://`` is accepted.
+    broker_url
+        Redis URL of the Celery broker. Unset (the default): the embedded mode, where the API
+        runs the same task functions in its own pool. Set: jobs go to Celery workers.
+    result_backend
+        Where Celery keeps task results (only the assistant's answers travel that way); the
+        broker's URL when unset.
+    queue_prefix
+        Prepended to every queue name, so that two deployments (or test runs) can share one
+        Redis without taking each other's tasks.
+    max_upload_mb
+        Largest upload body, enforced while it streams in.
+    engine, checkpoint, engine_options
+        How the service drafts: a decoding engine (``ECHOCXR_ENGINE``, as for ``echocxr
+        report``), a checkpoint folder (the shipped one when unset) and space-separated
+        ``KEY=VALUE`` decoding options (``ECHOCXR_ENGINE_OPTIONS``).
+    device
+        Where the model runs: ``cpu`` or ``cuda`` (a GPU worker; pin one GPU per worker process
+        with ``CUDA_VISIBLE_DEVICES``).
+    embedded_workers
+        Threads drafting in the embedded mode; the model is loaded once and shared.
+    draft_attempts
+        Deliveries of one draft before it is failed: a study that kills its worker each time
+        (out of memory) must not loop forever.
+    visibility_timeout_s
+        Redis redelivers a task not acknowledged within this time; above the longest task, or a
+        slow draft would run twice.
+    ask_timeout_s
+        How long the API waits for the assistant's answer before answering 504.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ECHOCXR_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database_url: str = ""
+    broker_url: str | None = None
+    result_backend: str | None = None
+    queue_prefix: str = ""
+    max_upload_mb: int = Field(default=512, ge=1)
+    engine: str | None = None
+    checkpoint: Path | None = None
+    engine_options: str = ""
+    device: str = "cpu"
+    embedded_workers: int = Field(default=1, ge=1, le=16)
+    draft_attempts: int = Field(default=3, ge=1)
+    visibility_timeout_s: int = Field(default=4 * 3600, ge=60)
+    ask_timeout_s: float = Field(default=120.0, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_driver(cls, value: str) -> str:
+        """Accept the ``postgresql://`` spelling people paste and pin the psycopg 3 driver."""
+        if value.startswith("postgres://"):
+            value = "postgresql://" + value.removeprefix("postgres://")
+        if value.startswith("postgresql://"):
+            value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        return value
+
+    @field_validator("broker_url", "result_backend")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        """``ECHOCXR_BROKER_URL=`` in a compose file or .env means "no broker", not a URL."""
+        return value or None
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'echocxr.db'}"
+
+    @property
+    def embedded(self) -> bool:
+        """True when no broker is configured: the API drafts in its own pool."""
+        return self.broker_url is None
+
+    @property
+    def files_dir(self) -> Path:
+        """Content-addressed files: uploads' instances and report renderings, by SHA-256."""
+        return self.data_dir / "files"
+
+    @property
+    def studies_dir(self) -> Path:
+        """One folder per study, holding links to its instances' files, for ``read_study``."""
+        return self.data_dir / "studies"
+
+    def queue(self, name: str) -> str:
+        """The broker's name for one of the queues (``generate``, ``stat``, …)."""
+        return f"{self.queue_prefix}{name}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

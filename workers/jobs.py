@@ -1,0 +1,314 @@
+"""The work behind every task, as plain functions taking ids: what a Celery worker and the API's
+embedded pool both run.
+
+``run_draft`` is idempotent under redelivery (``acks_late``): a job already done, failed or
+cancelled is left as it is; a job whose worker died mid-draft is drafted again, and the unique
+``reports.job_id`` lets only one draft in. A job is tried at most ``Settings.draft_attempts``
+times, so a study that kills its worker (out of memory) cannot loop forever.
+
+Logs name jobs and error types, never error messages or headers: those may hold patient data.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from workers import storage
+from workers.config import Settings
+from workers.db import session_scope
+from workers.drafting import draft_study, pick_image, write_draft
+from workers.generators import (
+    DraftProfile,
+    assistant_generator,
+    report_generator,
+    resolve_profile,
+)
+from workers.records import (
+    CANCELLED,
+    DONE,
+    DRAFT,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    Job,
+    Report,
+    SignOff,
+    now,
+)
+
+if TYPE_CHECKING:
+    import dicom
+    from model.report import Report as DraftedReport
+
+logger = logging.getLogger(__name__)
+
+UNEXPECTED = (
+    "drafting failed unexpectedly ({kind}); the job can be retried by uploading the study again, "
+    "and the service log names the error"
+)
+WORKER_DIED = (
+    "the draft was started {attempts} times and its worker died each time (out of memory, or a "
+    "decoder crashed); check the study with `echocxr ingest`"
+)
+PROFILE_MISMATCH = (
+    "this worker drafts with {worker} but the job was queued for {job}: give the API and the "
+    "workers the same ECHOCXR_CHECKPOINT, ECHOCXR_ENGINE and ECHOCXR_ENGINE_OPTIONS"
+)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job taken for drafting: which study, and when the taking began."""
+
+    job_id: str
+    study_id: str
+    queued_s: float
+
+
+def run_draft(settings: Settings, job_id: str) -> str | None:
+    """Draft the job's study and record the report; returns the report id, or None when the job
+    was not drafted (unknown, cancelled, failed, or already drafted by another delivery)."""
+    claim = claim_job(settings, job_id)
+    if claim is None:
+        return None
+    try:
+        profile = resolve_profile(settings)
+        check_profile(settings, job_id, profile)
+        report, files, timings = draft_files(settings, claim, profile)
+    except Exception as error:
+        fail_job(settings, job_id, failure_message(error))
+        return None
+    return finish_job(settings, claim, report, files, timings)
+
+
+def claim_job(settings: Settings, job_id: str) -> Claim | None:
+    """Mark the job running, or say why it is not to be drafted (``None``)."""
+    with session_scope(settings.sqlalchemy_url) as session:
+        job = session.get(Job, job_id, with_for_update=True)
+        if job is None:
+            logger.warning("job %s: no such job; the task is dropped", job_id)
+            return None
+        if job.state not in (QUEUED, RUNNING):
+            return None  # done, failed or cancelled: a redelivery has nothing to do
+        if job.attempts >= settings.draft_attempts:
+            _mark_failed(job, WORKER_DIED.format(attempts=job.attempts))
+            logger.error("job %s: failed after %d attempts", job_id, job.attempts)
+            return None
+        job.state, job.attempts, job.progress = RUNNING, job.attempts + 1, 0.1
+        job.started_at = now()
+        queued = (job.started_at - job.created_at).total_seconds()
+        return Claim(job.id, job.study_id, queued)
+
+
+def check_profile(settings: Settings, job_id: str, profile: DraftProfile) -> None:
+    """A job is drafted only by the checkpoint, engine and options it was keyed with."""
+    with session_scope(settings.sqlalchemy_url) as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        wanted = (job.checkpoint_sha256, job.engine, job.engine_options)
+        if wanted != (profile.weights_sha256, profile.engine, profile.options):
+            raise ProfileMismatchError(
+                PROFILE_MISMATCH.format(
+                    worker=f"{profile.engine} on weights {profile.weights_sha256[:12]}",
+                    job=f"{job.engine} on weights {job.checkpoint_sha256[:12]}",
+                )
+            )
+
+
+class ProfileMismatchError(RuntimeError):
+    """The worker's drafting settings differ from those the job was queued with."""
+
+
+def draft_files(
+    settings: Settings, claim: Claim, profile: DraftProfile
+) -> tuple[DraftedReport, dict[str, str], dict[str, float]]:
+    """Read the study, draft it and store the four renderings; returns the report, the stored
+    files' hashes by kind, and where the time went."""
+    import dicom
+
+    start = time.perf_counter()
+    study = dicom.read_study(storage.study_folder(settings.studies_dir, claim.study_id))
+    read = time.perf_counter()
+    set_progress(settings, claim.job_id, 0.3)
+    report = draft_study(study, report_generator(profile, settings.device))
+    drafted = time.perf_counter()
+    files = store_renderings(settings, study, report)
+    stored = time.perf_counter()
+    timings = {
+        "queued_s": claim.queued_s,
+        "read_s": read - start,
+        "draft_s": drafted - read,
+        "write_s": stored - drafted,
+    }
+    return report, files, timings
+
+
+def store_renderings(
+    settings: Settings, study: dicom.Study, report: DraftedReport
+) -> dict[str, str]:
+    """The draft's JSON, SR, PDF and FHIR files, stored by content; their hashes by kind."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=settings.data_dir, prefix=".rendering-") as folder:
+        written = write_draft(study, report, Path(folder))
+        return {
+            kind: storage.put(settings.files_dir, path.read_bytes())[0]
+            for kind, path in written.files.items()
+        }
+
+
+def finish_job(
+    settings: Settings,
+    claim: Claim,
+    report: DraftedReport,
+    files: dict[str, str],
+    timings: dict[str, float],
+) -> str | None:
+    """Record the draft as the study's next version and the job as done, in one transaction.
+
+    Another delivery of the same job may have finished first (its worker was only slow), or the
+    job was cancelled meanwhile: then nothing is added.
+    """
+    for _ in range(3):  # two drafts of one study may race for the next version number
+        try:
+            with session_scope(settings.sqlalchemy_url) as session:
+                job = session.get(Job, claim.job_id, with_for_update=True)
+                if job is None or job.state != RUNNING or job.report_id is not None:
+                    return job.report_id if job is not None else None
+                record = _draft_record(session, claim, report, files)
+                job.report_id, job.state, job.progress = record.id, DONE, 1.0
+                job.finished_at = now()
+                job.timings = {**timings, "total_s": _elapsed(job)}
+                return record.id
+        except IntegrityError:
+            continue
+    fail_job(settings, claim.job_id, "the draft could not be recorded; upload the study again")
+    return None
+
+
+def _draft_record(
+    session: Session, claim: Claim, report: DraftedReport, files: dict[str, str]
+) -> Report:
+    record = Report(
+        study_id=claim.study_id,
+        job_id=claim.job_id,
+        version=next_version(session, claim.study_id),
+        kind=DRAFT,
+        status="preliminary",
+        findings=report.findings,
+        impression=report.impression,
+        labels=report.labels,
+        model_id=report.model_id,
+        checkpoint_sha256=report.checkpoint_sha256,
+        engine=report.engine,
+        engine_options=report.engine_options,
+        files=files,
+    )
+    session.add(record)
+    session.flush()
+    return record
+
+
+def next_version(session: Session, study_id: str) -> int:
+    latest = session.scalar(select(func.max(Report.version)).where(Report.study_id == study_id))
+    return (latest or 0) + 1
+
+
+def failure_message(error: Exception) -> str:
+    """What the job says went wrong: the library's own words for bad input (they name the tag or
+    the setting and the fix), a generic sentence for anything else."""
+    import dicom
+    from model.checkpoint import CheckpointError
+    from model.decoding import EngineError
+
+    if isinstance(error, dicom.DicomError | CheckpointError | EngineError | ProfileMismatchError):
+        return str(error)
+    logger.error("unexpected %s while drafting", type(error).__name__)
+    return UNEXPECTED.format(kind=type(error).__name__)
+
+
+def fail_job(settings: Settings, job_id: str, message: str) -> None:
+    with session_scope(settings.sqlalchemy_url) as session:
+        job = session.get(Job, job_id, with_for_update=True)
+        if job is not None and job.state in (QUEUED, RUNNING):
+            _mark_failed(job, message)
+    logger.info("job %s failed", job_id)
+
+
+def _mark_failed(job: Job, message: str) -> None:
+    job.state, job.error, job.finished_at = FAILED, message, now()
+
+
+def set_progress(settings: Settings, job_id: str, progress: float) -> None:
+    with session_scope(settings.sqlalchemy_url) as session:
+        job = session.get(Job, job_id)
+        if job is not None and job.state == RUNNING:
+            job.progress = progress
+
+
+def cancel_job(session: Session, job: Job) -> bool:
+    """Cancel a job that has not finished; a running draft's result is then discarded."""
+    if job.state not in (QUEUED, RUNNING):
+        return False
+    job.state, job.finished_at = CANCELLED, now()
+    return True
+
+
+def _elapsed(job: Job) -> float:
+    return (now() - job.created_at).total_seconds()
+
+
+def evaluate_signoff(settings: Settings, signoff_id: str) -> dict[str, Any] | None:
+    """Label the draft and the signed text with ``clinical_eval.label`` and record which of the
+    14 observations the radiologist changed: ``{name: [draft label, signed label]}``."""
+    from clinical_eval import label
+
+    with session_scope(settings.sqlalchemy_url) as session:
+        signoff = session.get(SignOff, signoff_id)
+        if signoff is None:
+            return None
+        draft, signed = (
+            session.get(Report, signoff.draft_id),
+            session.get(Report, signoff.signed_id),
+        )
+        assert draft is not None and signed is not None
+        texts = [report_text(draft), report_text(signed)]
+    before, after = label(texts)
+    changes = {name: [before[name], after[name]] for name in before if before[name] != after[name]}
+    with session_scope(settings.sqlalchemy_url) as session:
+        signoff = session.get(SignOff, signoff_id)
+        assert signoff is not None
+        signoff.label_changes, signoff.evaluated_at = changes, now()
+    return changes
+
+
+def report_text(report: Report) -> str:
+    return f"FINDINGS: {report.findings}\nIMPRESSION: {report.impression}"
+
+
+def answer_question(
+    settings: Settings, study_id: str, question: str, history: list[tuple[str, str]]
+) -> dict[str, str]:
+    """The assistant's answer about one study: ``{"answer", "model"}``, or ``{"error"}`` for a
+    question the model cannot take (empty, or too long with its history) or a study it cannot
+    read."""
+    import dicom
+    from model.assistant import QuestionError, ask
+    from model.report import PromptTooLongError
+
+    generator = assistant_generator(settings.device)
+    try:
+        study = dicom.read_study(storage.study_folder(settings.studies_dir, study_id))
+        pixels = dicom.to_model_input(pick_image(study), generator.image_size)
+        answer = ask(generator, [pixels], question, history)
+    except (dicom.DicomError, QuestionError, PromptTooLongError) as error:
+        return {"error": str(error)}
+    return {"answer": answer, "model": generator.checkpoint.model_id}
