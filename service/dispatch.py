@@ -152,11 +152,15 @@ class CeleryDispatcher:
 
     def draft(self, job_id: str, priority: str) -> None:
         name = queue_for(priority)
-        self.app.send_task("echocxr.draft", args=[job_id], queue=self.settings.queue(name))
+        self.app.send_task(
+            "echocxr.draft", args=[job_id], queue=self.settings.queue(name), ignore_result=True
+        )
 
     def evaluate_signoff(self, signoff_id: str) -> None:
         queue_name = self.settings.queue(EVALUATE)
-        self.app.send_task("echocxr.evaluate_signoff", args=[signoff_id], queue=queue_name)
+        self.app.send_task(
+            "echocxr.evaluate_signoff", args=[signoff_id], queue=queue_name, ignore_result=True
+        )
 
     def ask(self, study_id: str, question: str, history: list[tuple[str, str]]) -> dict[str, str]:
         from celery.exceptions import TimeoutError as CeleryTimeout

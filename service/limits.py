@@ -29,27 +29,35 @@ class BodySizeLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await self._refuse(send)
             return
-        received, started = 0, False
+        received, exceeded, answered = 0, False, False
 
         async def counted_receive() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
+                    exceeded = True
                     raise BodyTooLargeError
             return message
 
-        async def watched_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+        async def checked_send(message: Message) -> None:
+            """Once the limit was passed, whatever the app answers (FastAPI turns the error
+            raised while it parsed the body into a 400) becomes the 413."""
+            nonlocal answered
+            if not exceeded:
+                answered = answered or message["type"] == "http.response.start"
+                await send(message)
+            elif message["type"] == "http.response.start" and not answered:
+                answered = True
+                await self._refuse(send)
 
         try:
-            await self.app(scope, counted_receive, watched_send)
+            await self.app(scope, counted_receive, checked_send)
         except BodyTooLargeError:
-            if not started:
-                await self._refuse(send)
+            pass
+        if exceeded and not answered:
+            await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
         megabytes = self.limit // (1024 * 1024)

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from service.api.routes import health, jobs, reports, studies, worklist
 from service.dispatch import make_dispatcher, redispatch
 from service.limits import BodySizeLimit
-from workers.config import Settings, get_settings
+from workers.config import Settings
 from workers.generators import resolve_profile
 
 logger = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ REDISPATCH_EVERY_S = 60.0
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
+    settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -65,10 +65,13 @@ def _start(app: FastAPI, settings: Settings) -> None:
         app.state.profile, app.state.profile_problem = None, str(error)
     app.state.dispatcher = make_dispatcher(settings)
     app.state.stopping = threading.Event()
-    if settings.embedded:
-        redispatch(app.state.dispatcher, settings, everything=True)
+    if not settings.embedded:
+        threading.Thread(target=_keep_handing_over, args=(app,), daemon=True).start()
         return
-    threading.Thread(target=_keep_handing_over, args=(app,), daemon=True).start()
+    try:
+        redispatch(app.state.dispatcher, settings, everything=True)
+    except Exception as error:  # a schema not migrated yet: /readyz says so
+        logger.error("pending jobs not handed over at start (%s)", type(error).__name__)
 
 
 def _keep_handing_over(app: FastAPI) -> None:

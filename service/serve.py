@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from workers.config import get_settings
+from workers.config import Settings
 
 
 def serve(
@@ -25,7 +25,7 @@ def serve(
     from service.database import upgrade
     from service.main import create_app
 
-    settings = get_settings()
+    settings = Settings()
     upgrade(settings)
     mode = "embedded pool" if settings.embedded else f"Celery on {settings.broker_url}"
     typer.echo(f"drafting with: {mode}; records: {settings.sqlalchemy_url.split('@')[-1]}")
@@ -49,7 +49,7 @@ def worker(
     """Run a Celery worker on the configured broker (ECHOCXR_BROKER_URL)."""
     from workers.app import QUEUES, app
 
-    settings = get_settings()
+    settings = Settings()
     if settings.embedded:
         typer.echo("error: set ECHOCXR_BROKER_URL (e.g. redis://127.0.0.1:6379/0)", err=True)
         raise typer.Exit(2)
@@ -85,8 +85,9 @@ def upgrade(
     """Migrate the database up (to the newest schema by default)."""
     from service import database
 
-    database.upgrade(get_settings(), revision)
-    typer.echo(f"schema at {database.current_revision(get_settings())}")
+    settings = Settings()
+    database.upgrade(settings, revision)
+    typer.echo(f"schema at {database.current_revision(settings)}")
 
 
 @db.command("downgrade")
@@ -94,8 +95,9 @@ def downgrade(revision: Annotated[str, typer.Argument(help="Target revision, or 
     """Migrate the database down to ``revision`` (``base`` drops every table)."""
     from service import database
 
-    database.downgrade(get_settings(), revision)
-    typer.echo(f"schema at {database.current_revision(get_settings())}")
+    settings = Settings()
+    database.downgrade(settings, revision)
+    typer.echo(f"schema at {database.current_revision(settings)}")
 
 
 @db.command("current")
@@ -103,7 +105,7 @@ def current() -> None:
     """The schema's revision, and the newest this code knows."""
     from service import database
 
-    settings = get_settings()
+    settings = Settings()
     typer.echo(
         f"{database.current_revision(settings)} (newest: {database.head_revision(settings)})"
     )

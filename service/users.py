@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.models import ROLES, ApiKey, User
-from workers.config import get_settings
+from workers.config import Settings
 from workers.db import session_scope
 from workers.records import now
 
@@ -94,7 +94,7 @@ def _records() -> Iterator[Session]:
     """A session on the configured database, brought up to the newest schema first."""
     from service.database import upgrade
 
-    settings = get_settings()
+    settings = Settings()
     upgrade(settings)
     with session_scope(settings.sqlalchemy_url) as session:
         yield session

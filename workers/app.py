@@ -16,7 +16,7 @@ from celery import Celery
 from celery.signals import worker_process_init
 from kombu import Queue
 
-from workers.config import Settings, get_settings
+from workers.config import Settings
 from workers.db import get_engine
 
 GENERATE, STAT, ASSISTANT, EVALUATE = "generate", "stat", "assistant", "evaluate"
@@ -32,10 +32,16 @@ TASK_QUEUES = {
 
 def create_app(settings: Settings | None = None) -> Celery:
     """The configured app; broker and result backend come from ``settings``."""
-    settings = settings or get_settings()
+    settings = settings or Settings()
     broker = settings.broker_url or "redis://127.0.0.1:6379/0"
     backend = settings.result_backend or broker
-    transport = {"visibility_timeout": settings.visibility_timeout_s}
+    # a broker that is down must not hold an upload for long: the job is already recorded, and
+    # the service hands it over again later (service.dispatch.redispatch)
+    transport = {
+        "visibility_timeout": settings.visibility_timeout_s,
+        "socket_connect_timeout": 3,
+        "socket_timeout": 30,
+    }
     celery_app = Celery("echocxr", broker=broker, backend=backend, include=["workers.tasks"])
     celery_app.conf.update(
         task_acks_late=True,
@@ -53,16 +59,18 @@ def create_app(settings: Settings | None = None) -> Celery:
         visibility_timeout=settings.visibility_timeout_s,
         result_expires=24 * 3600,
         broker_connection_retry_on_startup=True,
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_max": 1},
         worker_proc_alive_timeout=60,
     )
     celery_app.conf.echocxr_settings = settings
     return celery_app
 
 
+app = create_app()
+
+
 @worker_process_init.connect
 def _fresh_connections(**_: object) -> None:
     """A forked pool child must not reuse the parent's pooled database connections."""
-    get_engine(get_settings().sqlalchemy_url).dispose(close=False)
-
-
-app = create_app()
+    settings: Settings = app.conf.echocxr_settings
+    get_engine(settings.sqlalchemy_url).dispose(close=False)

@@ -11,7 +11,6 @@ URL, a Redis broker and a PACS.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -116,8 +115,3 @@ class Settings(BaseSettings):
     def queue(self, name: str) -> str:
         """The broker's name for one of the queues (``generate``, ``stat``, …)."""
         return f"{self.queue_prefix}{name}"
-
-
-@lru_cache
-def get_settings() -> Settings:
-    return Settings()

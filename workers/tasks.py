@@ -17,9 +17,9 @@ def settings() -> Settings:
     return configured
 
 
-@app.task(name="echocxr.draft", soft_time_limit=3600, time_limit=3700)
+@app.task(name="echocxr.draft", ignore_result=True, soft_time_limit=3600, time_limit=3700)
 def draft(job_id: str) -> str | None:
-    """Draft one study's job; returns the report id (None when there was nothing to draft)."""
+    """Draft one study's job; the outcome is in the records (the job and its report)."""
     from workers.jobs import run_draft
 
     return run_draft(settings(), job_id)
@@ -34,7 +34,7 @@ def ask(study_id: str, question: str, history: list[list[str]]) -> dict[str, str
     return answer_question(settings(), study_id, question, turns)
 
 
-@app.task(name="echocxr.evaluate_signoff", soft_time_limit=600, time_limit=660)
+@app.task(name="echocxr.evaluate_signoff", ignore_result=True, soft_time_limit=600, time_limit=660)
 def evaluate_signoff(signoff_id: str) -> dict[str, Any] | None:
     """Label a draft and its signed version and record the observations the reader changed."""
     from workers.jobs import evaluate_signoff as evaluate

@@ -66,11 +66,35 @@ def test_gpu_worker_reserves_one_nvidia_gpu_and_prefetches_nothing(
     devices = worker["deploy"]["resources"]["reservations"]["devices"]
     assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
     command = _command(worker)
-    assert command[:4] == ["celery", "-A", "workers.app", "worker"]
-    options = dict(zip(command[4::2], command[5::2], strict=False))
-    assert options["-Q"] == "generate,assistant"
+    assert command[:2] == ["echocxr", "worker"]
+    options = dict(zip(command[2::2], command[3::2], strict=False))
+    assert options["--queues"].split(",") == ["stat", "generate", "assistant"]
     assert options["--concurrency"] == "1"
-    assert options["--prefetch-multiplier"] == "1"
+    assert _environment(worker)["ECHOCXR_DEVICE"] == "cuda"
+
+
+def test_the_worker_app_acknowledges_late_and_prefetches_one() -> None:
+    """What `echocxr worker` runs: a task whose worker dies goes back to the broker."""
+    from workers.app import create_app
+    from workers.config import Settings
+
+    conf = create_app(Settings(broker_url="redis://127.0.0.1:6379/0")).conf
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost
+    assert conf.worker_prefetch_multiplier == 1
+    longest = max(conf.task_time_limit or 0, 3700)  # echocxr.draft's hard limit
+    assert conf.broker_transport_options["visibility_timeout"] > longest
+
+
+def test_every_setting_in_the_file_is_one_the_code_reads(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    from workers.config import Settings
+
+    for name, service in services.items():
+        for key in _environment(service):
+            if key.startswith("ECHOCXR_"):
+                field = key.removeprefix("ECHOCXR_").lower()
+                assert field in Settings.model_fields, f"{name} sets {key}, which nothing reads"
 
 
 def test_service_urls_point_at_declared_services_and_their_ports(
@@ -133,9 +157,8 @@ def test_commands_name_real_entry_points(services: dict[str, dict[str, Any]]) ->
         command = _command(service)
         if command[:1] == ["echocxr"]:
             assert command[1] in cli_commands, f"{name} runs missing `echocxr {command[1]}`"
-        if command[:3] == ["celery", "-A", "workers.app"]:
-            from celery import Celery
+        if command[:2] == ["echocxr", "worker"]:
+            from workers.app import QUEUES
 
-            import workers.app
-
-            assert isinstance(workers.app.app, Celery)
+            queues = command[command.index("--queues") + 1].split(",")
+            assert set(queues) <= set(QUEUES), f"{name} consumes unknown queues {queues}"

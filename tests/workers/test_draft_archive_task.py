@@ -18,7 +18,7 @@ def _run(worker: LiveWorker, archive: Path, out: Path) -> dict[str, int]:
         "echocxr.draft_archive",
         args=[str(archive), str(out)],
         kwargs={"batch_size": 2},
-        queue=worker.queue,
+        queue=worker.queue("generate"),
     )
     return dict(result.get(timeout=300))
 
@@ -47,7 +47,7 @@ def test_a_folder_that_is_not_an_archive_fails_the_task_with_its_message(
     result = live_worker.client.send_task(
         "echocxr.draft_archive",
         args=[str(tmp_path / "missing"), str(tmp_path / "out")],
-        queue=live_worker.queue,
+        queue=live_worker.queue("generate"),
     )
     with pytest.raises(Exception, match="is not a folder"):
         result.get(timeout=300)

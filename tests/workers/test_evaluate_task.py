@@ -13,7 +13,7 @@ REFERENCE = ["Small left pleural effusion. Heart size is normal.", "the cat is o
 
 
 def _run(worker: LiveWorker, *args: object) -> dict:
-    result = worker.client.send_task("echocxr.evaluate", args=args, queue=worker.queue)
+    result = worker.client.send_task("echocxr.evaluate", args=args, queue=worker.queue("evaluate"))
     return result.get(timeout=120)
 
 
@@ -37,7 +37,7 @@ def test_redelivered_task_gives_the_same_result(live_worker: LiveWorker) -> None
 
 def test_bad_input_fails_with_the_metric_error_message(live_worker: LiveWorker) -> None:
     result = live_worker.client.send_task(
-        "echocxr.evaluate", args=[GENERATED, REFERENCE[:1]], queue=live_worker.queue
+        "echocxr.evaluate", args=[GENERATED, REFERENCE[:1]], queue=live_worker.queue("evaluate")
     )
     with pytest.raises(Exception, match="2 generated reports but 1 references"):
         result.get(timeout=120)

@@ -1,0 +1,106 @@
+"""The service as the tests run it: settings on a fresh data folder and database (SQLite or the
+real PostgreSQL), users of every role, phantom studies, and waiting for a job to end."""
+
+from __future__ import annotations
+
+import io
+import time
+import uuid
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from service.database import upgrade
+from service.models import ROLES
+from service.users import add_user
+from workers.config import Settings
+from workers.db import session_scope
+
+FINISHED = ("done", "failed", "cancelled")
+
+
+@contextmanager
+def database_settings(
+    kind: str, data_dir: Path, postgres_url: str | None, **extra: object
+) -> Iterator[Settings]:
+    """Settings on SQLite in ``data_dir``, or on a schema of its own in the test PostgreSQL,
+    migrated to the newest revision; the schema is dropped afterwards."""
+    if kind == "sqlite":
+        settings = Settings(data_dir=data_dir, **extra)  # type: ignore[arg-type]
+        upgrade(settings)
+        yield settings
+        return
+    assert postgres_url is not None
+    schema = "t_" + uuid.uuid4().hex[:12]
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    url = f"{postgres_url}?options=-csearch_path%3D{schema}"
+    try:
+        settings = Settings(data_dir=data_dir, database_url=url, **extra)  # type: ignore[arg-type]
+        upgrade(settings)
+        yield settings
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+def make_keys(settings: Settings) -> dict[str, str]:
+    """One user per role; their keys by role."""
+    keys = {}
+    with session_scope(settings.sqlalchemy_url) as session:
+        for role in ROLES:
+            _, keys[role] = add_user(session, name=f"Test {role.title()}", role=role)
+    return keys
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def phantom_bytes(index: int, seed: int = 0, downscale: int = 8) -> bytes:
+    """A phantom study (one frontal radiograph) as DICOM file bytes; small for speed."""
+    from pydicom.filebase import DicomBytesIO
+
+    from model.data.phantom import sample_case
+    from model.data.phantom.dicom_export import to_dicom
+
+    buffer = DicomBytesIO()
+    to_dicom(sample_case(seed, index), downscale=downscale).save_as(
+        buffer, enforce_file_format=True
+    )
+    return buffer.getvalue()
+
+
+def zipped(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def upload(
+    client: TestClient, key: str, data: bytes, name: str = "study.dcm", **params: str
+) -> dict:
+    response = client.post(
+        "/v1/studies", files={"file": (name, data)}, headers=auth(key), params=params
+    )
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def wait_for_job(client: TestClient, key: str, job_id: str, seconds: float = 120) -> dict:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}", headers=auth(key)).json()
+        if job["state"] in FINISHED:
+            return dict(job)
+        time.sleep(0.1)
+    pytest.fail(f"job {job_id} did not finish within {seconds} s: {job}")
