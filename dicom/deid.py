@@ -33,7 +33,7 @@ from pydicom.uid import UID_dictionary, generate_uid
 
 from dicom.bundle import OWNER_ONLY_MODE, write_atomically
 from dicom.errors import ReidentificationError
-from dicom.sr import PATIENT_AND_STUDY_KEYWORDS
+from dicom.sr import PATIENT_AND_STUDY_KEYWORDS, copy_patient_and_study, patient_and_study
 
 Action = Literal["X", "Z", "K"]
 
@@ -289,7 +289,8 @@ def _code_item(code: object) -> Dataset:
 def reidentify_for_sr(sr: Dataset, entry: ReidEntry) -> Dataset:
     """A copy of a draft written for the de-identified study, put back into the original one.
 
-    Patient and Study attributes are restored from ``entry``; every pseudonymous UID it
+    Patient and Study attributes are restored from ``entry`` (in the valid form the SR writer
+    gives them, ``dicom.sr.patient_and_study``); every pseudonymous UID it
     references (study, series, source images in the evidence) becomes the original again;
     the SR's own SOP and Series UIDs are re-derived from the original study, so a re-run
     still replaces rather than duplicates.
@@ -309,9 +310,7 @@ def reidentify_for_sr(sr: Dataset, entry: ReidEntry) -> Dataset:
     reverse = {**entry.uid_map, **{uid: _rederived(uid, entry) for uid in own}}
     _restore_uids(result, reverse)
     _restore_uids(result.file_meta, reverse)
-    original = Dataset.from_json(entry.patient_and_study)
-    for element in original:
-        result[element.tag] = element
+    copy_patient_and_study(patient_and_study(Dataset.from_json(entry.patient_and_study)), result)
     return result
 
 

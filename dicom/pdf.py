@@ -21,7 +21,13 @@ from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer
 from dicom.draft import DraftReport, derived_uid
 from dicom.errors import ReportInputError
 from dicom.read import Study
-from dicom.sr import COMPLETION_DESCRIPTION, DIAGNOSTIC_IMAGING_REPORT, copy_patient_and_study
+from dicom.sr import (
+    COMPLETION_DESCRIPTION,
+    DIAGNOSTIC_IMAGING_REPORT,
+    REPORT_CHARACTER_SET,
+    copy_patient_and_study,
+    report_source,
+)
 
 PDF_SERIES_NUMBER = 9902
 DOCUMENT_TITLE = "AI draft chest radiograph report (unverified)"
@@ -62,13 +68,13 @@ def write_encapsulated_pdf(draft: DraftReport, study: Study) -> Dataset:
     sop_uid = derived_uid(study.study_instance_uid, draft.algorithm, "pdf-instance")
     ds = Dataset()
     ds.file_meta = _file_meta(sop_uid)
-    copy_patient_and_study(study.frontal_images[0].dataset, ds)
+    copy_patient_and_study(report_source(study.frontal_images[0].dataset), ds)
     _document_series(ds, derived_uid(study.study_instance_uid, draft.algorithm, "pdf-series"))
     _equipment(ds, draft)
     _document(ds, render_pdf(draft))
     ds.SOPClassUID = EncapsulatedPDFStorage
     ds.SOPInstanceUID = sop_uid
-    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SpecificCharacterSet = REPORT_CHARACTER_SET
     return ds
 
 

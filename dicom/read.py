@@ -550,6 +550,7 @@ def _check_bits(ds: Dataset, limits: ReadLimits) -> None:
 def _frontal_image(ds: Dataset, limits: ReadLimits, decode_pixels: bool) -> FrontalImage:
     """Checks one frontal instance, decodes it if asked, and keeps its header without pixels."""
     check_image(ds, limits)
+    sop_class_uid = _sop_class_uid(ds)
     try:
         check_display_header(ds)
         pixels = to_display(ds) if decode_pixels else NO_PIXELS
@@ -564,6 +565,7 @@ def _frontal_image(ds: Dataset, limits: ReadLimits, decode_pixels: bool) -> Fron
     header.file_meta = ds.file_meta
     if "PixelData" in header:
         del header.PixelData
+    header.SOPClassUID = sop_class_uid
     return FrontalImage(
         pixels=pixels,
         pixel_spacing_mm=pixel_spacing(ds),
@@ -571,4 +573,28 @@ def _frontal_image(ds: Dataset, limits: ReadLimits, decode_pixels: bool) -> Fron
         sop_instance_uid=str(ds.SOPInstanceUID),
         series_instance_uid=str(ds.SeriesInstanceUID),
         dataset=header,
+    )
+
+
+def _sop_class_uid(ds: Dataset) -> str:
+    """(0008,0016) SOPClassUID, else the File Meta's (0002,0002) MediaStorageSOPClassUID.
+
+    A report cites each source image by SOP class and instance (Type 1 in its evidence), so an
+    image whose class cannot be told (an ACR-NEMA file without either) is refused here, before
+    the model runs, rather than by the SR writer after it.
+
+    Raises
+    ------
+    InvalidHeaderError
+        When neither attribute holds a valid UID.
+    """
+    for value in (ds.get("SOPClassUID"), ds.file_meta.get("MediaStorageSOPClassUID")):
+        text = str(value or "").strip().rstrip("\x00")
+        if text and len(text) <= 64 and _UID_PATTERN.match(text):
+            return text
+    raise InvalidHeaderError(
+        "(0008,0016) SOPClassUID is missing or invalid and no (0002,0002) "
+        "MediaStorageSOPClassUID stands in for it: a report must cite the image's SOP class; "
+        'add it (e.g. dcmodify -i "(0008,0016)=1.2.840.10008.5.1.4.1.1.1" for a CR image) and '
+        "send the file again"
     )

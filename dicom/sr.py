@@ -10,6 +10,11 @@ PACS files the draft under the right patient (OHIF #3148 shows what an empty Pat
 
 from __future__ import annotations
 
+import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import highdicom as hd
 from highdicom.sr import (
     CodedConcept,
@@ -20,9 +25,12 @@ from highdicom.sr import (
     RelationshipTypeValues,
     TextContentItem,
 )
-from pydicom import Dataset
+from pydicom import Dataset, config
+from pydicom.dataelem import DataElement
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.sr.codedict import codes
+from pydicom.valuerep import validate_value
 
 from dicom.draft import DraftReport, derived_uid
 from dicom.errors import ReportInputError
@@ -56,6 +64,36 @@ PATIENT_AND_STUDY_KEYWORDS = (
     "ReferringPhysicianName",
     "StudyDescription",
 )
+# Type 2 in the Patient (PS3.3 C.7.1.1) and General Study (C.7.2.1) modules: a report that copies
+# the modules writes each one, empty where the source has no valid value.
+PATIENT_AND_STUDY_TYPE_2 = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
+)
+# What highdicom cites of the source's equipment (ContributingEquipment.for_image_acquisition).
+ACQUISITION_EQUIPMENT_KEYWORDS = (
+    "Manufacturer",
+    "ManufacturerModelName",
+    "SoftwareVersions",
+    "DeviceSerialNumber",
+    "InstitutionName",
+    "InstitutionalDepartmentName",
+    "StationName",
+)
+SOURCE_UID_KEYWORDS = ("SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID")
+# UTF-8: every value is a decoded string by now, and UTF-8 holds any repertoire a source declares.
+REPORT_CHARACTER_SET = "ISO_IR 192"
+PATIENT_SEXES = frozenset({"M", "F", "O"})  # (0010,0040) enumerated values
+# ACR-NEMA and hand-typed forms of DA and TM values, rewritten to the DICOM form.
+_LEGACY_DATE = re.compile(r"(\d{4})[.\-/](\d{2})[.\-/](\d{2})")
+_LEGACY_TIME = re.compile(r"(\d{2}):(\d{2})(?::(\d{2}(?:\.\d{1,6})?))?")
 
 
 def write_sr(draft: DraftReport, study: Study) -> Dataset:
@@ -66,9 +104,18 @@ def write_sr(draft: DraftReport, study: Study) -> Dataset:
     ReportInputError
         When the study holds no frontal image to cite as evidence.
     """
-    sources = _source_headers(study)
+    sources = [report_source(header) for header in _source_headers(study)]
+    with _person_names_kept_out_of_warnings():
+        sr = _enhanced_sr(draft, study, sources)
+    sr.CompletionFlagDescription = COMPLETION_DESCRIPTION
+    sr.SeriesDescription = "AI draft report (unverified)"
+    copy_patient_and_study(sources[0], sr)
+    return sr
+
+
+def _enhanced_sr(draft: DraftReport, study: Study, sources: list[Dataset]) -> hd.sr.EnhancedSR:
     algorithm = draft.algorithm
-    sr = hd.sr.EnhancedSR(
+    return hd.sr.EnhancedSR(
         evidence=sources,
         content=diagnostic_imaging_report(draft),
         series_instance_uid=derived_uid(study.study_instance_uid, algorithm, "sr-series"),
@@ -80,11 +127,20 @@ def write_sr(draft: DraftReport, study: Study) -> Dataset:
         is_final=False,
         is_verified=False,
         contributing_equipment=[contributing_equipment(draft)],
+        specific_character_set=REPORT_CHARACTER_SET,
     )
-    sr.CompletionFlagDescription = COMPLETION_DESCRIPTION
-    sr.SeriesDescription = "AI draft report (unverified)"
-    copy_patient_and_study(sources[0], sr)
-    return sr
+
+
+@contextmanager
+def _person_names_kept_out_of_warnings() -> Iterator[None]:
+    """Silences highdicom's warning that quotes a one-component person name in full.
+
+    Names like 'JOHN DOE' are legal DICOM (PS3.5 6.2.1.2) and common in real headers; the
+    warning would put a patient's name into the service's logs.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person")
+        yield
 
 
 def _source_headers(study: Study) -> list[Dataset]:
@@ -161,7 +217,76 @@ def contributing_equipment(draft: DraftReport) -> hd.ContributingEquipment:
 
 
 def copy_patient_and_study(source: Dataset, target: Dataset) -> None:
-    """Copies the Patient, Patient Study and General Study attributes the source has."""
+    """Copies the Patient, Patient Study and General Study attributes of ``report_source``."""
     for keyword in PATIENT_AND_STUDY_KEYWORDS:
         if keyword in source:
             target[keyword] = source[keyword]
+
+
+def report_source(header: Dataset) -> Dataset:
+    """What a report takes from one source image: its UIDs, Patient and Study, and equipment.
+
+    Each value is valid for its VR (see ``patient_and_study``); ``read_study`` has checked the
+    UIDs and derived a missing SOPClassUID.
+    """
+    result = patient_and_study(header)
+    for keyword in SOURCE_UID_KEYWORDS:
+        result[keyword] = header[keyword]
+    _copy_valid(header, result, ACQUISITION_EQUIPMENT_KEYWORDS)
+    return result
+
+
+def patient_and_study(header: Dataset) -> Dataset:
+    """The Patient and Study attributes a report copies, each valid for its VR, Type 2 ones all
+    present.
+
+    Real headers lack Type 2 attributes or hold values their VR forbids (ACR-NEMA dates,
+    PatientSex 'U', over-long identifiers); copied as they are, they make an invalid report or
+    stop highdicom. Each value is kept in its valid form (ACR-NEMA dates and times rewritten,
+    1961.02.14 to 19610214) or dropped, and a Type 2 attribute dropped or missing is written
+    empty, as PS3.3 allows. Values are decoded strings, declared as UTF-8 whatever the source
+    declared.
+    """
+    result = Dataset()
+    result.SpecificCharacterSet = REPORT_CHARACTER_SET
+    _copy_valid(header, result, PATIENT_AND_STUDY_KEYWORDS)
+    for keyword in PATIENT_AND_STUDY_TYPE_2:
+        if keyword not in result:
+            setattr(result, keyword, "")
+    return result
+
+
+def _copy_valid(source: Dataset, target: Dataset, keywords: tuple[str, ...]) -> None:
+    """Sets on ``target`` each of ``keywords`` that ``source`` holds a valid value for."""
+    for keyword in keywords:
+        value = valid_value(source[keyword]) if keyword in source else None
+        if value is not None:
+            setattr(target, keyword, value)
+
+
+def valid_value(element: DataElement) -> object | None:
+    """The element's value in a form valid for its VR, or None when it has no valid value."""
+    if element.VR == "SQ":
+        return element.value if element.value else None
+    items = list(element.value) if isinstance(element.value, MultiValue) else [element.value]
+    values = [_standard_form(element, item) for item in items if item not in (None, "")]
+    if not values:
+        return None
+    if element.keyword == "PatientSex" and values[0] not in PATIENT_SEXES:
+        return None
+    try:
+        for value in values:
+            validate_value(element.VR, value, config.RAISE)
+    except ValueError:
+        return None
+    return values if len(values) > 1 else values[0]
+
+
+def _standard_form(element: DataElement, value: object) -> str:
+    """A value as a string, with the legacy DA/TM forms and lower-case sexes rewritten."""
+    text = str(value).strip()
+    legacy = {"DA": _LEGACY_DATE, "TM": _LEGACY_TIME}.get(str(element.VR))
+    match = legacy.fullmatch(text) if legacy else None
+    if match:
+        text = "".join(part for part in match.groups() if part)
+    return text.upper() if element.keyword == "PatientSex" else text
