@@ -1,9 +1,11 @@
 """The draft as a DICOM Enhanced SR following TID 2000 (Basic Diagnostic Imaging Report).
 
 highdicom has no TID 2000 class, so the tree is built from its content items, one function per
-sub-template (PS3.16 TID 2000, TID 1204 language, TID 1001/1004 device observer, TID 2002
-sections). highdicom's ``EnhancedSR`` supplies the SR Document General module: PARTIAL,
-UNVERIFIED, PRELIMINARY (its defaults) and the evidence sequence from the source headers.
+sub-template (PS3.16 TID 2000, TID 1204 language, TID 1001/1004 device observer, TID 1003 person
+observer, TID 2002 sections). highdicom's ``EnhancedSR`` supplies the SR Document General
+module: PARTIAL, UNVERIFIED, PRELIMINARY for a draft; COMPLETE, VERIFIED, FINAL with the
+verifying observer and the draft as predecessor once a radiologist signed (WORKSPACE_NOTES §2);
+and the evidence sequence from the source headers.
 The Patient and Study modules are then copied attribute by attribute from the source, so a
 PACS files the draft under the right patient (OHIF #3148 shows what an empty Patient module does).
 """
@@ -14,6 +16,7 @@ import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import highdicom as hd
 from highdicom.sr import (
@@ -22,6 +25,7 @@ from highdicom.sr import (
     DeviceObserverIdentifyingAttributes,
     LanguageOfContentItemAndDescendants,
     ObserverContext,
+    PersonObserverIdentifyingAttributes,
     RelationshipTypeValues,
     TextContentItem,
 )
@@ -30,9 +34,10 @@ from pydicom.dataelem import DataElement
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.sr.codedict import codes
-from pydicom.valuerep import validate_value
+from pydicom.uid import EnhancedSRStorage
+from pydicom.valuerep import DT, validate_value
 
-from dicom.draft import DraftReport, derived_uid
+from dicom.draft import DraftReport, Signature, derived_uid
 from dicom.errors import ReportInputError
 from dicom.read import Study
 
@@ -43,7 +48,9 @@ FINDING = CodedConcept("121071", "DCM", "Finding")
 IMPRESSION = CodedConcept("121073", "DCM", "Impression")
 ENGLISH = CodedConcept("en-US", "RFC5646", "English (United States)")
 SERIES_NUMBER = 9901
+SIGNED_SERIES_NUMBER = 9903
 COMPLETION_DESCRIPTION = "Machine-generated draft for radiologist review; not verified"
+SIGNED_DESCRIPTION = "Machine-drafted; verified and signed by a radiologist"
 
 PATIENT_AND_STUDY_KEYWORDS = (
     "PatientName",
@@ -96,8 +103,13 @@ _LEGACY_DATE = re.compile(r"(\d{4})[.\-/](\d{2})[.\-/](\d{2})")
 _LEGACY_TIME = re.compile(r"(\d{2}):(\d{2})(?::(\d{2}(?:\.\d{1,6})?))?")
 
 
-def write_sr(draft: DraftReport, study: Study) -> Dataset:
+def write_sr(draft: DraftReport, study: Study, signature: Signature | None = None) -> Dataset:
     """The Enhanced SR of ``draft`` for ``study``, UIDs derived from study and model.
+
+    With a ``signature`` it is the signed version of the draft (``draft`` then holds the text
+    the radiologist signed): COMPLETE, VERIFIED and FINAL, the radiologist in
+    VerifyingObserverSequence and as a person observer, the draft SR in
+    PredecessorDocumentsSequence, and UIDs of its own.
 
     Raises
     ------
@@ -105,30 +117,66 @@ def write_sr(draft: DraftReport, study: Study) -> Dataset:
         When the study holds no frontal image to cite as evidence.
     """
     sources = [report_source(header) for header in _source_headers(study)]
+    algorithm = draft.algorithm
     with _person_names_kept_out_of_warnings():
-        sr = _enhanced_sr(draft, study, sources)
-    sr.CompletionFlagDescription = COMPLETION_DESCRIPTION
-    sr.SeriesDescription = "AI draft report (unverified)"
+        sr = hd.sr.EnhancedSR(
+            evidence=sources,
+            content=diagnostic_imaging_report(draft, signature),
+            series_instance_uid=derived_uid(
+                study.study_instance_uid, algorithm, "sr-series", signature
+            ),
+            series_number=SERIES_NUMBER if signature is None else SIGNED_SERIES_NUMBER,
+            sop_instance_uid=derived_uid(
+                study.study_instance_uid, algorithm, "sr-instance", signature
+            ),
+            instance_number=1,
+            manufacturer=algorithm.manufacturer,
+            contributing_equipment=[contributing_equipment(draft)],
+            specific_character_set=REPORT_CHARACTER_SET,
+            **_sign_off(draft, study, signature),
+        )
+    _describe(sr, signature)
     copy_patient_and_study(sources[0], sr)
     return sr
 
 
-def _enhanced_sr(draft: DraftReport, study: Study, sources: list[Dataset]) -> hd.sr.EnhancedSR:
+def _describe(sr: Dataset, signature: Signature | None) -> None:
+    """The series and completion descriptions, and the signing time (highdicom writes 'now')."""
+    if signature is None:
+        sr.CompletionFlagDescription = COMPLETION_DESCRIPTION
+        sr.SeriesDescription = "AI draft report (unverified)"
+        return
+    sr.VerifyingObserverSequence[0].VerificationDateTime = DT(signature.signed_at)
+    sr.CompletionFlagDescription = SIGNED_DESCRIPTION
+    sr.SeriesDescription = "Signed report"
+
+
+def _sign_off(draft: DraftReport, study: Study, signature: Signature | None) -> dict[str, Any]:
+    """highdicom's SR Document General arguments: the draft's, or the signed version's."""
+    if signature is None:
+        return {"is_complete": False, "is_final": False, "is_verified": False}
+    return {
+        "is_complete": True,
+        "is_final": True,
+        "is_verified": True,
+        "verifying_observer_name": signature.name,
+        "verifying_organization": signature.organization,
+        "previous_versions": [draft_sr_reference(draft, study)],
+    }
+
+
+def draft_sr_reference(draft: DraftReport, study: Study) -> Dataset:
+    """The draft SR's study, series, class and instance, as its signed version cites it.
+
+    Its UIDs follow from study and model alone, so the draft need not be read back.
+    """
     algorithm = draft.algorithm
-    return hd.sr.EnhancedSR(
-        evidence=sources,
-        content=diagnostic_imaging_report(draft),
-        series_instance_uid=derived_uid(study.study_instance_uid, algorithm, "sr-series"),
-        series_number=SERIES_NUMBER,
-        sop_instance_uid=derived_uid(study.study_instance_uid, algorithm, "sr-instance"),
-        instance_number=1,
-        manufacturer=algorithm.manufacturer,
-        is_complete=False,
-        is_final=False,
-        is_verified=False,
-        contributing_equipment=[contributing_equipment(draft)],
-        specific_character_set=REPORT_CHARACTER_SET,
-    )
+    reference = Dataset()
+    reference.StudyInstanceUID = study.study_instance_uid
+    reference.SeriesInstanceUID = derived_uid(study.study_instance_uid, algorithm, "sr-series")
+    reference.SOPClassUID = EnhancedSRStorage
+    reference.SOPInstanceUID = derived_uid(study.study_instance_uid, algorithm, "sr-instance")
+    return reference
 
 
 @contextmanager
@@ -150,15 +198,15 @@ def _source_headers(study: Study) -> list[Dataset]:
     return [image.dataset for image in study.frontal_images]
 
 
-def diagnostic_imaging_report(draft: DraftReport) -> ContainerContentItem:
-    """TID 2000 root: title, language, device observer, then Findings and Impressions."""
+def diagnostic_imaging_report(
+    draft: DraftReport, signature: Signature | None = None
+) -> ContainerContentItem:
+    """TID 2000 root: title, language, observers (the model; the radiologist once signed), then
+    Findings and Impressions."""
     root = ContainerContentItem(name=DIAGNOSTIC_IMAGING_REPORT, template_id="2000")
+    observers = [*device_observer(draft), *(person_observer(signature) if signature else [])]
     root.ContentSequence = Sequence(
-        [
-            *LanguageOfContentItemAndDescendants(ENGLISH),
-            *device_observer(draft),
-            *_sections(draft),
-        ]
+        [*LanguageOfContentItemAndDescendants(ENGLISH), *observers, *_sections(draft)]
     )
     return root
 
@@ -173,6 +221,16 @@ def device_observer(draft: DraftReport) -> ObserverContext:
             name=f"{algorithm.name} {algorithm.version}",
             manufacturer_name=algorithm.manufacturer,
             model_name=algorithm.model_name,
+        ),
+    )
+
+
+def person_observer(signature: Signature) -> ObserverContext:
+    """TID 1001 observer context with the signing radiologist as a TID 1003 person observer."""
+    return ObserverContext(
+        observer_type=codes.DCM.Person,
+        observer_identifying_attributes=PersonObserverIdentifyingAttributes(
+            name=signature.name, organization_name=signature.organization
         ),
     )
 

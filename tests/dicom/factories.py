@@ -9,12 +9,15 @@ files are made from valid ones by cutting or corrupting bytes.
 
 from __future__ import annotations
 
+import io
 import subprocess
 import warnings
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pypdf
 from pydicom import Dataset, FileMetaDataset, dcmwrite
 from pydicom.sequence import Sequence
 from pydicom.uid import (
@@ -27,6 +30,15 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from dicom.draft import Signature
+from dicom.sr import PATIENT_AND_STUDY_TYPE_2  # dciodvfy, not this list, judges the output
+
+# A radiologist's sign-off at a fixed time with a non-UTC offset.
+SIGNATURE = Signature(
+    "Curie^Marie",
+    "Saint Example Radiology",
+    datetime(2025, 3, 1, 14, 2, tzinfo=timezone(timedelta(hours=1))),
+)
 PATIENT_NAME = "Testpatient^Identifiable"
 PATIENT_ID = "PID-7734-SECRET"
 STUDY_UID = "1.2.826.0.1.3680043.8.498.100"
@@ -157,6 +169,12 @@ def dciodvfy_errors(tool: str, path: Path) -> list[str]:
     return [line for line in output.splitlines() if line.startswith("Error")]
 
 
+def pdf_text(pdf: Dataset) -> str:
+    """The text a reader of an encapsulated PDF sees, as pypdf extracts it, line by line."""
+    reader = pypdf.PdfReader(io.BytesIO(bytes(pdf.EncapsulatedDocument)))
+    return "\n".join(page.extract_text() for page in reader.pages)
+
+
 def processing_equipment(sr: Dataset) -> Dataset:
     """The model's item of ContributingEquipmentSequence (109102, DCM, Processing Equipment)."""
     return next(
@@ -166,18 +184,6 @@ def processing_equipment(sr: Dataset) -> Dataset:
     )
 
 
-# The Patient and General Study attributes of Type 2 that a copied Patient/Study module needs.
-PATIENT_AND_STUDY_TYPE_2 = (
-    "PatientName",
-    "PatientID",
-    "PatientBirthDate",
-    "PatientSex",
-    "StudyDate",
-    "StudyTime",
-    "ReferringPhysicianName",
-    "StudyID",
-    "AccessionNumber",
-)
 # Attributes a real CR/DX header may lack beyond those (Type 3, or Type 2 of other modules).
 OFTEN_MISSING = (
     "StudyDescription",

@@ -23,6 +23,7 @@ from dicom.draft import DraftReport
 from tests.dicom.factories import (
     NAMES_BY_CHARACTER_SET,
     PATIENT_AND_STUDY_TYPE_2,
+    SIGNATURE,
     acr_nema,
     dciodvfy_errors,
     header_variants,
@@ -45,13 +46,16 @@ def _bundle(ds: pydicom.Dataset, draft: DraftReport, folder: Path) -> dict[str, 
 def test_every_accepted_header_gets_four_valid_report_files(
     variant: str, draft: DraftReport, tmp_path: Path, dciodvfy: str
 ) -> None:
-    files = _bundle(VARIANTS[variant], draft, tmp_path)
-    assert sorted(files) == ["fhir", "json", "pdf", "sr"]
-    for kind in ("sr", "pdf"):
-        assert dciodvfy_errors(dciodvfy, files[kind]) == [], kind
-        written = pydicom.dcmread(files[kind])
-        assert all(keyword in written for keyword in PATIENT_AND_STUDY_TYPE_2), kind
-    DiagnosticReport.model_validate(json.loads(files["fhir"].read_text()))
+    """The draft and its signed version, both."""
+    study = dicom.read_study(save(VARIANTS[variant], tmp_path / "source.dcm"))
+    for signature in (None, SIGNATURE):
+        files = write_report_bundle(draft, study, tmp_path / str(signature), signature=signature)
+        assert sorted(files) == ["fhir", "json", "pdf", "sr"]
+        for kind in ("sr", "pdf"):
+            assert dciodvfy_errors(dciodvfy, files[kind]) == [], (kind, signature)
+            written = pydicom.dcmread(files[kind])
+            assert all(keyword in written for keyword in PATIENT_AND_STUDY_TYPE_2), kind
+        DiagnosticReport.model_validate(json.loads(files["fhir"].read_text()))
 
 
 @pytest.mark.parametrize("keyword", PATIENT_AND_STUDY_TYPE_2)
