@@ -34,6 +34,7 @@ from workers.db import session_scope
 from workers.records import QUEUED, RUNNING, Job, now
 
 logger = logging.getLogger(__name__)
+EVALUATION_GRACE = timedelta(minutes=10)  # a sign-off's labelling takes well under a second
 
 
 class AssistantBusyError(TimeoutError):
@@ -212,6 +213,16 @@ def hand_over(dispatcher: Dispatcher, settings: Settings, job_id: str, priority:
         job = session.get(Job, job_id)
         if job is not None and job.dispatched_at is None:
             job.dispatched_at = now()
+    return True
+
+
+def hand_over_evaluation(dispatcher: Dispatcher, signoff_id: str) -> bool:
+    """Queue a sign-off's labelling; False when the broker refused (``redispatch`` retries)."""
+    try:
+        dispatcher.evaluate_signoff(signoff_id)
+    except Exception as error:
+        logger.warning("sign-off %s not handed over (%s)", signoff_id, type(error).__name__)
+        return False
     return True
 
 

@@ -8,6 +8,7 @@ limit.
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -52,10 +53,8 @@ class BodySizeLimit:
                 answered = True
                 await self._refuse(send)
 
-        try:
+        with contextlib.suppress(BodyTooLargeError):  # answered below, or by checked_send
             await self.app(scope, counted_receive, checked_send)
-        except BodyTooLargeError:
-            pass
         if exceeded and not answered:
             await self._refuse(send)
 

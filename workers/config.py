@@ -58,6 +58,8 @@ class Settings(BaseSettings):
         slow draft would run twice.
     ask_timeout_s
         How long the API waits for the assistant's answer before answering 504.
+    organization
+        Who the radiologists sign for: the signed SR's VerifyingOrganization.
     """
 
     model_config = SettingsConfigDict(env_prefix="ECHOCXR_", env_file=".env", extra="ignore")
@@ -76,6 +78,7 @@ class Settings(BaseSettings):
     draft_attempts: int = Field(default=3, ge=1)
     visibility_timeout_s: int = Field(default=4 * 3600, ge=60)
     ask_timeout_s: float = Field(default=120.0, gt=0)
+    organization: str = Field(default="Department of Radiology", min_length=1, max_length=64)
 
     @field_validator("database_url")
     @classmethod

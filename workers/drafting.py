@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import dicom
@@ -19,6 +19,16 @@ if TYPE_CHECKING:
 
 MANUFACTURER = "EchoCXR open-source project"
 PRODUCT_NAME = "EchoCXR draft report generator"
+
+
+class Provenance(Protocol):
+    """What names the model behind a text: a fresh ``model.report.Report`` or a stored version
+    (``workers.records.Report``) alike."""
+
+    model_id: str
+    checkpoint_sha256: str
+    engine: str
+    engine_options: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -52,7 +62,7 @@ def draft_study(study: dicom.Study, generator: ReportGenerator) -> Report:
     return generator.generate([pixels])[0]
 
 
-def algorithm_identity(report: Report) -> dicom.AlgorithmIdentity:
+def algorithm_identity(report: Provenance) -> dicom.AlgorithmIdentity:
     """The model as a device; its UID follows from its id, so all its drafts name it alike."""
     from pydicom.uid import generate_uid
 

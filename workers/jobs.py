@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,7 +47,6 @@ from workers.records import (
 )
 
 if TYPE_CHECKING:
-    import dicom
     from model.report import Report as DraftedReport
 
 logger = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ def draft_files(
     set_progress(settings, claim.job_id, 0.3)
     report = draft_study(study, report_generator(profile, settings.device))
     drafted = time.perf_counter()
-    files = store_renderings(settings, study, report)
+    files = store_renderings(settings, lambda folder: write_draft(study, report, folder).files)
     stored = time.perf_counter()
     timings = {
         "queued_s": claim.queued_s,
@@ -153,15 +153,15 @@ def draft_files(
 
 
 def store_renderings(
-    settings: Settings, study: dicom.Study, report: DraftedReport
+    settings: Settings, render: Callable[[Path], dict[str, Path]]
 ) -> dict[str, str]:
-    """The draft's JSON, SR, PDF and FHIR files, stored by content; their hashes by kind."""
+    """Render a report's files (JSON, SR, PDF, FHIR) into a scratch folder with ``render`` and
+    store them by content; returns their hashes by kind."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=settings.data_dir, prefix=".rendering-") as folder:
-        written = write_draft(study, report, Path(folder))
+        written = render(Path(folder))
         return {
-            kind: storage.put(settings.files_dir, path.read_bytes())[0]
-            for kind, path in written.files.items()
+            kind: storage.put(settings.files_dir, p.read_bytes())[0] for kind, p in written.items()
         }
 
 
@@ -287,6 +287,9 @@ def evaluate_signoff(settings: Settings, signoff_id: str) -> dict[str, Any] | No
         signoff = session.get(SignOff, signoff_id)
         assert signoff is not None
         signoff.label_changes, signoff.evaluated_at = changes, now()
+        signed = session.get(Report, signoff.signed_id)
+        assert signed is not None
+        signed.labels = dict(after)
     return changes
 
 

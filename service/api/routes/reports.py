@@ -6,20 +6,34 @@ import io
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy.orm import Session
 
-from service.api.deps import Caller, SessionDep, SettingsDep, allow, audit
+import dicom
+from service.api.deps import (
+    Caller,
+    DispatcherDep,
+    SessionDep,
+    SettingsDep,
+    allow,
+    audit,
+    error_responses,
+)
 from service.api.presenting import report_public
+from service.dispatch import Dispatcher, hand_over_evaluation
 from service.models import ADMIN, AUDITOR, RADIOLOGIST
-from service.schemas import ErrorDetail, ReportPublic
+from service.schemas import ErrorDetail, ReportPublic, SignRequest
 from workers import storage
 from workers.config import Settings
-from workers.records import Report
+from workers.db import session_scope
+from workers.records import Report, now
+from workers.signing import NotSignableError, SignError, sign
 
 router = APIRouter(prefix="/reports", tags=["reports"])
 
 Reader = Annotated[Caller, Depends(allow(RADIOLOGIST, AUDITOR, ADMIN))]
+Radiologist = Annotated[Caller, Depends(allow(RADIOLOGIST))]
 Format = Literal["json", "text", "sr", "pdf", "fhir"]
 MEDIA_TYPES: dict[str, Format] = {
     "application/json": "json",
@@ -56,6 +70,56 @@ def get_report(
     chosen = format or negotiate(accept)
     audit(session, caller, f"report.read.{chosen}", "report", report.id)
     return render(settings, report, chosen)
+
+
+@router.post(
+    "/{report_id}/sign",
+    response_model=ReportPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(404, 409, 422),
+)
+async def sign_report(
+    report_id: str,
+    signed: SignRequest,
+    caller: Radiologist,
+    settings: SettingsDep,
+    dispatcher: DispatcherDep,
+) -> ReportPublic:
+    """Sign the draft with the text given (edited or not): a new, final version.
+
+    The SR is re-issued COMPLETE / VERIFIED with the caller as verifying observer, the FHIR
+    report ``final``; the draft-to-signed difference is recorded and labelled on ``evaluate``.
+    """
+    return await run_in_threadpool(_sign, report_id, signed, caller, settings, dispatcher)
+
+
+def _sign(
+    report_id: str,
+    signed: SignRequest,
+    caller: Caller,
+    settings: Settings,
+    dispatcher: Dispatcher,
+) -> ReportPublic:
+    with session_scope(settings.sqlalchemy_url) as session:
+        draft = find_report(session, report_id, lock=True)
+        try:
+            version, signoff = sign(
+                session,
+                settings,
+                draft,
+                signer=(caller.user_id, caller.name),
+                findings=signed.findings,
+                impression=signed.impression,
+                signed_at=now(),
+            )
+        except NotSignableError as error:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+        except (SignError, dicom.DicomError) as error:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+        audit(session, caller, "report.sign", "report", version.id, status.HTTP_201_CREATED)
+        public, signoff_id = report_public(version), signoff.id
+    hand_over_evaluation(dispatcher, signoff_id)
+    return public
 
 
 def negotiate(accept: str | None) -> Format:
@@ -113,8 +177,8 @@ def _download(data: bytes, media_type: str, filename: str) -> Response:
     return Response(data, media_type=media_type, headers={"Content-Disposition": disposition})
 
 
-def find_report(session: Session, report_id: str) -> Report:
-    report = session.get(Report, report_id)
+def find_report(session: Session, report_id: str, *, lock: bool = False) -> Report:
+    report = session.get(Report, report_id, with_for_update=lock)
     if report is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No report with id {report_id!r}.")
     return report
