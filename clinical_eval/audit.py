@@ -192,12 +192,9 @@ def _label_numbers(pred: NDArray[np.float64], ref: NDArray[np.float64], n_resamp
 
 
 def _language_numbers(
-    data: AuditInput, groups: Sequence[str], n_resamples: int
+    generated: list[str], reference: list[str], groups: Sequence[str], n_resamples: int
 ) -> tuple[dict[str, float], dict[str, dict[str, float]], dict[str, list[float]]]:
     """Corpus values, intervals and per-study values of the drafted studies against theirs."""
-    assert data.reference is not None
-    generated = [str(data.generated[i]) for i in data.drafted]
-    reference = [data.reference[i] for i in data.drafted]
     scored = score_detailed(generated, reference, groups)
     intervals = {
         key: bootstrap_ci(mean_of(np.array(values)), len(values), n_resamples).as_dict()
@@ -332,7 +329,10 @@ def run_audit(
         numbers["length"]["reference"] = length_stats(data.reference)
         numbers["repetition"]["reference"] = repetition_stats(data.reference)
         if language_groups:
-            language, intervals, samples = _language_numbers(data, language_groups, n_resamples)
+            references = [data.reference[i] for i in data.drafted]
+            language, intervals, samples = _language_numbers(
+                drafted_texts, references, language_groups, n_resamples
+            )
             numbers["language"], numbers["language_intervals"] = language, intervals
         tick("language metrics", len(data.drafted))
     if data.confidence is not None:

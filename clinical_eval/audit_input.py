@@ -267,7 +267,7 @@ def load_single(path: Path) -> AuditInput:
     _require_columns(path, rows, needed)
     ids = _ids(path, rows)
     texts = _texts(path, rows, ids, "generated")
-    drafts = {s: Draft(s, t, why=EMPTY_DRAFT) for s, t in zip(ids, texts, strict=True)}
+    drafts = {s: Draft(s, t, why="" if t else EMPTY_DRAFT) for s, t in zip(ids, texts, strict=True)}
     reference = _required_texts(path, rows, ids, "reference") if "reference" in present else None
     truth = _truth_rows(path, rows, ids) if ground_truth else None
     generated, missing = _with_drafts(path.name, ids, drafts)
@@ -282,7 +282,7 @@ def _drafts_file(path: Path) -> tuple[list[Draft], dict[str, dict[str, Any]]]:
     _require_columns(path, rows, [ID_COLUMN, "text"])
     ids = _ids(path, rows)
     texts = _texts(path, rows, ids, "text")
-    drafts = [Draft(s, t, why=EMPTY_DRAFT) for s, t in zip(ids, texts, strict=True)]
+    drafts = [Draft(s, t, why="" if t else EMPTY_DRAFT) for s, t in zip(ids, texts, strict=True)]
     return drafts, dict(zip(ids, rows, strict=True))
 
 

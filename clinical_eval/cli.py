@@ -98,7 +98,7 @@ def _tell_what_is_audited(data: AuditInput) -> None:
         )
     if data.left_out:
         typer.echo(
-            f"{len(data.left_out)} drafts are of no audited study and are left out: "
+            f"{len(data.left_out)} draft(s) of no audited study left out: "
             f"{listed(list(data.left_out))}",
             err=True,
         )

@@ -160,7 +160,7 @@ def test_drafts_of_other_studies_are_left_out_and_listed(tmp_path: Path) -> None
         "--generated", str(drafts), "--reference", str(signed), "--out", str(tmp_path / "o"), *FAST
     )
     assert code == 0, output
-    assert "1 drafts are of no audited study and are left out: z" in output
+    assert "1 draft(s) of no audited study left out: z" in output
     numbers = json.loads((tmp_path / "o" / "audit.json").read_text())
     assert numbers["drafts_left_out"] == {"z": "not among the audited studies"}
     assert [row["study_id"] for row in numbers["samples"]] == ["x"]
