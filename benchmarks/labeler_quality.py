@@ -95,7 +95,14 @@ def phantom_examples() -> list[Example]:
     from model.data.phantom import iter_cases
 
     return [
-        Example(case.study_id, "phantom", "report", "phantom", case.report.text, with_parents(case.labels))
+        Example(
+            case.study_id,
+            "phantom",
+            "report",
+            "phantom",
+            case.report.text,
+            with_parents(case.labels),
+        )
         for case in iter_cases(PHANTOM_SEED, PHANTOM_STUDIES)
     ]
 

@@ -5,7 +5,8 @@ offline parts: spaCy's blank English plus medspaCy's tokenizer, TargetMatcher (m
 ``lexicon.MENTIONS`` and ``lexicon.ANATOMY``) and ConText (negation, uncertainty, history, size
 and clause boundaries from ``lexicon``). spaCy's rule sentencizer splits sentences: medspaCy's
 PyRuSH runs at about 120 reports/s here and would miss the 200 reports/s target on its own, and
-no parser model installs offline from a trusted source (see ``benchmarks/results/labeler_quality.md``).
+no spaCy parser model installs from PyPI from a trusted source (only third-party re-uploads), so
+scopes come from ConText rules and clause words rather than a dependency parse.
 
 Before labelling, only the findings and impression are kept (indications and histories name
 diseases the film is checked for), a templated "Heart: normal" line becomes a sentence, and a
@@ -198,9 +199,7 @@ def normalize(text: str) -> str:
     return _LINE_END.sub(".", text)
 
 
-def _rules(
-    phrases: Iterable[str], category: str, direction: str, **options: Any
-) -> list[Any]:
+def _rules(phrases: Iterable[str], category: str, direction: str, **options: Any) -> list[Any]:
     from medspacy.context import ConTextRule
 
     return [ConTextRule(p, category, direction=direction, **options) for p in phrases]
@@ -261,7 +260,7 @@ def _target_rules() -> list[Any]:
 
 
 def _blunting_rules() -> list[Any]:
-    """"Blunting of the left posterior costophrenic angle" and its variants, as one pattern:
+    """ "Blunting of the left posterior costophrenic angle" and its variants, as one pattern:
     a phrase list would need every combination of side, recess and word order."""
     from medspacy.target_matcher import TargetRule
 

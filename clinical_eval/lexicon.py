@@ -487,7 +487,7 @@ NEGATION_BACKWARD: tuple[str, ...] = (
     "cleared",
     "is negative",
 )
-"""Phrases that deny the mentions just before them ("pneumothorax has resolved", "the tube was removed")."""
+"""Phrases that deny the mentions just before them ("pneumothorax has resolved", "tube removed")."""
 
 NEGATION_BIDIRECTIONAL: tuple[str, ...] = ("resolved",)
 """Denies what it stands next to on either side: "resolved pneumothorax", "effusion resolved"."""
@@ -839,8 +839,16 @@ SIZE_HEDGES: tuple[str, ...] = (
     *(
         f"{hedge} due to {cause}"
         for hedge in ("may be", "likely", "possibly", "probably", "partly", "partially")
-        for cause in ("rotation", "patient rotation", "technique", "ap technique", "projection",
-                      "positioning", "low lung volumes", "portable technique")
+        for cause in (
+            "rotation",
+            "patient rotation",
+            "technique",
+            "ap technique",
+            "projection",
+            "positioning",
+            "low lung volumes",
+            "portable technique",
+        )
     ),
 )
 """Hedges proper to size: the film, not the heart, may explain what is seen."""

@@ -90,7 +90,9 @@ def _sentences(split: str) -> list[Example]:
         if line.strip():
             field, _, text = line.partition("|")
             labels = parse_labels(field, f"{name}:{number}")
-            examples.append(Example(f"{name}:{number}", split, "sentence", "", text.strip(), labels))
+            examples.append(
+                Example(f"{name}:{number}", split, "sentence", "", text.strip(), labels)
+            )
     return examples
 
 
