@@ -301,34 +301,24 @@ def pipeline() -> Language:
     return nlp
 
 
-def anatomy_value(categories: set[str]) -> int | None:
-    """Heart, mediastinum or vessels: blank unless a word around them says something."""
-    if _PRE_NEGATION in categories:
-        return UNCERTAIN
-    if _HISTORICAL in categories:
-        return None
-    if categories & {_NEGATED, _NORMAL}:
-        return NEGATIVE
-    if categories & {_POSSIBLE, _SIZE_HEDGE}:
-        return UNCERTAIN
-    if _ENLARGED in categories:
+_PRECEDENCE: tuple[tuple[frozenset[str], int | None], ...] = (
+    (frozenset({_PRE_NEGATION}), UNCERTAIN),
+    (frozenset({_HISTORICAL}), None),
+    (frozenset({_NEGATED, _NORMAL}), NEGATIVE),
+    (frozenset({_POSSIBLE, _SIZE_HEDGE}), UNCERTAIN),
+)
+"""The CheXpert order: double negative, then (ours) history or request, negation, hedge."""
+
+
+def mention_value(categories: set[str], anatomy: bool) -> int | None:
+    """The first rule of ``_PRECEDENCE`` that applies; else a finding is positive, and anatomy
+    is positive with a size word, uncertain when only "stable", blank with nothing."""
+    for triggers, value in _PRECEDENCE:
+        if categories & triggers:
+            return value
+    if not anatomy or _ENLARGED in categories:
         return POSITIVE
-    if _STABLE in categories:
-        return UNCERTAIN
-    return None
-
-
-def finding_value(categories: set[str]) -> int | None:
-    """The CheXpert precedence: double negative, history (blank), negation, hedge, positive."""
-    if _PRE_NEGATION in categories:
-        return UNCERTAIN
-    if _HISTORICAL in categories:
-        return None
-    if categories & {_NEGATED, _NORMAL}:
-        return NEGATIVE
-    if categories & {_POSSIBLE, _SIZE_HEDGE}:
-        return UNCERTAIN
-    return POSITIVE
+    return UNCERTAIN if _STABLE in categories else None
 
 
 def _reaches_finding(modifier: Any, entity: Span) -> bool:
@@ -354,13 +344,12 @@ def _mentions(entity: Span) -> Iterator[Mention]:
     hydropneumothorax (pneumothorax and effusion)."""
     observation, _, tag = entity.label_.partition("@")
     modifiers = [m for m in entity._.modifiers if m.category not in _IGNORED]
-    if tag == ANATOMY_TAG[1:]:
-        value = anatomy_value({m.category for m in modifiers})
-    elif tag and _named_elsewhere(entity, observation):
+    anatomy = tag == ANATOMY_TAG[1:]
+    if tag and not anatomy and _named_elsewhere(entity, observation):
         return
-    else:
+    if not anatomy:
         modifiers = [m for m in modifiers if _reaches_finding(m, entity)]
-        value = finding_value({m.category for m in modifiers})
+    value = mention_value({m.category for m in modifiers}, anatomy)
     if value is None:
         return
     triggers = tuple(entity.doc[slice(*m.modifier_span)].text for m in modifiers)
