@@ -8,7 +8,7 @@ Groups (pass a subset as ``metrics`` to skip slow ones, e.g. METEOR starts a JVM
 ``rouge_l``    ``rouge_l`` (pycocoevalcap, beta 1.2) and ``rouge_l_rougescore_f1``
 ``meteor``     ``meteor`` (METEOR 1.5 via pycocoevalcap, Java)
 ``cider_d``    ``cider_d`` (pycocoevalcap CIDEr-D; depends on the test set's references)
-``sacrebleu``  ``sacrebleu_bleu`` (13a, 0-100)
+``sacrebleu``  ``sacrebleu_bleu`` (13a, 0-1: sacrebleu's score / 100)
 ``minilm``     ``minilm_cosine`` (not SemScore, not SembScore)
 =============  ===========================================================================
 """
