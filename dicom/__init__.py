@@ -13,9 +13,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from dicom.bundle import write_report_bundle
     from dicom.burned_in import BurnedInAnnotation, detect_burned_in, mask_burned_in
-    from dicom.deid import DeidOptions, ReidEntry, ReidStore, deidentify, reidentify_for_sr
+    from dicom.deid import (
+        DeidOptions,
+        ReidEntry,
+        ReidStore,
+        deidentify,
+        reidentify_for_sr,
+        reidentify_study,
+    )
     from dicom.dicomweb import DicomWebClient
-    from dicom.draft import AlgorithmIdentity, DraftReport
+    from dicom.draft import AlgorithmIdentity, DraftReport, ReportState, Signature
     from dicom.errors import (
         ArchiveError,
         DicomError,
@@ -44,6 +51,8 @@ if TYPE_CHECKING:
 _MODULE_OF = {
     "AlgorithmIdentity": "dicom.draft",
     "DraftReport": "dicom.draft",
+    "ReportState": "dicom.draft",
+    "Signature": "dicom.draft",
     "write_sr": "dicom.sr",
     "write_encapsulated_pdf": "dicom.pdf",
     "fhir_diagnostic_report": "dicom.fhir",
@@ -53,6 +62,7 @@ _MODULE_OF = {
     "ReidStore": "dicom.deid",
     "deidentify": "dicom.deid",
     "reidentify_for_sr": "dicom.deid",
+    "reidentify_study": "dicom.deid",
     "BurnedInAnnotation": "dicom.burned_in",
     "detect_burned_in": "dicom.burned_in",
     "mask_burned_in": "dicom.burned_in",
@@ -114,8 +124,10 @@ __all__ = [
     "ReidStore",
     "ReidentificationError",
     "ReportInputError",
+    "ReportState",
     "Series",
     "SetAside",
+    "Signature",
     "Study",
     "TruncatedError",
     "UnsupportedTransferSyntaxError",
@@ -126,6 +138,7 @@ __all__ = [
     "mask_burned_in",
     "read_study",
     "reidentify_for_sr",
+    "reidentify_study",
     "summarize_study",
     "to_model_input",
     "write_encapsulated_pdf",

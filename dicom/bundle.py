@@ -15,11 +15,12 @@ from pathlib import Path
 
 from pydicom import Dataset
 
-from dicom.draft import DraftReport
+from dicom.draft import DraftReport, Signature, report_state
+from dicom.errors import ReportInputError
 from dicom.fhir import fhir_diagnostic_report
 from dicom.pdf import write_encapsulated_pdf
 from dicom.read import Study
-from dicom.sr import write_sr
+from dicom.sr import draft_sr_reference, write_sr
 
 REPORT_FILES = {
     "json": "report.json",
@@ -34,29 +35,48 @@ def write_report_bundle(
     study: Study,
     out_dir: Path,
     details: Mapping[str, object] | None = None,
+    *,
+    signature: Signature | None = None,
 ) -> dict[str, Path]:
     """Writes report.json, report.sr.dcm, report.pdf.dcm and report.fhir.json into ``out_dir``.
 
     Everything is rendered in memory first, so a failure in any writer leaves the folder as
     it was. ``details`` (engine, timings, labels…) go into report.json only: the SR and the
-    FHIR resource carry the clinical content, not how it was produced.
+    FHIR resource carry the clinical content, not how it was produced. report.json states the
+    report's status in the SR's terms and holds the whole text in ``text``.
+    With a ``signature`` the four files are the signed version of the draft, ``draft`` holding
+    the text the radiologist signed (see ``write_sr``); write them into another folder than
+    the draft's, which they cite and do not replace.
     Returns the paths keyed 'json', 'sr', 'pdf' and 'fhir'.
+
+    Raises
+    ------
+    ReportInputError
+        When ``details`` would replace one of report.json's own keys.
     """
-    sr = write_sr(draft, study)
-    pdf = write_encapsulated_pdf(draft, study)
+    sr = write_sr(draft, study, signature)
+    pdf = write_encapsulated_pdf(draft, study, signature)
     summary = {
         **draft.to_dict(),
+        **report_state(signature).to_dict(),
         "study_instance_uid": study.study_instance_uid,
         "sr_sop_instance_uid": str(sr.SOPInstanceUID),
         "pdf_sop_instance_uid": str(pdf.SOPInstanceUID),
         "source_sop_instance_uids": [image.sop_instance_uid for image in study.frontal_images],
-        **(details or {}),
     }
+    if signature is not None:
+        summary["signature"] = signature.to_dict()
+        summary["predecessor_sr_sop_instance_uid"] = str(
+            draft_sr_reference(draft, study).SOPInstanceUID
+        )
+    clash = sorted(summary.keys() & (details or {}).keys())
+    if clash:
+        raise ReportInputError(f"details must not replace report.json's own keys {clash}")
     payloads = {
-        "json": _json_bytes(summary),
+        "json": _json_bytes({**summary, **(details or {})}),
         "sr": dicom_bytes(sr),
         "pdf": dicom_bytes(pdf),
-        "fhir": _json_bytes(fhir_diagnostic_report(draft, study)),
+        "fhir": _json_bytes(fhir_diagnostic_report(draft, study, signature)),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     return {kind: write_atomically(out_dir / REPORT_FILES[kind], b) for kind, b in payloads.items()}

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -33,7 +33,8 @@ from pydicom.uid import UID_dictionary, generate_uid
 
 from dicom.bundle import OWNER_ONLY_MODE, write_atomically
 from dicom.errors import ReidentificationError
-from dicom.sr import PATIENT_AND_STUDY_KEYWORDS
+from dicom.read import Study
+from dicom.sr import PATIENT_AND_STUDY_KEYWORDS, copy_patient_and_study, patient_and_study
 
 Action = Literal["X", "Z", "K"]
 
@@ -289,7 +290,8 @@ def _code_item(code: object) -> Dataset:
 def reidentify_for_sr(sr: Dataset, entry: ReidEntry) -> Dataset:
     """A copy of a draft written for the de-identified study, put back into the original one.
 
-    Patient and Study attributes are restored from ``entry``; every pseudonymous UID it
+    Patient and Study attributes are restored from ``entry`` (in the valid form the SR writer
+    gives them, ``dicom.sr.patient_and_study``); every pseudonymous UID it
     references (study, series, source images in the evidence) becomes the original again;
     the SR's own SOP and Series UIDs are re-derived from the original study, so a re-run
     still replaces rather than duplicates.
@@ -309,8 +311,62 @@ def reidentify_for_sr(sr: Dataset, entry: ReidEntry) -> Dataset:
     reverse = {**entry.uid_map, **{uid: _rederived(uid, entry) for uid in own}}
     _restore_uids(result, reverse)
     _restore_uids(result.file_meta, reverse)
-    original = Dataset.from_json(entry.patient_and_study)
-    for element in original:
+    copy_patient_and_study(patient_and_study(Dataset.from_json(entry.patient_and_study)), result)
+    return result
+
+
+def reidentify_study(study: Study, entry: ReidEntry) -> Study:
+    """The de-identified study the model saw, with its original identifiers and UIDs back.
+
+    A report written for the result (``write_report_bundle``) belongs to the original study in
+    all four files: the SR and PDF carry the original Patient and Study modules and cite the
+    original images, the PDF prints the original name, ID and accession number, and FHIR and
+    report.json name the original study. This is the PDF's way back, as ``reidentify_for_sr`` is
+    the SR's; the SR written this way takes UIDs derived from the original study and the model,
+    not those ``reidentify_for_sr`` gives, so use one way per deployment.
+
+    Raises
+    ------
+    ReidentificationError
+        When the study is not the de-identified study the entry describes.
+    """
+    if study.study_instance_uid != entry.pseudonymous_study_uid:
+        raise ReidentificationError(
+            "(0020,000D) StudyInstanceUID of the study is not the de-identified study of this "
+            "re-identification map; use the map made for that study"
+        )
+    original = entry.uid_map.get
+    images = [
+        replace(
+            image,
+            sop_instance_uid=original(image.sop_instance_uid, image.sop_instance_uid),
+            series_instance_uid=original(image.series_instance_uid, image.series_instance_uid),
+            dataset=_reidentified_header(image.dataset, entry),
+        )
+        for image in study.frontal_images
+    ]
+    series = tuple(
+        replace(
+            item,
+            series_instance_uid=original(item.series_instance_uid, item.series_instance_uid),
+            sop_instance_uids=tuple(original(uid, uid) for uid in item.sop_instance_uids),
+        )
+        for item in study.series
+    )
+    set_aside = [
+        replace(item, sop_instance_uid=original(item.sop_instance_uid, item.sop_instance_uid))
+        for item in study.set_aside
+    ]
+    study_uid = original(study.study_instance_uid, study.study_instance_uid)
+    return Study(study_uid, series, images, set_aside)
+
+
+def _reidentified_header(header: Dataset, entry: ReidEntry) -> Dataset:
+    """A copy of an image header with the original UIDs and Patient and Study attributes."""
+    result = copy.deepcopy(header)
+    _restore_uids(result, entry.uid_map)
+    _restore_uids(result.file_meta, entry.uid_map)
+    for element in Dataset.from_json(entry.patient_and_study):
         result[element.tag] = element
     return result
 

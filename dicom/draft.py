@@ -1,15 +1,21 @@
-"""The draft report as plain data, and the deterministic UIDs of the objects written from it.
+"""The draft report as plain data, its sign-off, and the deterministic UIDs of what is written.
 
 The writers (SR, PDF, FHIR) take these dataclasses rather than model objects, so ``dicom/``
-never imports ``model/``: whoever drafted the text fills in ``AlgorithmIdentity``.
+never imports ``model/``: whoever drafted the text fills in ``AlgorithmIdentity``, and the
+service fills in ``Signature`` when a radiologist signs. ``ReportState`` says in each output's
+own words how far a report is from final (WORKSPACE_NOTES §2: draft → preliminary, signed →
+final).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from datetime import datetime
 
+from pydicom import config
 from pydicom.uid import generate_uid
+from pydicom.valuerep import validate_value
 
 from dicom.errors import ReportInputError
 
@@ -79,16 +85,143 @@ class DraftReport:
         if not (self.findings.strip() or self.impression.strip()):
             raise ReportInputError("DraftReport needs findings or impression text; both are empty")
 
+    @property
+    def text(self) -> str:
+        """The whole report as one text, sections labelled, as an audit or a reader reads it."""
+        sections = (("FINDINGS", self.findings), ("IMPRESSION", self.impression))
+        return "\n".join(f"{label}: {body.strip()}" for label, body in sections if body.strip())
+
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form, as written to ``report.json``."""
-        return asdict(self)
+        return {**asdict(self), "text": self.text}
 
 
-def derived_uid(study_instance_uid: str, algorithm: AlgorithmIdentity, purpose: str) -> str:
+@dataclass(frozen=True)
+class Signature:
+    """A radiologist's sign-off: who is accountable for the report's text, and since when.
+
+    Attributes
+    ----------
+    name
+        The radiologist as a DICOM person name, family name first (``"Curie^Marie"``); it
+        becomes the SR's VerifyingObserverName and the FHIR Practitioner.
+    organization
+        The organisation the radiologist signs for (VerifyingOrganization, at most 64 characters).
+    signed_at
+        When the report was signed, with its time zone (VerificationDateTime; FHIR needs one).
+    """
+
+    name: str
+    organization: str
+    signed_at: datetime
+
+    def __post_init__(self) -> None:
+        # messages name the field, never its value: they may reach logs
+        if not (_valid_as("PN", self.name) and _valid_as("LO", self.organization)):
+            raise ReportInputError(
+                "Signature.name must be a DICOM person name (at most 64 characters per "
+                "component) and Signature.organization at most 64 characters, both printable "
+                "and without backslash"
+            )
+        if not (self.name.strip(" ^=") and self.organization.strip()):
+            raise ReportInputError("Signature.name and Signature.organization must not be empty")
+        if self.signed_at.utcoffset() is None:
+            raise ReportInputError("Signature.signed_at needs a time zone (e.g. datetime.now(UTC))")
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form, as written to ``report.json``."""
+        return {
+            "name": self.name,
+            "organization": self.organization,
+            "signed_at": self.signed_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class ReportState:
+    """How far a report is from final, in the words of each output.
+
+    Attributes
+    ----------
+    status
+        report.json's ``status``: 'preliminary' or 'final'.
+    completion_flag, verification_flag, preliminary_flag
+        The SR's (0040,A491) CompletionFlag, (0040,A493) VerificationFlag and (0040,A496)
+        PreliminaryFlag, also written to report.json.
+    fhir_status
+        DiagnosticReport.status: 'partial' for an unreviewed draft (``dicom.fhir`` says why),
+        'final' once signed.
+    """
+
+    status: str
+    completion_flag: str
+    verification_flag: str
+    preliminary_flag: str
+    fhir_status: str
+
+    def to_dict(self) -> dict[str, object]:
+        """The fields report.json carries (FHIR's own status stays in the FHIR file)."""
+        return {
+            "status": self.status,
+            "completion_flag": self.completion_flag,
+            "verification_flag": self.verification_flag,
+            "preliminary_flag": self.preliminary_flag,
+        }
+
+
+DRAFT = ReportState("preliminary", "PARTIAL", "UNVERIFIED", "PRELIMINARY", "partial")
+SIGNED = ReportState("final", "COMPLETE", "VERIFIED", "FINAL", "final")
+
+
+def report_state(signature: Signature | None) -> ReportState:
+    """``SIGNED`` once a radiologist signed, else ``DRAFT``."""
+    return DRAFT if signature is None else SIGNED
+
+
+def _valid_as(vr: str, value: str) -> bool:
+    """True for one printable value of ``vr`` (a backslash would make it several)."""
+    if "\\" in value or not value.isprintable():
+        return False
+    try:
+        validate_value(vr, value, config.RAISE)
+    except ValueError:
+        return False
+    return True
+
+
+def person_name_parts(name: str) -> tuple[str, str, str, str, str]:
+    """Family, given, middle, prefix and suffix of a DICOM person name (PS3.5 6.2.1).
+
+    Of its component groups (alphabetic, ideographic, phonetic) the first that is Latin-1 is
+    taken, as the PDF's standard fonts draw only Latin-1; else the first non-empty one.
+    """
+    groups = [group for group in name.split("=") if group.strip("^ ")]
+    drawable = [group for group in groups if _is_latin_1(group)]
+    chosen = (drawable or groups or [""])[0]
+    family, given, middle, prefix, suffix = (chosen.split("^") + [""] * 5)[:5]
+    return family, given, middle, prefix, suffix
+
+
+def _is_latin_1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def derived_uid(
+    study_instance_uid: str,
+    algorithm: AlgorithmIdentity,
+    purpose: str,
+    signature: Signature | None = None,
+) -> str:
     """A UID fixed by (study, model id, checkpoint hash, decoding, purpose): a re-run replaces,
     not adds.
 
-    ``purpose`` separates the objects of one draft (``"sr-series"``, ``"sr-instance"``, …).
+    ``purpose`` separates the objects of one draft (``"sr-series"``, ``"sr-instance"``, …). A
+    signed version adds the signing time, so it is a new object beside the draft it replaces,
+    and signing again (an addendum) makes another.
     """
     sources = [
         study_instance_uid,
@@ -97,4 +230,6 @@ def derived_uid(study_instance_uid: str, algorithm: AlgorithmIdentity, purpose: 
         algorithm.decoding,
         purpose,
     ]
+    if signature is not None:
+        sources += ["signed", signature.signed_at.isoformat()]
     return str(generate_uid(entropy_srcs=sources))

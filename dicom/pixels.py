@@ -13,6 +13,7 @@ maps into the stored-value range, which would need a second, error-prone rescale
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,9 +57,7 @@ def decode(ds: Dataset) -> np.ndarray:
         Pixel data shorter than the header declares, or a compressed stream that does not decode.
     """
     syntax = str(ds.file_meta.TransferSyntaxUID)
-    plugin = decoding_plugin(syntax, int(ds.get("BitsStored", 8) or 8))
-    if not plugin:
-        _check_native_length(ds)
+    plugin = _checked_plugin(ds)
     if plugin == DCMTK_DECODER:
         return decode_with_dcmtk(ds)
     try:
@@ -74,6 +73,14 @@ def decode(ds: Dataset) -> np.ndarray:
             f"({type(error).__name__}); the file is truncated or corrupt: export it again"
         ) from error
     return np.asarray(array)
+
+
+def _checked_plugin(ds: Dataset) -> str:
+    """The decoding plugin for the file's syntax, once native pixel data proved long enough."""
+    plugin = decoding_plugin(str(ds.file_meta.TransferSyntaxUID), int(ds.get("BitsStored", 8) or 8))
+    if not plugin:
+        _check_native_length(ds)
+    return plugin
 
 
 def _check_native_length(ds: Dataset) -> None:
@@ -103,7 +110,7 @@ def apply_modality(stored: np.ndarray, ds: Dataset) -> np.ndarray:
     """Modality LUT or rescale slope/intercept (PS3.3 C.11.1) to float64 modality values."""
     try:
         return np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
-    except (ValueError, TypeError, IndexError) as error:
+    except (ValueError, TypeError, IndexError, struct.error) as error:
         raise InvalidHeaderError(
             "(0028,3000) ModalityLUTSequence or (0028,1053) RescaleSlope cannot be applied "
             f"({type(error).__name__}); correct the header"
@@ -127,7 +134,8 @@ def _apply_voi_lut_sequence(values: np.ndarray, ds: Dataset) -> np.ndarray:
     try:
         output_bits = int(item.LUTDescriptor[2])
         mapped = apply_voi_lut_table(np.rint(values).astype(np.int64), ds, index=0)
-    except (AttributeError, ValueError, TypeError, IndexError) as error:
+    except (AttributeError, ValueError, TypeError, IndexError, struct.error) as error:
+        # struct.error: LUTData shorter than its LUTDescriptor declares
         raise InvalidHeaderError(
             "(0028,3010) VOILUTSequence item 1 cannot be applied: its (0028,3002) LUTDescriptor "
             "or (0028,3006) LUTData is malformed; correct or remove the VOI LUT"
@@ -201,6 +209,26 @@ def needs_inversion(ds: Dataset) -> bool:
 def apply_presentation(display: np.ndarray, ds: Dataset) -> np.ndarray:
     """Inverts where the header says low values are bright, so higher always means brighter."""
     return 1.0 - display if needs_inversion(ds) else display
+
+
+def check_display_header(ds: Dataset) -> None:
+    """Refuses, without decoding, everything ``to_display`` would refuse from the header alone.
+
+    The transfer syntax must have a permitted decoder, native pixel data must be as long as the
+    header declares, and the modality and VOI attributes must apply: they run through the same
+    steps on a one-pixel stand-in, so a header-only read refuses exactly what a full read refuses
+    for its header. Only faults inside the stored values (a corrupt compressed stream, a
+    PixelPaddingValue that covers every pixel) need the decode to be seen.
+
+    Raises
+    ------
+    UnsupportedTransferSyntaxError, TruncatedError, InvalidHeaderError
+        As ``to_display`` would for the same header.
+    """
+    _checked_plugin(ds)
+    stand_in = np.zeros((1, 1), dtype=np.uint16)
+    padding_mask(stand_in, ds)  # reads PixelPaddingValue; the stand-in itself is not padding
+    apply_voi(apply_modality(stand_in, ds), ds, np.zeros(stand_in.shape, dtype=bool))
 
 
 def to_display(ds: Dataset) -> np.ndarray:

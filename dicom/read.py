@@ -4,6 +4,9 @@ The steps, each a function: ``gather`` the files (dicom.sources), ``parse`` each
 set, ``check_uids`` across them, ``group`` into study → series → instance, ``classify`` every
 instance as frontal or set aside (with the tag that decided), ``check_image`` the header of each
 frontal image against ``ReadLimits``, then decode it to display values (dicom.pixels).
+
+``decode_pixels=False`` stops before the last step: every header check still runs, so a service
+can refuse a bad upload at once without paying for the decode it leaves to the workers.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from dicom.errors import (
     NotDicomError,
     TruncatedError,
 )
-from dicom.pixels import PixelSpacing, pixel_spacing, to_display
+from dicom.pixels import PixelSpacing, check_display_header, pixel_spacing, to_display
 from dicom.sources import ReadLimits, SourceFile, gather
 
 logger = logging.getLogger(__name__)
@@ -65,6 +68,7 @@ _PARSE_FAILURES = (
     AttributeError,
     BytesLengthException,
 )
+NO_PIXELS = np.zeros((0, 0), np.float32)  # the pixels of an image read for its header only
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,8 @@ class FrontalImage:
     Attributes
     ----------
     pixels
-        float32 (rows, columns) in [0, 1]; higher is brighter on a viewer.
+        float32 (rows, columns) in [0, 1]; higher is brighter on a viewer. Empty (``NO_PIXELS``)
+        when the study was read with ``decode_pixels=False`` or its pixels were released.
     pixel_spacing_mm
         Spacing and the tag it came from, or None when the header gives none.
     view_position
@@ -129,8 +134,7 @@ class Study:
         Writing a report (SR, PDF, FHIR) reads only headers, while a full-resolution image holds
         20-40 MB of float32: a batch of studies waiting for the model keeps this instead.
         """
-        empty = np.zeros((0, 0), np.float32)
-        images = [replace(image, pixels=empty) for image in self.frontal_images]
+        images = [replace(image, pixels=NO_PIXELS) for image in self.frontal_images]
         return replace(self, frontal_images=images)
 
 
@@ -142,7 +146,9 @@ class _Instance:
     source: str
 
 
-def read_study(source: Path | str | bytes, *, limits: ReadLimits | None = None) -> Study:
+def read_study(
+    source: Path | str | bytes, *, limits: ReadLimits | None = None, decode_pixels: bool = True
+) -> Study:
     """Reads one study from a file, bytes, a folder, a ZIP/TAR archive or a DICOMDIR.
 
     Parameters
@@ -151,6 +157,11 @@ def read_study(source: Path | str | bytes, *, limits: ReadLimits | None = None) 
         Path of a file, folder, archive or DICOMDIR, or the bytes of a file or archive.
     limits
         Bounds on sizes, counts and image dimensions; ``ReadLimits()`` when None.
+    decode_pixels
+        False reads headers only: every check runs as with True (``check_image`` and
+        ``check_display_header`` included), but the frontal images keep ``NO_PIXELS``. An
+        upload route refuses bad studies this way at a small fraction of the cost; only a
+        fault inside the compressed stream itself waits for the full read.
 
     Returns
     -------
@@ -174,7 +185,7 @@ def read_study(source: Path | str | bytes, *, limits: ReadLimits | None = None) 
     set_aside.extend(more_aside)
     if not frontal:
         _refuse_without_frontal(set_aside)
-    images = [_frontal_image(ds, limits) for ds in frontal]
+    images = [_frontal_image(ds, limits, decode_pixels) for ds in frontal]
     logger.info("read study: %d frontal image(s), %d set aside", len(images), len(set_aside))
     return Study(study_uid, group([i.dataset for i in instances]), images, set_aside)
 
@@ -536,11 +547,13 @@ def _check_bits(ds: Dataset, limits: ReadLimits) -> None:
         )
 
 
-def _frontal_image(ds: Dataset, limits: ReadLimits) -> FrontalImage:
-    """Decodes one frontal instance and keeps its header without the pixel data."""
+def _frontal_image(ds: Dataset, limits: ReadLimits, decode_pixels: bool) -> FrontalImage:
+    """Checks one frontal instance, decodes it if asked, and keeps its header without pixels."""
     check_image(ds, limits)
+    sop_class_uid = _sop_class_uid(ds)
     try:
-        pixels = to_display(ds)
+        check_display_header(ds)
+        pixels = to_display(ds) if decode_pixels else NO_PIXELS
     except DicomError:
         raise
     except _PARSE_FAILURES as error:
@@ -552,6 +565,7 @@ def _frontal_image(ds: Dataset, limits: ReadLimits) -> FrontalImage:
     header.file_meta = ds.file_meta
     if "PixelData" in header:
         del header.PixelData
+    header.SOPClassUID = sop_class_uid
     return FrontalImage(
         pixels=pixels,
         pixel_spacing_mm=pixel_spacing(ds),
@@ -559,4 +573,28 @@ def _frontal_image(ds: Dataset, limits: ReadLimits) -> FrontalImage:
         sop_instance_uid=str(ds.SOPInstanceUID),
         series_instance_uid=str(ds.SeriesInstanceUID),
         dataset=header,
+    )
+
+
+def _sop_class_uid(ds: Dataset) -> str:
+    """(0008,0016) SOPClassUID, else the File Meta's (0002,0002) MediaStorageSOPClassUID.
+
+    A report cites each source image by SOP class and instance (Type 1 in its evidence), so an
+    image whose class cannot be told (an ACR-NEMA file without either) is refused here, before
+    the model runs, rather than by the SR writer after it.
+
+    Raises
+    ------
+    InvalidHeaderError
+        When neither attribute holds a valid UID.
+    """
+    for value in (ds.get("SOPClassUID"), ds.file_meta.get("MediaStorageSOPClassUID")):
+        text = str(value or "").strip().rstrip("\x00")
+        if text and len(text) <= 64 and _UID_PATTERN.match(text):
+            return text
+    raise InvalidHeaderError(
+        "(0008,0016) SOPClassUID is missing or invalid and no (0002,0002) "
+        "MediaStorageSOPClassUID stands in for it: a report must cite the image's SOP class; "
+        'add it (e.g. dcmodify -i "(0008,0016)=1.2.840.10008.5.1.4.1.1.1" for a CR image) and '
+        "send the file again"
     )

@@ -1,7 +1,8 @@
 """What was read, for people (``describe_study``) and for JSON (``summarize_study``).
 
 Only UIDs, sizes, spacing, views and reasons appear: no patient attribute, so the output can go
-to logs and terminals.
+to logs and terminals. Sizes come from the header, so a study read without decoding its pixels
+(``read_study(decode_pixels=False)``) is summarised alike.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ def _image_summary(image: FrontalImage) -> dict[str, object]:
         "sop_instance_uid": image.sop_instance_uid,
         "series_instance_uid": image.series_instance_uid,
         "view_position": image.view_position,
-        "rows": int(image.pixels.shape[0]),
-        "columns": int(image.pixels.shape[1]),
+        "rows": int(image.dataset.Rows),
+        "columns": int(image.dataset.Columns),
         "pixel_spacing_mm": list(spacing.spacing) if spacing else None,
         "pixel_spacing_source": spacing.source if spacing else None,
     }
@@ -49,7 +50,7 @@ def describe_study(study: Study) -> str:
         f"{len(study.frontal_images)} frontal image(s), {len(study.set_aside)} set aside"
     ]
     for image in study.frontal_images:
-        rows, columns = image.pixels.shape
+        rows, columns = int(image.dataset.Rows), int(image.dataset.Columns)
         spacing = image.pixel_spacing_mm
         where = (
             f"{spacing.spacing[0]:.3f} x {spacing.spacing[1]:.3f} mm ({spacing.source})"

@@ -16,7 +16,12 @@ from dicom.draft import AlgorithmIdentity, DraftReport
 from dicom.fhir import fhir_diagnostic_report
 from dicom.pdf import write_encapsulated_pdf
 from dicom.sr import write_sr
-from tests.dicom.factories import PATIENT_ID, PATIENT_NAME, processing_equipment
+from tests.dicom.factories import (
+    PATIENT_ID,
+    PATIENT_NAME,
+    dciodvfy_errors,
+    processing_equipment,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -24,13 +29,6 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def study(frontal_file: Path) -> dicom.Study:
     return dicom.read_study(frontal_file)
-
-
-def _dciodvfy_errors(tool: str, path: Path) -> list[str]:
-    result = subprocess.run([tool, str(path)], capture_output=True, text=True, check=False)
-    return [
-        line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")
-    ]
 
 
 def test_sr_has_draft_flags_evidence_and_source_patient(
@@ -60,7 +58,7 @@ def test_sr_has_draft_flags_evidence_and_source_patient(
     ]
     assert equipment.ManufacturerModelName == "EchoCXR test model"
     assert equipment.PurposeOfReferenceCodeSequence[0].CodeValue == "109102"  # Processing Equipment
-    assert _dciodvfy_errors(dciodvfy, path) == []
+    assert dciodvfy_errors(dciodvfy, path) == []
 
 
 def test_dsrdump_renders_the_tid_2000_tree(
@@ -118,7 +116,7 @@ def test_encapsulated_pdf_passes_dciodvfy(
     assert read.Modality == "DOC" and read.MIMETypeOfEncapsulatedDocument == "application/pdf"
     assert bytes(read.EncapsulatedDocument).startswith(b"%PDF-")
     assert str(read.PatientName) == PATIENT_NAME
-    assert _dciodvfy_errors(dciodvfy, path) == []
+    assert dciodvfy_errors(dciodvfy, path) == []
 
 
 def test_fhir_report_is_partial_and_names_the_model(draft: DraftReport, study: dicom.Study) -> None:
