@@ -11,10 +11,17 @@ import html
 import io
 from typing import Any
 
-from clinical_eval.audit import VALUE_NAMES, AuditReport
+from clinical_eval.audit import (
+    CRITICAL,
+    HEADLINE_CONVENTION,
+    VALUE_NAMES,
+    AuditReport,
+    WorstStudy,
+)
 from clinical_eval.labeler import LabeledReport
 from clinical_eval.lexicon import HEART_FAILURE
-from clinical_eval.observations import OBSERVATIONS
+from clinical_eval.observations import FIVE_COMPETITION, OBSERVATIONS
+from clinical_eval.scoring import metric_name
 
 _VALUE_TEXT = {1: "positive", 0: "negative", -1: "uncertain", None: "not mentioned"}
 _MENTION_NAMES = {HEART_FAILURE: "Edema (heart failure)", "_OTHER": "other abnormality"}
@@ -41,7 +48,18 @@ img{max-width:100%}
 padding:8px;border-radius:6px;margin:4px 0}
 mark.ok{background:#d7f0dd}mark.bad{background:#ffd2cc;outline:1px solid #e05a47}
 .note{color:#5b6b7c;font-size:12px}
+.card i{display:block;color:#5b6b7c;font-size:12px;font-style:normal}
+td.no{color:#8a9aab}
+dl.glossary dt{font-weight:600;margin-top:6px}dl.glossary dd{margin:0 0 0 16px;font-size:13px}
 """
+_UNCERTAIN_AS = {"unc0": "uncertain = negative", "unc1": "uncertain = positive"}
+_TEXT_STATS = {
+    "mean_words": "mean words",
+    "median_words": "median words",
+    "p90_words": "90th percentile words",
+    "share_with_repeated_sentence": "share with a repeated sentence",
+    "mean_distinct_bigram_ratio": "mean distinct word pairs / all pairs",
+}
 
 
 def _png(figure: Any) -> str:
@@ -75,7 +93,7 @@ def _f1_plot(numbers: dict[str, Any]) -> str:
             color=colour,
             xerr=[low, high],
             capsize=2,
-            label=f"uncertain as {key[-1]}",
+            label=_UNCERTAIN_AS[key],
         )
     axis.set_yticks(rows, OBSERVATIONS)
     axis.invert_yaxis()
@@ -167,16 +185,10 @@ def _per_label_table(numbers: dict[str, Any]) -> str:
                 f"{stats['f1']:.2f} [{ci['low']:.2f}, {ci['high']:.2f}]",
             ]
         rows.append(cells)
-    header = [
-        "observation",
-        "ref. positives (unc0)",
-        "P unc0",
-        "R unc0",
-        "F1 unc0 [95% CI]",
-        "P unc1",
-        "R unc1",
-        "F1 unc1 [95% CI]",
-    ]
+    header = ["observation", "reference positives (uncertain = negative)"]
+    for key in ("unc0", "unc1"):
+        header += [f"{word}, {_UNCERTAIN_AS[key]}" for word in ("precision", "recall")]
+        header.append(f"F1, {_UNCERTAIN_AS[key]} [95% CI]")
     return _table(header, rows)
 
 
@@ -197,73 +209,122 @@ def _highlight(report: LabeledReport, disagreeing: set[str]) -> str:
     return "".join(pieces)
 
 
-def _worst_cases(report: AuditReport) -> str:
-    blocks = []
-    for study_id, draft, reference, disagreements in report.worst:
-        rows = [
-            [html.escape(name), _VALUE_TEXT[ref], _VALUE_TEXT[gen]]
-            for name, (ref, gen) in disagreements.items()
+def _case(study: WorstStudy) -> str:
+    changing = set(study.f1_changing)
+    rows = [
+        [
+            html.escape(name) + (" (critical)" if name in CRITICAL else ""),
+            _VALUE_TEXT[ref],
+            _VALUE_TEXT[gen],
+            "yes" if name in changing else "<span class='no'>no</span>",
         ]
-        table = (
-            _table(["observation", "reference", "draft"], rows)
-            if rows
-            else ("<p class='note'>All 14 labels agree.</p>")
-        )
-        disagreeing = set(disagreements)
-        reference_block = (
-            f"<div><b>Reference</b><pre>{_highlight(reference, disagreeing)}</pre></div>"
-            if reference is not None
-            else "<div><b>Reference</b><p class='note'>Ground-truth labels only.</p></div>"
-        )
-        blocks.append(
-            f"<div class='case'><h3>Study {html.escape(study_id)}: "
-            f"{len(disagreements)} label disagreement(s)</h3>{table}<div class='texts'>"
-            f"<div><b>Draft</b><pre>{_highlight(draft, disagreeing)}</pre></div>"
-            f"{reference_block}</div></div>"
-        )
-    return "".join(blocks)
+        for name, (ref, gen) in study.disagreements.items()
+    ]
+    table = (
+        _table(["observation", "reference", "draft", "changes F1"], rows)
+        if rows
+        else "<p class='note'>All 14 labels agree.</p>"
+    )
+    reference_block = (
+        f"<div><b>Reference</b><pre>{_highlight(study.reference, changing)}</pre></div>"
+        if study.reference is not None
+        else "<div><b>Reference</b><p class='note'>Ground-truth labels only.</p></div>"
+    )
+    return (
+        f"<div class='case'><h3>Study {html.escape(study.study_id)}: "
+        f"{len(changing)} disagreement(s) that change F1, clinical weight "
+        f"{study.clinical_weight:g}</h3>{table}<div class='texts'>"
+        f"<div><b>Draft</b><pre>{_highlight(study.draft, changing)}</pre></div>"
+        f"{reference_block}</div></div>"
+    )
+
+
+def _interval(values: dict[str, float]) -> str:
+    return f"{values['value']:.3f} [{values['low']:.3f}, {values['high']:.3f}]"
 
 
 def _cards(numbers: dict[str, Any]) -> str:
-    f1 = numbers["label_f1"]
-    cards = [
-        (str(numbers["n_studies"]), "studies"),
-        (f"{f1['chexpert_rule_f1_macro14_unc0']:.3f}", "CheXpert-rule F1 macro-14, unc→0"),
-        (f"{f1['chexpert_rule_f1_micro14_unc0']:.3f}", "CheXpert-rule F1 micro-14, unc→0"),
-        (f"{f1['chexpert_rule_f1_macro5_unc1']:.3f}", "CheXpert-rule F1 macro-5, unc→1"),
+    missing = len(numbers["missing_drafts"])
+    studies = f"{numbers['n_studies']} studies audited" + (
+        f"; {missing} without a draft" if missing else ""
+    )
+    cards = [(str(numbers["n_drafted"]), "drafts", studies)]
+    cards += [
+        (f"{card['value']:.3f}", card["name"], f"95% CI {card['low']:.3f} to {card['high']:.3f}")
+        for card in numbers["headline"]["cards"]
     ]
-    language = numbers.get("language", {})
-    cards += [(f"{language[k]:.3f}", k) for k in ("bleu4", "rouge_l") if k in language]
     return (
         "<div class='cards'>"
         + "".join(
-            f"<div class='card'><b>{value}</b><span>{html.escape(name)}</span></div>"
-            for value, name in cards
+            f"<div class='card'><b>{value}</b><span>{html.escape(name)}</span>"
+            f"<i>{html.escape(note)}</i></div>"
+            for value, name, note in cards
         )
         + "</div>"
     )
 
 
 def _stats_tables(numbers: dict[str, Any]) -> str:
-    language = numbers.get("language", {})
-    language_table = _table(
-        ["metric", "value"], [[html.escape(k), f"{v:.4f}"] for k, v in language.items()]
-    )
+    label_intervals = numbers["label_f1_intervals"]
     label_table = _table(
-        ["variant", "value"], [[html.escape(k), f"{v:.4f}"] for k, v in numbers["label_f1"].items()]
+        ["variant", "value [95% CI]"],
+        [[html.escape(metric_name(k)), _interval(label_intervals[k])] for k in numbers["label_f1"]],
+    )
+    language, intervals = numbers.get("language", {}), numbers.get("language_intervals", {})
+    language_table = _table(
+        ["metric", "value [95% CI]"],
+        [
+            [html.escape(metric_name(k)), _interval(intervals[k]) if k in intervals else f"{v:.4f}"]
+            for k, v in language.items()
+        ],
     )
     text_rows = []
     for side in numbers["length"]:
         stats = {**numbers["length"][side], **numbers["repetition"][side]}
-        text_rows.append([side] + [f"{stats[k]:.2f}" for k in sorted(stats)])
-    keys = sorted({**numbers["length"]["generated"], **numbers["repetition"]["generated"]})
+        text_rows.append([side] + [f"{stats[k]:.2f}" for k in _TEXT_STATS])
     return (
         "<h2>Label F1, every convention</h2>"
         + label_table
-        + ("<h2>Language metrics</h2>" + language_table if language else "")
-        + "<h2>Length and repetition</h2>"
-        + _table(["side", *keys], text_rows)
+        + (
+            "<h2>Language metrics (drafted studies)</h2>"
+            "<p class='note'>Corpus-level BLEU, METEOR and CIDEr-D have no per-study value to "
+            "resample, so no interval.</p>" + language_table
+            if language
+            else ""
+        )
+        + "<h2>Length and repetition (drafted studies)</h2>"
+        + _table(["side", *_TEXT_STATS.values()], text_rows)
     )
+
+
+def _listing(title: str, items: dict[str, str], what: str) -> str:
+    if not items:
+        return ""
+    rows = [[html.escape(name), html.escape(why)] for name, why in items.items()]
+    return f"<h2>{html.escape(title)} ({len(items)})</h2>" + _table([what, "why"], rows)
+
+
+def _glossary() -> str:
+    five = ", ".join(FIVE_COMPETITION)
+    entries = [
+        ("Label F1", "F1 of the draft's labels (CheXpert-rule labeler) against the reference's, "
+         "after each label is made positive or not."),
+        ("micro / macro", "Micro pools every label's counts, so common findings dominate; macro "
+         "averages the per-finding F1, so a rare finding counts as much as a common one."),
+        ("14 / 5 findings", f"All 14 CheXpert observations (with No Finding), or the five of the "
+         f"CheXpert competition: {five}."),
+        ("uncertain = negative / positive", "A hedged finding (\"possible effusion\") counts "
+         "as absent (0) or as present (1). The cards use uncertain = negative."),
+        ("changes F1", "A disagreement where the finding is positive on one side only; "
+         "negative against not mentioned, or uncertain against negative, changes nothing."),
+        ("clinical weight", "Sum over the F1-changing disagreements of each finding's urgency: "
+         f"1 for {', '.join(CRITICAL)}, 0.5 for findings that change management soon, "
+         "0.25 for the others, 0 for No Finding."),
+        ("95% CI", "Percentile bootstrap over studies (studies resampled with replacement)."),
+        ("BLEU", "Every BLEU here is on a 0-1 scale."),
+    ]  # fmt: skip
+    body = "".join(f"<dt>{html.escape(t)}</dt><dd>{html.escape(d)}</dd>" for t, d in entries)
+    return f"<h2>Glossary</h2><dl class='glossary'>{body}</dl>"
 
 
 def render(report: AuditReport) -> str:
@@ -280,9 +341,12 @@ def render(report: AuditReport) -> str:
 <style>{_STYLE}</style></head><body><main>
 <h1>EchoCXR draft audit</h1>
 <p class="sub">Drafts compared with {mode}. Labels come from the CheXpert-rule labeler
-(clinical_eval), not CheXbert; uncertain findings are counted both as negative (unc→0) and as
-positive (unc→1).</p>
+(clinical_eval), not CheXbert. Headline figures: {HEADLINE_CONVENTION}, with 95% bootstrap
+intervals; the tables give every convention. A study without a draft counts as an empty report
+in the label figures (each of its findings missed) and is left out of the language metrics.</p>
 {_cards(numbers)}
+{_listing("Studies without a draft", numbers["missing_drafts"], "study")}
+{_listing("Drafts left out", numbers["drafts_left_out"], "draft")}
 <h2>Per-observation F1 with 95% bootstrap intervals</h2>
 {_f1_plot(numbers)}
 {_per_label_table(numbers)}
@@ -293,8 +357,11 @@ positive (unc→1).</p>
 {_length_plot(report.word_counts)}
 {_calibration_section(numbers)}
 <h2>Worst studies</h2>
-<p class="note">Ranked by label disagreements, then by lowest ROUGE-L. Highlighted: mentions the
-labeler found; red where that observation disagrees (hover for the label).</p>
-{_worst_cases(report)}
+<p class="note">Drafted studies ranked by the label disagreements that change F1
+({HEADLINE_CONVENTION}), then by clinical weight (a missed or false critical finding first), then
+by lowest ROUGE-L. Highlighted: mentions the labeler found; red where that observation's
+disagreement changes F1 (hover for the label).</p>
+{"".join(_case(study) for study in report.worst)}
+{_glossary()}
 </main></body></html>
 """

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from clinical_eval.scoring import METRIC_GROUPS
+
+if TYPE_CHECKING:
+    from clinical_eval.audit import AuditReport
+    from clinical_eval.audit_input import AuditInput
 
 
 def audit(
@@ -18,10 +24,15 @@ def audit(
         ),
     ] = None,
     generated: Annotated[
-        Path | None, typer.Option(help="CSV/JSONL of drafts (study_id, text).")
+        Path | None,
+        typer.Option(
+            help="Drafts: the --out folder of `echocxr report-archive` or `echocxr report`, or a "
+            "CSV/JSONL of study_id, text. Studies without a draft are audited as empty reports."
+        ),
     ] = None,
     reference: Annotated[
-        Path | None, typer.Option(help="CSV/JSONL of signed reports (study_id, text).")
+        Path | None,
+        typer.Option(help="CSV/JSONL of signed reports (study_id, text[, StudyInstanceUID])."),
     ] = None,
     manifest: Annotated[
         Path | None,
@@ -31,46 +42,88 @@ def audit(
         str | None, typer.Option(help="With --manifest: audit only this split (e.g. test).")
     ] = None,
     metrics: Annotated[
-        str, typer.Option(help="Comma-separated metric groups (labels,bleu,rouge_l,...).")
-    ] = "labels,bleu,rouge_l,meteor,cider_d,sacrebleu,minilm",
+        str, typer.Option(help=f"Comma-separated metric groups from: {', '.join(METRIC_GROUPS)}.")
+    ] = ",".join(METRIC_GROUPS),
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples.", min=100)] = 1000,
 ) -> None:
     """Audit drafts against reference reports or ground-truth labels."""
-    from tqdm import tqdm
-
-    from clinical_eval import audit as audit_module
-    from clinical_eval.audit_html import render
-    from clinical_eval.audit_input import AuditInput, load_manifest, load_pair, load_single
     from clinical_eval.errors import ClinicalEvalError
-
-    def load() -> AuditInput:
-        given = (input_file is not None, generated is not None, reference is not None,
-                 manifest is not None)  # fmt: skip
-        if given == (True, False, False, False) and input_file is not None:
-            return load_single(input_file)
-        if given == (False, True, True, False) and generated and reference:
-            return load_pair(generated, reference)
-        if given == (False, True, False, True) and generated and manifest:
-            return load_manifest(manifest, generated, split)
-        raise typer.BadParameter(
-            "give --input, or --generated with --reference, or --generated with --manifest"
-        )
+    from clinical_eval.scoring import chosen_groups
 
     try:
-        data = load()
-        total = len(data.study_ids) * (2 if data.reference is not None else 1)
-        total += len(data.study_ids) if data.reference is not None else 0
-        with tqdm(total=total, unit="study", desc="audit") as bar:
-
-            def progress(stage: str, done: int) -> None:
-                bar.set_description(stage)
-                bar.update(done)
-
-            report = audit_module.run_audit(
-                data, [m.strip() for m in metrics.split(",") if m.strip()], resamples, progress
-            )
-        json_path, html_path = audit_module.write_outputs(out, report, render(report))
+        groups = chosen_groups([m.strip() for m in metrics.split(",") if m.strip()])
+        if out.exists() and not out.is_dir():
+            raise typer.BadParameter(f"{out} exists and is not a folder", param_hint="--out")
+        data = _load(input_file, generated, reference, manifest, split)
+        _tell_what_is_audited(data)
+        report = _run(data, groups, resamples)
+        json_path, html_path = _write(out, report)
     except ClinicalEvalError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from None
     typer.echo(f"wrote {html_path} and {json_path}")
+
+
+def _load(
+    input_file: Path | None,
+    generated: Path | None,
+    reference: Path | None,
+    manifest: Path | None,
+    split: str | None,
+) -> AuditInput:
+    from clinical_eval.audit_input import load_manifest, load_pair, load_single
+
+    given = (input_file is not None, generated is not None, reference is not None,
+             manifest is not None)  # fmt: skip
+    if given == (True, False, False, False) and input_file is not None:
+        return load_single(input_file)
+    if given == (False, True, True, False) and generated and reference:
+        return load_pair(generated, reference)
+    if given == (False, True, False, True) and generated and manifest:
+        return load_manifest(manifest, generated, split)
+    raise typer.BadParameter(
+        "give --input, or --generated with --reference, or --generated with --manifest"
+    )
+
+
+def _tell_what_is_audited(data: AuditInput) -> None:
+    """Say up front which studies count as missing and which drafts are ignored, by name."""
+    from clinical_eval.audit_input import listed
+
+    if data.missing:
+        typer.echo(
+            f"{len(data.missing)} of {len(data.study_ids)} studies have no draft and are audited "
+            f"as empty reports: {listed(list(data.missing))}",
+            err=True,
+        )
+    if data.left_out:
+        typer.echo(
+            f"{len(data.left_out)} draft(s) of no audited study left out: "
+            f"{listed(list(data.left_out))}",
+            err=True,
+        )
+
+
+def _run(data: AuditInput, groups: list[str], resamples: int) -> AuditReport:
+    from tqdm import tqdm
+
+    from clinical_eval.audit import planned_work, run_audit
+
+    with tqdm(total=planned_work(data), unit="study", desc="audit") as bar:
+
+        def progress(stage: str, done: int) -> None:
+            bar.set_description(stage)
+            bar.update(done)
+
+        return run_audit(data, groups, resamples, progress)
+
+
+def _write(out: Path, report: AuditReport) -> tuple[Path, Path]:
+    from clinical_eval.audit import write_outputs
+    from clinical_eval.audit_html import render
+
+    try:
+        return write_outputs(out, report, render(report))
+    except OSError as error:
+        typer.echo(f"error: cannot write the audit into {out}: {error.strerror}", err=True)
+        raise typer.Exit(code=2) from None

@@ -1,14 +1,21 @@
 """Language metrics from the maintained packages, each named by the convention it implements.
 
+Every key is on a 0-1 scale.
+
 - ``bleu1``..``bleu4``, ``meteor``, ``rouge_l``, ``cider_d``: pycocoevalcap (the R2Gen lineage):
-  corpus BLEU with the "closest" reference length, METEOR 1.5 (Java), ROUGE-L as an LCS
-  F-measure with beta = 1.2 averaged over samples, CIDEr-D with sigma = 6 and document
-  frequencies from the scored references (so it depends on the test set). Texts are lower-cased
-  and split on non-alphanumerics first, as R2Gen's tokenizer does, instead of pycocoevalcap's
-  Java PTB tokenizer, which would start a JVM per call.
-- ``sacrebleu_bleu``: sacrebleu corpus BLEU (13a tokenisation, 0-100 scale as sacrebleu reports).
-- ``rouge_l_rougescore_f1``: rouge-score's ROUGE-L F1 (beta = 1, no stemming); it disagrees with
-  pycocoevalcap's ``rouge_l`` on purpose, which is why both carry their names.
+  corpus BLEU with the "closest" reference length and no smoothing, METEOR 1.5 (Java), ROUGE-L as
+  an LCS F-measure with beta = 1.2 averaged over samples, CIDEr-D with sigma = 6 and document
+  frequencies from the scored references (so it depends on the test set). Texts are tokenised
+  the way pycocoevalcap's ``PTBTokenizer`` does (lower case, punctuation dropped, hyphenated
+  words, decimals and "s/p" kept whole, "n't" split off, brackets as ``-lrb-``), in Python:
+  the Java tokenizer would start a JVM per call. ``tests/clinical_eval/test_language.py`` checks
+  the two agree to 1e-3.
+- ``sacrebleu_bleu``: sacrebleu corpus BLEU (13a tokenisation, exponential smoothing, case
+  kept), divided by 100 so that it sits on the same 0-1 scale as ``bleu4``; sacrebleu itself
+  prints 0-100.
+- ``rouge_l_rougescore_f1``: rouge-score's ROUGE-L F1 (its own tokeniser: lower case,
+  non-alphanumerics as spaces; beta = 1, no stemming); it disagrees with pycocoevalcap's
+  ``rouge_l`` on purpose, which is why both carry their names.
 - ``minilm_cosine``: mean cosine of all-MiniLM-L6-v2 sentence embeddings (see ``embedding``).
 """
 
@@ -20,12 +27,15 @@ from typing import Any
 
 from clinical_eval.errors import MetricInputError
 
-_TOKEN = re.compile(r"[a-z0-9]+")
+_TOKEN = re.compile(r"n't|'(?:s|re|ve|ll|d|m)\b|[a-z0-9]+(?:[-./][a-z0-9]+)*|[()\[\]{}]")
+_NOT = re.compile(r"(?<=[a-z])n't\b")
+_BRACKETS = {"(": "-lrb-", ")": "-rrb-", "[": "-lsb-", "]": "-rsb-", "{": "-lcb-", "}": "-rcb-"}
 
 
 def tokenize(text: str) -> str:
-    """Lower-case words joined by single spaces: punctuation carries no clinical content here."""
-    return " ".join(_TOKEN.findall(text.lower()))
+    """pycocoevalcap's PTB tokenisation, lower-cased and without punctuation, joined by spaces."""
+    lowered = _NOT.sub(" n't", text.lower())
+    return " ".join(_BRACKETS.get(token, token) for token in _TOKEN.findall(lowered))
 
 
 def check_pairs(generated: Sequence[str], reference: Sequence[str]) -> None:
@@ -104,12 +114,16 @@ def coco_meteor(generated: Sequence[str], reference: Sequence[str]) -> tuple[flo
 
 
 def sacrebleu_bleu(generated: Sequence[str], references: Sequence[Sequence[str]]) -> float:
-    """sacrebleu corpus BLEU (0-100) against one or more reference streams."""
+    """sacrebleu corpus BLEU against one or more reference streams, on a 0-1 scale.
+
+    sacrebleu reports 0-100; dividing by 100 puts it beside ``bleu4`` without changing it.
+    """
     import sacrebleu
 
     for stream in references:
         check_pairs(generated, stream)
-    return float(sacrebleu.corpus_bleu(list(generated), [list(s) for s in references]).score)
+    streams = [list(s) for s in references]
+    return float(sacrebleu.corpus_bleu(list(generated), streams).score) / 100
 
 
 def rouge_score_l(generated: Sequence[str], reference: Sequence[str]) -> list[float]:

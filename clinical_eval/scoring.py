@@ -8,13 +8,14 @@ Groups (pass a subset as ``metrics`` to skip slow ones, e.g. METEOR starts a JVM
 ``rouge_l``    ``rouge_l`` (pycocoevalcap, beta 1.2) and ``rouge_l_rougescore_f1``
 ``meteor``     ``meteor`` (METEOR 1.5 via pycocoevalcap, Java)
 ``cider_d``    ``cider_d`` (pycocoevalcap CIDEr-D; depends on the test set's references)
-``sacrebleu``  ``sacrebleu_bleu`` (13a, 0-100)
+``sacrebleu``  ``sacrebleu_bleu`` (13a, 0-1: sacrebleu's score / 100)
 ``minilm``     ``minilm_cosine`` (not SemScore, not SembScore)
 =============  ===========================================================================
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -45,12 +46,49 @@ class Scored:
     reference_labels: list[Labels] = field(default_factory=list)
 
 
-def _chosen(metrics: Iterable[str] | None) -> list[str]:
+def chosen_groups(metrics: Iterable[str] | None) -> list[str]:
+    """The metric groups asked for, all by default; an unknown name is refused here, so a caller
+    can check its options before hours of labelling rather than after.
+
+    Raises
+    ------
+    MetricInputError
+        A name outside ``METRIC_GROUPS`` (listed with the valid ones), or an empty choice.
+    """
     chosen = list(METRIC_GROUPS if metrics is None else metrics)
     unknown = sorted(set(chosen) - set(METRIC_GROUPS))
     if unknown:
-        raise MetricInputError(f"unknown metric groups {unknown}; choose from {METRIC_GROUPS}")
+        raise MetricInputError(
+            f"unknown metric groups {unknown}; choose from {', '.join(METRIC_GROUPS)}"
+        )
+    if not chosen:
+        raise MetricInputError(f"no metric group chosen; choose from {', '.join(METRIC_GROUPS)}")
     return chosen
+
+
+_LANGUAGE_NAMES = {
+    **{f"bleu{n}": f"BLEU-{n} (pycocoevalcap, corpus, 0-1)" for n in range(1, 5)},
+    "rouge_l": "ROUGE-L (pycocoevalcap, beta = 1.2)",
+    "rouge_l_rougescore_f1": "ROUGE-L F1 (rouge-score)",
+    "meteor": "METEOR 1.5",
+    "cider_d": "CIDEr-D (depends on the audited references)",
+    "sacrebleu_bleu": "BLEU-4 (sacreBLEU, 13a tokens, 0-1)",
+    "minilm_cosine": "MiniLM cosine similarity (not SemScore)",
+}
+_LABEL_KEY = re.compile(r"chexpert_rule_f1_(micro|macro)(14|5)_unc([01])")
+_UNCERTAIN_AS = {"0": "negative", "1": "positive"}
+
+
+def metric_name(key: str) -> str:
+    """What a person calls the number stored under ``key``: keys name the exact variant for
+    machines (``chexpert_rule_f1_micro14_unc0``), a quality team reads "Label F1, micro, 14
+    findings, uncertain = negative". A key without a name is returned as it is."""
+    label = _LABEL_KEY.fullmatch(key)
+    if label:
+        average, subset, uncertain = label.groups()
+        findings = "14 findings" if subset == "14" else "5 competition findings"
+        return f"Label F1, {average}, {findings}, uncertain = {_UNCERTAIN_AS[uncertain]}"
+    return _LANGUAGE_NAMES.get(key, key)
 
 
 def _add_labels(scored: Scored, generated: Sequence[str], reference: Sequence[str]) -> None:
@@ -84,7 +122,7 @@ def score_detailed(
     """Like ``score`` but keeps per-study values and both sides' labels."""
     language.check_pairs(generated, reference)
     scored = Scored()
-    for group in _chosen(metrics):
+    for group in chosen_groups(metrics):
         if group == "labels":
             _add_labels(scored, generated, reference)
         elif group == "bleu":

@@ -1,27 +1,48 @@
-"""Scores the labeler against the hand-labelled validation set shipped in ``data/validation.jsonl``.
+"""The hand-labelled validation set of the labeler (``validation_data/``) and its scoring.
 
-The set was written for this project in hospital phrasing and labelled by the CheXpert conventions
-(uncertain for "cannot be excluded", negative for "no X or Y", uncertain heart size when
-"stable"). It has two splits: ``development`` (335 sentences, 42 short reports), which the rules
-were tuned on, and ``heldout`` (89 sentences), written after the tuning and never tuned on; only
-the held-out numbers estimate accuracy on unseen text. Per label a prediction counts as correct only
-when its value (1, 0 or -1) equals the gold value, so precision is correct / predicted mentions
-and recall is correct / gold mentions; blank-on-both-sides pairs are not counted.
+The set was written for this project in the phrasing of several institutions and labelled by the
+conventions in ``validation_data/README.md``. It has two splits: ``development``, which the rules
+were tuned on, and ``heldout``, written before the issue-31 rules and never tuned on; only the
+held-out numbers estimate accuracy on unseen text.
 
-Run ``python -m clinical_eval.validation`` to rewrite benchmarks/results/labeler_validation.md.
+Scores are the ones a report-level benchmark uses: labels binarised with uncertain as negative
+(``unc0``) or as positive (``unc1``), then per-observation precision, recall and F1 (see
+``label_metrics.per_label``). ``benchmarks/labeler_quality.py`` writes the tables.
 """
 
 from __future__ import annotations
 
-import json
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 
+from clinical_eval.label_metrics import label_matrix, per_label
 from clinical_eval.labeler import Labels, label
 from clinical_eval.observations import OBSERVATIONS
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "labeler_validation.md"
+CODES: dict[str, str] = {
+    "NF": "No Finding",
+    "EC": "Enlarged Cardiomediastinum",
+    "CM": "Cardiomegaly",
+    "LO": "Lung Opacity",
+    "LL": "Lung Lesion",
+    "ED": "Edema",
+    "CO": "Consolidation",
+    "PN": "Pneumonia",
+    "AT": "Atelectasis",
+    "PX": "Pneumothorax",
+    "EF": "Pleural Effusion",
+    "PO": "Pleural Other",
+    "FX": "Fracture",
+    "SD": "Support Devices",
+}
+"""Two-letter codes of the data files: short enough that a label line stays readable."""
+
+VALUES: dict[str, int] = {"+": 1, "-": 0, "?": -1}
+SPLITS: tuple[str, ...] = ("development", "heldout")
+KINDS: tuple[str, ...] = ("sentences", "reports")
+_REPORT_HEADER = re.compile(r"== (\S+) (\S+)$")
 
 
 @dataclass(frozen=True)
@@ -31,102 +52,99 @@ class Example:
     id: str
     split: str
     kind: str
+    style: str
     text: str
     labels: Labels
 
 
-@dataclass(frozen=True)
-class LabelScore:
-    """Agreement on one observation."""
+def parse_labels(field: str, where: str) -> Labels:
+    """``"CM+ EF?"`` as a 14-key dict; unlisted observations are blank.
 
-    precision: float
-    recall: float
-    f1: float
-    gold_mentions: int
-    predicted_mentions: int
+    Raises
+    ------
+    ValueError
+        On an unknown code or value, or an observation listed twice, naming ``where``.
+    """
+    labels: Labels = dict.fromkeys(OBSERVATIONS)
+    for item in field.split():
+        code, value = item[:2], item[2:]
+        if code not in CODES or value not in VALUES:
+            raise ValueError(f"{where}: {item!r} is not a code from {sorted(CODES)} + one of +-?")
+        if labels[CODES[code]] is not None:
+            raise ValueError(f"{where}: {CODES[code]} is labelled twice")
+        labels[CODES[code]] = VALUES[value]
+    return labels
+
+
+def _lines(name: str) -> Iterator[tuple[int, str]]:
+    text = resources.files("clinical_eval.validation_data").joinpath(name).read_text("utf-8")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.startswith("#"):
+            yield number, line
+
+
+def _sentences(split: str) -> list[Example]:
+    name = f"sentences_{split}.txt"
+    examples = []
+    for number, line in _lines(name):
+        if line.strip():
+            field, _, text = line.partition("|")
+            labels = parse_labels(field, f"{name}:{number}")
+            examples.append(
+                Example(f"{name}:{number}", split, "sentence", "", text.strip(), labels)
+            )
+    return examples
+
+
+def _reports(split: str) -> list[Example]:
+    name = f"reports_{split}.txt"
+    blocks: list[tuple[int, str, str, list[str]]] = []
+    for number, line in _lines(name):
+        header = _REPORT_HEADER.match(line)
+        if header:
+            blocks.append((number, header.group(1), header.group(2), []))
+        elif blocks:
+            blocks[-1][3].append(line)
+    examples = []
+    for number, report_id, style, body in blocks:
+        if not body or not body[0].startswith("labels:"):
+            raise ValueError(f"{name}:{number + 1}: a report starts with a 'labels:' line")
+        labels = parse_labels(body[0].removeprefix("labels:"), f"{name}:{number + 1}")
+        text = "\n".join(body[1:]).strip()
+        examples.append(Example(report_id, split, "report", style, text, labels))
+    return examples
 
 
 def load_examples() -> list[Example]:
-    """The validation set, in file order."""
-    text = resources.files("clinical_eval").joinpath("data/validation.jsonl").read_text("utf-8")
-    return [Example(**json.loads(line)) for line in text.splitlines() if line.strip()]
+    """Every example: development sentences and reports, then the held-out ones."""
+    return [example for split in SPLITS for example in _sentences(split) + _reports(split)]
 
 
-def _ratio(numerator: int, denominator: int) -> float:
-    return numerator / denominator if denominator else 0.0
+def split_examples(examples: Sequence[Example], split: str, kind: str = "") -> list[Example]:
+    """The examples of one split ("development" or "heldout"), optionally of one kind."""
+    return [e for e in examples if e.split == split and (not kind or e.kind == kind)]
 
 
-def score_label(predicted: list[int | None], gold: list[int | None]) -> LabelScore:
-    """Value-exact precision/recall/F1 over the mentions of one observation."""
-    correct = sum(p is not None and p == g for p, g in zip(predicted, gold, strict=True))
-    n_pred = sum(p is not None for p in predicted)
-    n_gold = sum(g is not None for g in gold)
-    precision, recall = _ratio(correct, n_pred), _ratio(correct, n_gold)
-    f1 = _ratio(int(2 * precision * recall * 1e9), int((precision + recall) * 1e9))
-    return LabelScore(precision, recall, f1, n_gold, n_pred)
+def evaluate(
+    examples: Sequence[Example], predicted: Sequence[Labels] | None = None
+) -> dict[int, dict[str, dict[str, float]]]:
+    """Per-observation precision / recall / F1 / support / fp / fn, for unc0 and unc1.
+
+    ``predicted`` defaults to this package's labeler; pass another system's labels to compare.
+    """
+    rows = list(predicted) if predicted is not None else label([e.text for e in examples])
+    pred, gold = label_matrix(rows), label_matrix([e.labels for e in examples])
+    return {uncertain_as: per_label(pred, gold, uncertain_as) for uncertain_as in (0, 1)}
 
 
-def evaluate(examples: list[Example]) -> dict[str, LabelScore]:
-    """Per-observation scores of ``label`` on the given examples."""
-    predicted = label([example.text for example in examples])
-    return {
-        name: score_label([p[name] for p in predicted], [e.labels[name] for e in examples])
-        for name in OBSERVATIONS
-    }
-
-
-def disagreements(examples: list[Example]) -> list[tuple[Example, Labels]]:
-    """Examples whose predicted labels differ from the gold ones, for error analysis."""
-    predicted = label([example.text for example in examples])
-    return [(e, p) for e, p in zip(examples, predicted, strict=True) if p != e.labels]
-
-
-def split_examples(examples: list[Example], split: str) -> list[Example]:
-    """The examples of one split ("development" or "heldout")."""
-    return [example for example in examples if example.split == split]
-
-
-def markdown_section(title: str, scores: dict[str, LabelScore], n_examples: int) -> str:
-    """One results table."""
-    lines = [
-        f"## {title} ({n_examples} examples)",
-        "",
-        "| observation | gold mentions | predicted | precision | recall | F1 |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for name, s in scores.items():
-        lines.append(
-            f"| {name} | {s.gold_mentions} | {s.predicted_mentions} | {s.precision:.3f} | "
-            f"{s.recall:.3f} | {s.f1:.3f} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def main() -> None:
-    """Rewrite the results tables (write to a temp file, then rename)."""
-    examples = load_examples()
-    sections = [
-        markdown_section(f"{split} split", evaluate(subset), len(subset))
-        for split in ("heldout", "development")
-        if (subset := split_examples(examples, split))
-    ]
-    header = (
-        "# CheXpert-rule labeler: validation on the hand-labelled set\n\n"
-        "Examples from `clinical_eval/data/validation.jsonl`. A prediction is correct when its "
-        "value (1 / 0 / -1) equals the gold value; precision = correct / predicted mentions, "
-        "recall = correct / gold mentions. The rules were tuned on the development split; the "
-        "held-out split was written afterwards and is the honest estimate; one lexicon bug it "
-        "exposed was fixed ('no longer seen' had been listed as a pseudo-trigger rather than a "
-        "negation), so it is held out from tuning in every other respect. It is small (89 "
-        "sentences, 3-18 mentions per label), so its per-label numbers are coarse. Regenerate with "
-        "`python -m clinical_eval.validation`.\n\n"
-    )
-    table = header + "\n".join(sections)
-    partial = RESULTS.with_suffix(".md.tmp")
-    partial.write_text(table, encoding="utf-8")
-    partial.replace(RESULTS)
-    print(table)
-
-
-if __name__ == "__main__":
-    main()
+def disagreements(
+    examples: Sequence[Example], predicted: Sequence[Labels] | None = None
+) -> list[tuple[Example, dict[str, tuple[int | None, int | None]]]]:
+    """Examples whose labels differ from the gold ones: observation -> (gold, predicted)."""
+    rows = list(predicted) if predicted is not None else label([e.text for e in examples])
+    found = []
+    for example, row in zip(examples, rows, strict=True):
+        diff = {n: (example.labels[n], row[n]) for n in OBSERVATIONS if example.labels[n] != row[n]}
+        if diff:
+            found.append((example, diff))
+    return found

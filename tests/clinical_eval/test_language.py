@@ -45,14 +45,63 @@ def test_rouge_l_conventions_differ_when_precision_and_recall_differ() -> None:
     )
 
 
-def test_sacrebleu_reproduces_its_readme_example() -> None:
-    # sacrebleu README ("Using SacreBLEU from Python"): BLEU = 48.53 for this system and refs.
+def test_sacrebleu_reproduces_its_readme_example_on_the_0_to_1_scale() -> None:
+    # sacrebleu README ("Using SacreBLEU from Python"): BLEU = 48.53 for this system and refs;
+    # the key reports it / 100, beside bleu4.
     hypotheses = ["The dog bit the man.", "It wasn't surprising.", "The man had just bitten him."]
     references = [
         ["The dog bit the man.", "It was not unexpected.", "The man bit him first."],
         ["The dog had bit the man.", "No one was surprised.", "The man had bitten the dog."],
     ]
-    assert language.sacrebleu_bleu(hypotheses, references) == pytest.approx(48.53, abs=0.005)
+    assert language.sacrebleu_bleu(hypotheses, references) == pytest.approx(0.4853, abs=5e-5)
+
+
+def test_rouge_score_reproduces_its_readme_example() -> None:
+    # rouge-score README: rougeL F = 0.5882 (P 0.625, R 0.5556) for this pair, stemmer on. With
+    # the stemmer off, as our key runs, "jumps" still matches itself and nothing else changes.
+    target, prediction = (
+        "The quick brown fox jumps over the lazy dog",
+        "The quick brown dog jumps on the log.",
+    )
+    assert language.rouge_score_l([prediction], [target]) == [pytest.approx(0.5882353, abs=1e-6)]
+
+
+# Radiology pairs with what the tokenisers treat differently: case, punctuation, hyphens,
+# decimals, brackets, "n't", slashes and de-identification tokens.
+TOKENIZER_PAIRS = (
+    [
+        "Ground-glass opacity in the RIGHT lower lobe; 1.5 cm nodule (stable).",
+        "Heart size isn't enlarged. No effusion and/or pneumothorax on the X-ray.",
+        "s/p CABG: sternotomy wires intact, no XXXX of pneumonia!",
+        "Lungs: clear. Pleura -- no effusion? 10-cm mass... L5 'stable'.",
+    ],
+    [
+        "Ground-glass opacities in the right lower lobe, 1.5 cm nodule (unchanged).",
+        "The heart is not enlarged. No pleural effusion or pneumothorax on the x-ray.",
+        "Status post CABG with intact sternotomy wires; no evidence of pneumonia.",
+        "The lungs are clear. No pleural effusion. Stable 10-cm mass at L5.",
+    ],
+)
+
+
+def test_tokenisation_matches_pycocoevalcaps_java_ptb_tokenizer() -> None:
+    """bleu4 and rouge_l equal pycocoevalcap's own pipeline (Java PTBTokenizer, then Bleu and
+    Rouge) to 1e-3, so our numbers compare with papers that ran it."""
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.rouge.rouge import Rouge
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    generated, reference = TOKENIZER_PAIRS
+    ptb = PTBTokenizer()
+    gts = ptb.tokenize({i: [{"caption": t}] for i, t in enumerate(reference)})
+    res = ptb.tokenize({i: [{"caption": t}] for i, t in enumerate(generated)})
+    assert [language.tokenize(t) for t in generated] == [res[i][0] for i in range(4)]
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    rouge, _ = Rouge().compute_score(gts, res)
+    ours = language.coco_bleu(generated, reference)
+    assert ours["bleu4"] == pytest.approx(bleu[3], abs=1e-3)
+    assert ours["bleu1"] == pytest.approx(bleu[0], abs=1e-3)
+    assert language.coco_rouge_l(generated, reference)[0] == pytest.approx(rouge, abs=1e-3)
 
 
 def test_cider_d_of_perfect_drafts_hand_computed() -> None:
