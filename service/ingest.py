@@ -1,6 +1,7 @@
 """Ingest an upload: check it is one readable study, keep its files, record it, key its draft.
 
-The upload is read (``dicom.read_study``) before anything is written, so a refused upload leaves
+The upload's headers are read and checked (``dicom.read_study`` without decoding pixels: the
+API decodes none, the worker does) before anything is written, so a refused upload leaves
 nothing behind. Its files are then stored by content (``workers.storage``) and linked into the
 study's folder; the records (study, files, job) are written in the caller's transaction, so they
 are all there or none is. A file stored by a transaction that then failed is never referenced
@@ -74,7 +75,7 @@ def ingest_upload(
     import dicom
     from dicom.sources import ReadLimits, gather
 
-    read = dicom.read_study(data)
+    read = dicom.read_study(data, decode_pixels=False)  # the API never decodes pixels
     members = gather(data, ReadLimits())
     hashes = {
         storage.put(settings.files_dir, member.data)[0]: len(member.data) for member in members
@@ -83,7 +84,8 @@ def ingest_upload(
     _add_files(session, settings, study, hashes)
     content = _content_sha256(session, study.id)
     if joined and content != study.content_sha256:  # it grew: read all of it again
-        _refresh(study, dicom.read_study(storage.study_folder(settings.studies_dir, study.id)))
+        folder = storage.study_folder(settings.studies_dir, study.id)
+        _refresh(study, dicom.read_study(folder, decode_pixels=False))
     study.content_sha256 = content
     if priority == STAT:
         study.priority = STAT

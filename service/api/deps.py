@@ -66,6 +66,7 @@ class Caller:
 
 
 _bearer = HTTPBearer(auto_error=False)
+MAX_OFFSET = 10_000_000  # paging past this is a mistake; a bigger number overflows SQLite
 
 
 def client_address(request: Request) -> str:

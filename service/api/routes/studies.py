@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 import dicom
 from service.api.deps import (
+    MAX_OFFSET,
     Caller,
     DispatcherDep,
     ProfileDep,
@@ -103,7 +104,7 @@ def list_studies(
     caller: Reader,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[StudyPublic]:
     query = select(Study).order_by(Study.created_at.desc()).limit(limit).offset(offset)
     studies = list(session.scalars(query))

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service.api.deps import Caller, SessionDep, allow, audit
+from service.api.deps import MAX_OFFSET, Caller, SessionDep, allow, audit
 from service.api.presenting import report_public, study_detail
 from service.models import ADMIN, RADIOLOGIST
 from service.schemas import JobPublic, WorklistItem
@@ -35,7 +35,7 @@ def worklist(
     session: SessionDep,
     state: StateFilter = "to_read",
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[WorklistItem]:
     """Studies to read (``state=to_read``: drafting, draft ready or failed), or in one state."""
     rows = []
