@@ -7,6 +7,7 @@ process left queued are handed over again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 
 from service.api.routes import health, jobs, reports, studies, worklist
 from service.dispatch import make_dispatcher, redispatch
@@ -23,6 +25,7 @@ from workers.generators import resolve_profile
 
 logger = logging.getLogger(__name__)
 REDISPATCH_EVERY_S = 60.0
+INGEST_SLOTS = 4
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -48,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     for router in (studies.router, jobs.router, reports.router, worklist.router):
         app.include_router(router, prefix="/v1")
+    app.add_exception_handler(SQLAlchemyTimeout, _records_busy)
     app.add_exception_handler(Exception, _unexpected_error)
     return app
 
@@ -64,6 +68,9 @@ def _start(app: FastAPI, settings: Settings) -> None:
         # the service still serves what it has; /readyz says why it cannot draft
         app.state.profile, app.state.profile_problem = None, str(error)
     app.state.dispatcher = make_dispatcher(settings)
+    # uploads are read and recorded a few at a time: a burst must not take every thread of the
+    # request pool (the other routes run there) nor queue on SQLite's one writer
+    app.state.ingest_slots = asyncio.Semaphore(INGEST_SLOTS)
     app.state.stopping = threading.Event()
     if not settings.embedded:
         threading.Thread(target=_keep_handing_over, args=(app,), daemon=True).start()
@@ -81,6 +88,16 @@ def _keep_handing_over(app: FastAPI) -> None:
             redispatch(app.state.dispatcher, app.state.settings, everything=False)
         except Exception as error:
             logger.warning("redispatch failed (%s)", type(error).__name__)
+
+
+async def _records_busy(request: Request, error: Exception) -> JSONResponse:
+    """No database connection came free in time: the service is overloaded, not broken."""
+    logger.warning("records busy on %s %s", request.method, request.url.path)
+    return JSONResponse(
+        status_code=503,
+        content={"detail": "The service is busy; nothing was applied. Retry in a few seconds."},
+        headers={"Retry-After": "5"},
+    )
 
 
 async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:

@@ -146,7 +146,8 @@ def draft_files(
     timings = {
         "queued_s": claim.queued_s,
         "read_s": read - start,
-        "draft_s": drafted - read,
+        "draft_s": drafted - read,  # the model's own decoding (model_s) plus labelling the text
+        "model_s": float(report.timings.get("decode_s", 0.0)),
         "write_s": stored - drafted,
     }
     return report, files, timings

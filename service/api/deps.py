@@ -15,7 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from service.dispatch import Dispatcher
-from service.models import AuditEvent, User
+from service.models import AuditEvent
 from service.schemas import ErrorDetail
 from service.users import user_for_key
 from workers.config import Settings
@@ -76,13 +76,18 @@ def client_address(request: Request) -> str:
 def current_caller(
     request: Request,
     settings: SettingsDep,
-    session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
-    user: User | None = None
+    """The caller, looked up in a transaction of its own: a request's session would hold a
+    pooled connection for the whole request, an upload's included, and a burst of uploads would
+    then exhaust the pool."""
+    caller = None
     if credentials is not None and credentials.scheme.lower() == "bearer":
-        user = user_for_key(session, credentials.credentials)
-    if user is None:
+        with session_scope(settings.sqlalchemy_url) as session:
+            user = user_for_key(session, credentials.credentials)
+            if user is not None:
+                caller = Caller(user.id, user.name, user.role, client_address(request))
+    if caller is None:
         record_refusal(settings, None, request, status.HTTP_401_UNAUTHORIZED)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -90,7 +95,7 @@ def current_caller(
             "from `echocxr users add`.",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    return Caller(user.id, user.name, user.role, client_address(request))
+    return caller
 
 
 CallerDep = Annotated[Caller, Depends(current_caller)]

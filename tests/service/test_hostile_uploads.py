@@ -147,3 +147,19 @@ def test_refusals_log_no_identifying_data(
     assert response.status_code == 422 and "(0008,0060) Modality" in response.json()["detail"]
     for value in (str(dataset.PatientName), str(dataset.PatientID), str(dataset.AccessionNumber)):
         assert value not in caplog.text and value not in response.text
+
+
+def test_a_burst_of_concurrent_uploads_is_all_accepted(
+    client: TestClient, keys: dict[str, str], settings: Settings
+) -> None:
+    """Forty clients at once, more than the database pool's connections: before, each request
+    held a connection from its key check to its end and the burst ran the pool dry (500s)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    studies = [phantom_bytes(500 + i) for i in range(40)]
+    with ThreadPoolExecutor(max_workers=len(studies)) as pool:
+        answers = list(pool.map(lambda data: _post(client, keys["uploader"], data), studies))
+    assert [a.status_code for a in answers] == [201] * len(studies), {a.text for a in answers}
+    with session_scope(settings.sqlalchemy_url) as session:
+        assert session.scalar(select(func.count()).select_from(Job)) == len(studies)
+    assert client.get("/healthz").status_code == 200

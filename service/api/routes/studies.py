@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, UploadFile, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -57,6 +57,7 @@ Radiologist = Annotated[Caller, Depends(allow(RADIOLOGIST))]
     responses=error_responses(413, 422),
 )
 async def upload_study(
+    request: Request,
     file: UploadFile,
     caller: Uploader,
     settings: SettingsDep,
@@ -71,7 +72,8 @@ async def upload_study(
     """
     data = await file.read()
     try:
-        ingested = await run_in_threadpool(_ingest, settings, profile, data, priority, caller)
+        async with request.app.state.ingest_slots:  # the rest wait here, holding no thread
+            ingested = await run_in_threadpool(_ingest, settings, profile, data, priority, caller)
     except dicom.DicomError as error:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
     if ingested.new_job:
