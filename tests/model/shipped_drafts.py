@@ -28,7 +28,9 @@ import torch
 
 FIXTURE = Path(__file__).parent / "data" / "shipped_drafts.json"
 SEED, SPLIT, STUDIES = 0, "test", 6
-DICOM_DOWNSCALE = 4  # a quarter of the detector matrix: the same reading path, a fraction of the time
+DICOM_DOWNSCALE = (
+    4  # a quarter of the detector matrix: the same reading path, a fraction of the time
+)
 QUESTION = "Is there a pleural effusion?"
 # (checkpoint, engine, options): every shipped checkpoint under the engine it ships for, and the
 # baselines the benchmark runs on them (the teacher left to right, the undistilled one step, argmax)
