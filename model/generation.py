@@ -54,12 +54,10 @@ class ActiveRows:
     that have already ended: at batch 64 the AR engine ran 121 forwards for 48.6 tokens a report.
     Dropping finished rows, with their KV, makes a forward cost what the rows still writing
     need. Dropping copies the cache, so it waits until ``DROP_FRACTION`` of the rows still in the
-    batch have ended: a batch of 64 is cut at most 12 times, not 63. Measured at batch 64
-    (``benchmarks/results/row_dropping_fractions.md``): 0.01 to 0.25 are alike within the noise,
-    0.5 leaves ~10% more work and is the slowest.
+    batch have ended: a batch of 64 is cut at most 12 times, not 63.
     """
 
-    DROP_FRACTION = 0.25
+    DROP_FRACTION = 0.25  # 0.01-0.25 alike, 0.5 slowest (docs/decisions/016-row-dropping.md)
 
     def __init__(self, rows: int, width: int, fill: int, device: torch.device) -> None:
         self.index = torch.arange(rows, device=device)  # the batch row of each row still decoding

@@ -326,12 +326,8 @@ class MultiStepEngine:
         Confidence above which a masked position is committed early (0.85 as ECHO's code).
     order : {"confidence", "left-to-right"}
         Which masked positions a step commits: the most confident (ECHO), or the leftmost, the
-        order an AR model writes in. On 2,000 phantom validation studies the shipped teacher
-        at S = B scored macro-F1 0.490 by confidence and 0.518 left to right (AR 0.538), and
-        missed 191 and 84 pleural effusions (AR 100): where the findings of a sentence have
-        several wordings of different lengths, the confident positions are those of the most
-        common wording, often a negative one, and committing them first fixes the sentence
-        (``benchmarks/results/teacher_order.md``). Left to right, a block always takes S
+        order an AR model writes in, which misses fewer findings
+        (``docs/decisions/007-teacher-order.md``). Left to right, a block always takes S
         forwards; ``threshold`` is not read.
     repetition_guard : bool
         End a row at a block identical to the previous one.
