@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -53,24 +54,28 @@ def train(
     typer.echo(f"checkpoint written to {checkpoint}")
 
 
-def train_rad(
-    config: RecipeOption,
-    out: OutOption,
-    seed: Annotated[int, typer.Option(help="Seed of batch order and noise.")] = 0,
-    cache_dir: CacheOption = DEFAULT_CACHE,
-) -> None:
-    """Stage 2 (RAD): turn the AR checkpoint into a block-diffusion model; re-run to resume."""
-    run_stage("rad", config, out, seed, cache_dir)
+def stage_command(stage: str, summary: str) -> Callable[..., None]:
+    """The ``train-rad`` or ``distill`` command: the same options, one stage each."""
+
+    def command(
+        config: RecipeOption,
+        out: OutOption,
+        seed: Annotated[int, typer.Option(help="Seed of batch order, noise and epochs.")] = 0,
+        cache_dir: CacheOption = DEFAULT_CACHE,
+    ) -> None:
+        run_stage(stage, config, out, seed, cache_dir)
+
+    command.__doc__ = summary
+    return command
 
 
-def distill(
-    config: RecipeOption,
-    out: OutOption,
-    seed: Annotated[int, typer.Option(help="Seed of the student's epochs.")] = 0,
-    cache_dir: CacheOption = DEFAULT_CACHE,
-) -> None:
-    """Stage 3 (DCD): distil the RAD teacher into a one-step-per-block student; re-run to resume."""
-    run_stage("dcd", config, out, seed, cache_dir)
+train_rad = stage_command(
+    "rad", "Stage 2 (RAD): turn the AR checkpoint into a block-diffusion model; re-run to resume."
+)
+distill = stage_command(
+    "dcd",
+    "Stage 3 (DCD): distil the RAD teacher into a one-step-per-block student; re-run to resume.",
+)
 
 
 def run_stage(stage: str, config: Path, out: Path, seed: int, cache_dir: Path) -> None:

@@ -358,11 +358,18 @@ def train_rad(
             return None
     vlm.report_ngrams = ReportNgrams.of_texts((r.report_text for r in dataset.records), tokenizer)
     metrics: dict[str, Any] = {"rad_history": history, "rad_config": asdict(config), "seed": seed}
+    return export_run(vlm, tokenizer, out, dataset, metrics)
+
+
+def export_run(
+    vlm: VLM, tokenizer: Tokenizer, out: Path, dataset: StudyDataset, metrics: dict[str, Any]
+) -> Path:
+    """A stage 2-3 run's checkpoint, ``out/checkpoint``, named after its stage, B and run."""
     return save_checkpoint(
         out / "checkpoint",
         vlm,
         tokenizer,
-        model_id=f"echocxr-rad-b{config.block_size}-{out.name}",
+        model_id=f"echocxr-{vlm.config.stage}-b{vlm.config.block_size}-{out.name}",
         data_sha256=data_hash((dataset.directory,)),
         metrics=metrics,
     )

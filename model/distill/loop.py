@@ -17,14 +17,19 @@ from typing import Any
 import torch
 
 from model.blocks import DiffusionError
-from model.checkpoint import load_checkpoint, save_checkpoint
-from model.diffusion import continue_as_stage, loss_tokens_per_row, stage_one_studies
+from model.checkpoint import load_checkpoint
+from model.diffusion import (
+    continue_as_stage,
+    export_run,
+    loss_tokens_per_row,
+    stage_one_studies,
+)
 from model.distill.config import DCDConfig
 from model.distill.loss import dcd_loss, kept_rows
 from model.distill.rollouts import write_student_prefix, write_trajectories
 from model.report_ngrams import ReportNgrams
 from model.tokenizer import Tokenizer
-from model.train import clipped_step, collate, data_hash, save_state
+from model.train import clipped_step, collate, save_state
 from model.vlm import VLM
 
 log = logging.getLogger(__name__)
@@ -93,14 +98,7 @@ def distill(
         "kept_trajectories": kept,
         "seed": seed,
     }
-    return save_checkpoint(
-        out / "checkpoint",
-        vlm,
-        tokenizer,
-        model_id=f"echocxr-dcd-b{block_size}-{out.name}",
-        data_sha256=data_hash((dataset.directory,)),
-        metrics=metrics,
-    )
+    return export_run(vlm, tokenizer, out, dataset, metrics)
 
 
 def epoch_plan(config: DCDConfig) -> list[str]:

@@ -112,11 +112,12 @@ def drafts() -> dict[str, Any]:
     return result
 
 
-def main() -> None:
-    FIXTURE.parent.mkdir(parents=True, exist_ok=True)
-    FIXTURE.write_text(json.dumps(drafts(), indent=1, sort_keys=True) + "\n")
-    print(f"wrote {FIXTURE}")
+def record(fixture: Path, data: dict[str, Any]) -> None:
+    """Write a fixture as the tests read it (sorted keys, so a re-recording diffs cleanly)."""
+    fixture.parent.mkdir(parents=True, exist_ok=True)
+    fixture.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {fixture}")
 
 
 if __name__ == "__main__":
-    main()
+    record(FIXTURE, drafts())

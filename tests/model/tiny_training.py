@@ -100,11 +100,7 @@ def trained() -> dict[str, Any]:
     return result
 
 
-def main() -> None:
-    FIXTURE.parent.mkdir(parents=True, exist_ok=True)
-    FIXTURE.write_text(json.dumps(trained(), indent=1, sort_keys=True) + "\n")
-    print(f"wrote {FIXTURE}")
-
-
 if __name__ == "__main__":
-    main()
+    from tests.model.shipped_drafts import record
+
+    record(FIXTURE, trained())
