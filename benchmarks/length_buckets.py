@@ -88,7 +88,7 @@ def main() -> None:
     lines = [
         "# RAD training step: uniform against length-bucketed batches",
         "",
-        "`benchmarks/length_buckets.py`: shipped `rad-b8`, batch 16 of `rad-b8-more.json` in",
+        "`benchmarks/length_buckets.py`: shipped `rad-b8`, batch 16 of `rad-b8.json` in",
         f"fp32, {args.steps} timed steps (median) after two warm-up ones, {args.threads} threads;",
         f"load average {os.getloadavg()[0]:.1f} at the end. Padding: the share of the report",
         "rows' response positions (each row padded to the batch's longest report) that hold no",

@@ -433,7 +433,7 @@ class Trainer:
 def run(
     config_path: Path, out: Path, seed: int, cache_root: Path, stop_after: int | None = None
 ) -> Path | None:
-    """Entry point of ``echocxr train --stage ar``; returns the exported checkpoint directory."""
+    """Entry point of ``echocxr train`` (stage 1); returns the exported checkpoint directory."""
     config = TrainConfig.from_file(config_path)
     size, data_seed = config.model.image_size, config.phantom_seed
     caches = (
