@@ -37,10 +37,10 @@ sys.path.insert(0, str(ROOT))
 from transformers import DynamicCache  # noqa: E402
 
 import model  # noqa: E402
+from model.autoregressive import AREngine  # noqa: E402
 from model.checkpoint import write_metrics  # noqa: E402
 from model.data.datasets import StudyRecord, phantom_cache, read_cache  # noqa: E402
 from model.data.qa import REPORT_PROMPT, QAPair  # noqa: E402
-from model.decoding import AREngine  # noqa: E402
 from model.report import ReportGenerator  # noqa: E402
 from model.vlm import VLM  # noqa: E402
 

@@ -2,11 +2,11 @@
 
 Run: ``.venv/bin/python benchmarks/bench_table.py benchmarks/results/bench/*.json
 [--notes benchmarks/results/bench/NOTES.md] [--plot-run FILE ...]``; the committed plot names
-``b4-v2-batch1.json``, ``b8-v7-batch1.json`` (the shipped B = 8 pair with its baselines) and
-``b16-v2-batch1.json``. Each JSON is one ``echocxr bench`` run (one block
-size, one batch size, every engine row in the same process); speedups are only ever taken within
-one run. Writes ``benchmarks/results/engines_bench.{md,png}``; the notes file (how each run was
-made) is appended, so regenerating the table keeps them.
+``b4-v21-batch1.json``, ``b8-v21-batch1.json`` and ``b16-v21-batch1.json``, one VM the same
+day (the shipped students, their teachers and, at B = 4 and 16, the baselines). Each JSON is one
+``echocxr bench`` run (one block size, one batch size, every engine row in the same process);
+speedups are only ever taken within one run. Writes ``benchmarks/results/engines_bench.{md,png}``;
+the notes file (how each run was made) is appended, so regenerating the table keeps them.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def markdown(runs: list[dict[str, Any]]) -> str:
         columns = (*COLUMNS, PNEUMOTHORAX_FP) if counts_errors else COLUMNS
         lines += [
             f"## B = {_block(run)}, batch {first['batch_size']}, {run['n']} {run['split']} "
-            f"studies{_wording(run)}, {run['threads']} thread(s) (`{run['file']}`)",
+            f"studies, {run['threads']} thread(s) (`{run['file']}`)",
             "",
             "| row | B | " + " | ".join(columns) + " |",
             "|---|---|" + "---|" * len(columns),
@@ -83,12 +83,6 @@ def markdown(runs: list[dict[str, Any]]) -> str:
             )
         lines.append("")
     return "\n".join(lines)
-
-
-def _wording(run: dict[str, Any]) -> str:
-    """Runs on normalised reports say so; their F1 compares only with rows of the same run."""
-    reports = run.get("phantom_reports", "mixed")
-    return "" if reports == "mixed" else f" ({reports} reports)"
 
 
 def _cell(value: Any) -> str:

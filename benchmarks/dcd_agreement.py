@@ -28,7 +28,9 @@ sys.path.insert(0, str(ROOT))
 from model import CHECKPOINTS  # noqa: E402
 from model.checkpoint import LoadedCheckpoint, load_checkpoint  # noqa: E402
 from model.data.datasets import StudyDataset, phantom_cache  # noqa: E402
-from model.distill import DCDConfig, one_step_logits, write_trajectories  # noqa: E402
+from model.distill import DCDConfig  # noqa: E402
+from model.distill.loss import one_step_logits  # noqa: E402
+from model.distill.rollouts import write_trajectories  # noqa: E402
 from model.train import collate  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -88,7 +90,13 @@ def main() -> None:
     size = teacher.vlm.config.image_size
     available = {"test": args.studies, "train": DCDConfig.train_studies}[args.split]
     dataset = StudyDataset(phantom_cache(args.cache_dir, 0, available, args.split, size), 0)
-    config = DCDConfig(studies=args.studies, train_studies=available, threshold=1.0)
+    config = DCDConfig(
+        studies=args.studies,
+        train_studies=available,
+        threshold=1.0,
+        teacher_order="confidence",  # one commit a step, the surest first
+        length_buckets=1,
+    )
     rollouts = args.rollouts or ROOT / "runs" / "dcd-agreement" / args.split
     shards = write_trajectories(
         teacher.vlm, teacher.tokenizer, dataset, config, rollouts, teacher.weights_sha256

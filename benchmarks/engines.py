@@ -36,9 +36,9 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
+from model.autoregressive import AREngine, LoopGuard
+from model.blocks import attention_bias, first_block_start
 from model.config import TrainConfig
-from model.decoding import AREngine, LoopGuard
-from model.diffusion import attention_bias, first_block_start
 from model.sampling import BlockForward, OneStepEngine
 from model.tokenizer import Tokenizer
 from model.vlm import VLM

@@ -27,8 +27,8 @@ from typing import Any
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from model.blocks import attention_bias
 from model.config import TrainConfig
-from model.diffusion import attention_bias
 
 RESULTS = Path(__file__).parent / "results"
 REPO = Path(__file__).parent.parent

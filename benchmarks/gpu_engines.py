@@ -39,7 +39,8 @@ from model.checkpoint import LoadedCheckpoint, load_checkpoint
 from model.cli import DEFAULT_CACHE
 from model.data.datasets import StudyDataset
 from model.data.qa import REPORT_PROMPT
-from model.decoding import Engine, get_engine
+from model.decoding import get_engine
+from model.generation import Engine
 
 RESULTS = Path(__file__).parent / "results"
 INPUTS = Path(__file__).parent.parent / "runs" / "gpu-inputs"
@@ -74,7 +75,7 @@ def study_pixels(inputs: Path) -> torch.Tensor:
 def prepare(n: int, cache_dir: Path, out: Path) -> None:
     from model.data.datasets import phantom_cache
 
-    cache = phantom_cache(cache_dir, 0, n, "test", 128, "mixed")
+    cache = phantom_cache(cache_dir, 0, n, "test", 128)
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(cache, out / "studies")
     pixels = study_pixels(out)

@@ -1,12 +1,11 @@
 """Where the one-step student loses macro-F1: which findings, and through which sentences.
 
-Run: ``.venv/bin/python benchmarks/onestep_errors.py [--n 2000] [--student DIR]``; for the
-pair trained on normalised reports, ``--phantom-reports canonical --ar DIR --teacher DIR
---student DIR --name onestep_errors_canonical``; ``--refine-steps 2`` adds the student decoded
-by the multi-step sampler with that many steps (``student_refinement.md``); ``--compared DIR``
-adds another one-step student as the row ``diffusion-onestep@compared``, decoded with the
-engine options of ``--compared-option KEY=VALUE``, and its label F1 minus the student's with a
-paired bootstrap interval (``dcd_committed_target.md``).
+Run: ``.venv/bin/python benchmarks/onestep_errors.py [--n 2000] [--student DIR]``;
+``--compared DIR`` adds another one-step student as the row ``diffusion-onestep@compared``,
+decoded with the engine options of ``--compared-option KEY=VALUE``, and its label F1 minus the
+student's with a paired bootstrap interval (``onestep_errors_ngrams.md``: the same student by
+argmax, ``--compared model/checkpoints/dcd-b8 --compared-option report_ngrams=false --name
+onestep_errors_ngrams``).
 AR, the multi-step teacher and the one-step student write reports for the same phantom test
 studies (batch 16, one thread by default). A generated sentence is *novel* when no report of
 the 4,000 training studies contains it, digits and the full stop aside (sizes and distances
@@ -44,7 +43,6 @@ from model import CHECKPOINTS  # noqa: E402
 from model.bench import decode_all, paired_f1_difference, parse_rows  # noqa: E402
 from model.checkpoint import load_checkpoint, read_manifest  # noqa: E402
 from model.data.datasets import StudyDataset, phantom_cache  # noqa: E402
-from model.data.phantom import REPORT_FORMS  # noqa: E402
 from model.distill import DCDConfig  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -111,7 +109,7 @@ def render(results: dict[str, Any], args: argparse.Namespace, student_id: str) -
     lines = [
         "# One-step student: where its macro-F1 goes",
         "",
-        f"{args.n} phantom test studies ({args.phantom_reports} reports), batch 16, "
+        f"{args.n} phantom test studies, batch 16, "
         f"{args.threads} thread(s); student `{student_id}`"
         + (f", compared with `{args.compared}`" if args.compared else "")
         + (f" decoded with {', '.join(args.compared_option)}" if args.compared_option else "")
@@ -126,14 +124,6 @@ def render(results: dict[str, Any], args: argparse.Namespace, student_id: str) -
             + " (paired bootstrap 95%)."
             for row in rows
             if "minus_student" in results[row]
-        ),
-        *(
-            [
-                "`student-sN`: the same student decoded by the multi-step sampler, N steps per "
-                f"block, threshold {args.refine_threshold}.",
-            ]
-            if args.refine_steps
-            else []
         ),
         "",
         "| row | novel sentences | reports with a novel sentence | sentences with a doubled word "
@@ -179,49 +169,29 @@ def main() -> None:
     parser.add_argument(
         "--compared-option", action="append", default=[], help="KEY=VALUE for its engine"
     )
-    parser.add_argument("--phantom-reports", choices=REPORT_FORMS, default="mixed")
     parser.add_argument("--name", default="onestep_errors", help="stem of the result files")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "runs" / "cache")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument(
-        "--refine-steps",
-        type=int,
-        nargs="*",
-        default=[],
-        help="also decode the student with the multi-step sampler, S steps per block",
-    )
-    parser.add_argument("--refine-threshold", type=float, default=0.5)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     manifest = read_manifest(args.student)
     model = manifest["model"]
-    refined = [f"diffusion-multistep@student-s{steps}" for steps in args.refine_steps]
     compared = {"diffusion-onestep@compared": args.compared} if args.compared else {}
     rows = parse_rows(
-        ",".join(
-            ["ar", "diffusion-multistep@teacher", "diffusion-onestep@student", *refined, *compared]
-        ),
+        ",".join(["ar", "diffusion-multistep@teacher", "diffusion-onestep@student", *compared]),
         [
             f"ar={args.ar}",
             f"diffusion-multistep@teacher={args.teacher}",
             f"diffusion-onestep@student={args.student}",
-            *(f"{row}={args.student}" for row in refined),
             *(f"{row}={path}" for row, path in compared.items()),
         ],
         int(model["block_size"]),
-        [
-            f"{row}:{key}={value}"
-            for row, steps in zip(refined, args.refine_steps, strict=True)
-            for key, value in (("steps", steps), ("threshold", args.refine_threshold))
-        ]
-        + [f"{row}:{option}" for row in compared for option in args.compared_option],
+        [f"{row}:{option}" for row in compared for option in args.compared_option],
     )
-    size, seed, reports = int(model["image_size"]), DCDConfig.phantom_seed, args.phantom_reports
-    test = StudyDataset(
-        phantom_cache(args.cache_dir, seed, args.n, "test", size, reports), qa_per_study=0
-    )
+    size, seed = int(model["image_size"]), DCDConfig.phantom_seed
+    test = StudyDataset(phantom_cache(args.cache_dir, seed, args.n, "test", size), qa_per_study=0)
     train = StudyDataset(
-        phantom_cache(args.cache_dir, seed, DCDConfig.train_studies, "train", size, reports),
+        phantom_cache(args.cache_dir, seed, DCDConfig.train_studies, "train", size),
         qa_per_study=0,
     )
     known = known_sentences([record.report_text for record in train.records])

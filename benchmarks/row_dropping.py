@@ -34,11 +34,12 @@ from typing import Any
 import torch
 
 from model import SHIPPED_CHECKPOINTS
+from model.autoregressive import AREngine
 from model.bench import BenchRow, decode_all
 from model.checkpoint import LoadedCheckpoint, load_checkpoint
 from model.cli import DEFAULT_CACHE
 from model.data.datasets import StudyDataset, phantom_cache
-from model.decoding import ActiveRows, AREngine
+from model.generation import ActiveRows
 from model.sampling import OneStepEngine
 
 RESULTS = Path(__file__).parent / "results"
@@ -193,7 +194,7 @@ def main() -> None:
     torch.set_num_threads(1)
     image_size = load_checkpoint(SHIPPED_CHECKPOINTS["ar"]).vlm.config.image_size
     dataset = StudyDataset(
-        phantom_cache(DEFAULT_CACHE, 0, args.n, "test", image_size, "mixed"), qa_per_study=0
+        phantom_cache(DEFAULT_CACHE, 0, args.n, "test", image_size), qa_per_study=0
     )
     rows = [
         row

@@ -16,23 +16,11 @@ if TYPE_CHECKING:
 
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
 AR_CHECKPOINT = CHECKPOINTS / "ar-tiny"
-# The engine `echocxr report` and the demo use: one step per block on the shipped B = 4 student.
-# The rule, set before these students were built: one step becomes the default once its macro-F1
-# interval against AR on 2,000 validation studies lies within 0.02. The B = 4 student
-# (benchmarks/results/block_sizes_from_b8.md) is the first to meet it: -0.006 [-0.015, +0.003]
-# (test, read after the choice: -0.007 [-0.017, +0.004]), at 1.44x AR's speed one study at a time
-# on a CPU and 3.3x fewer forwards. It trades findings: twice AR's missed pleural effusions (186
-# against 86 on test), fewer missed edema and atelectasis. The B = 8 student, 2.9-4.1x faster,
-# stays 0.011-0.018 below AR with intervals past 0.02, so it ships as an option
-# (--checkpoint model/checkpoints/dcd-b8). ECHOCXR_ENGINE=ar restores the AR engine.
+# `echocxr report` and the demo: one step per block on the B = 4 student, the first one within
+# 0.02 macro-F1 of AR on validation studies (docs/decisions/001-one-step-default.md).
 DEFAULT_ENGINE = "diffusion-onestep"
-# The engine `echocxr report-archive` drafts a whole archive with, in batches: the throughput use.
-# The engines alone differ 1.4-1.9x in reports per CPU-second at batch 16-128 (row_dropping.md),
-# but an archive also reads each full-resolution DICOM file, ~75% of its time, and at batch 64
-# one step drafted 2.58 studies/s against AR's 2.54 (archive_drafting.md): no reason there to
-# give up AR's quality. The default B = 4 student writes 1.13x AR's reports per second at batch 16
-# and 0.96x at 64 (block_sizes_from_b8.md). A setting of its own (ECHOCXR_ARCHIVE_ENGINE), as the
-# trade differs per use.
+# `echocxr report-archive`: AR, since reading the DICOM dominates an archive's time
+# (docs/decisions/002-archive-engine.md).
 DEFAULT_ARCHIVE_ENGINE = "ar"
 # a checkpoint given without an engine runs with the engine its stage was trained for
 ENGINE_FOR_STAGE = {"ar": "ar", "rad": "diffusion-multistep", "dcd": "diffusion-onestep"}

@@ -1,6 +1,6 @@
-"""``echocxr bench``, ``echocxr train-rad`` and ``echocxr distill``: the diffusion-side commands.
+"""``echocxr bench``: every decoding engine on the same phantom studies, speed and quality.
 
-``bench`` decodes the same phantom studies with every engine in one process (same threads, same
+It decodes the same phantom studies with every engine in one process (same threads, same
 machine, same run) and writes, per engine, speed (ms and forwards per report, speedup over
 ``ar``) and quality (label F1 against the phantom ground truth, BLEU-4, ROUGE-L, repeat rate).
 
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from clinical_eval.labeler import Labels
     from model.checkpoint import LoadedCheckpoint
     from model.data.datasets import StudyDataset
-    from model.decoding import Engine
+    from model.generation import Engine
 
 
 class BenchError(ValueError):
@@ -312,10 +312,6 @@ def bench(
         int, typer.Option(help="torch CPU threads (the same for every engine).")
     ] = 1,
     phantom_seed: Annotated[int, typer.Option(help="Seed of the phantom generator.")] = 0,
-    phantom_reports: Annotated[
-        str,
-        typer.Option(help="Wording of the reference reports: mixed or canonical (the recipes')."),
-    ] = "mixed",
     cache_dir: Annotated[
         Path, typer.Option(help="Where rendered images are cached.")
     ] = DEFAULT_CACHE,
@@ -323,20 +319,17 @@ def bench(
     """Compare decoding engines on the same phantom studies: speed and clinical quality."""
     from model.checkpoint import CheckpointError, read_manifest
     from model.data.datasets import StudyDataset, phantom_cache
-    from model.data.phantom import REPORT_FORMS
     from model.decoding import EngineError, get_engine
 
     if split not in ("test", "val") or n < 1 or batch_size < 1 or threads < 1:
         raise fail("need --split test|val and positive --n, --batch-size and --threads")
-    if phantom_reports not in REPORT_FORMS:
-        raise fail(f"--phantom-reports must be one of {', '.join(REPORT_FORMS)}")
     try:
         rows = parse_rows(engines, checkpoint or [], block_size, engine_option or [])
         for row in rows:  # a bad option fails now, not after the rows before it have run
             get_engine(row.engine, **row.options)
         image_size = int(read_manifest(rows[0].checkpoint)["model"]["image_size"])
         dataset = StudyDataset(
-            phantom_cache(cache_dir, phantom_seed, n, split, image_size, phantom_reports),
+            phantom_cache(cache_dir, phantom_seed, n, split, image_size),
             qa_per_study=0,
         )
         started = time.time()
@@ -348,7 +341,6 @@ def bench(
         {
             "split": split,
             "n": n,
-            "phantom_reports": phantom_reports,
             "threads": threads,
             "started": started,
             "engines": results,
@@ -361,51 +353,3 @@ def bench(
             f"repeat {r['repeat_rate']:.3f}  "
             f"pneumothorax FP {r['per_observation_errors']['Pneumothorax']['fp']}"
         )
-
-
-def run_stage(stage: str, config: Path, out: Path, seed: int, cache_dir: Path) -> None:
-    """Run (or resume) stage ``rad`` or ``dcd`` from its recipe; one-line errors, exit code 2."""
-    from model.checkpoint import CheckpointError
-    from model.config import ConfigError
-    from model.diffusion import DiffusionError, RADConfig, train_rad
-    from model.distill import DCDConfig, distill
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    try:
-        if stage == "rad":
-            path = train_rad(RADConfig.from_file(config), out, cache_dir, seed)
-        else:
-            path = distill(DCDConfig.from_file(config), out, cache_dir, seed)
-    except (DiffusionError, CheckpointError, ConfigError) as err:
-        raise fail(str(err)) from err
-    typer.echo(f"{stage.upper()} checkpoint written to {path}")
-
-
-RecipeOption = Annotated[
-    Path, typer.Option(help="Recipe JSON under model/configs/ (rad-b*.json, dcd-*.json).")
-]
-OutOption = Annotated[
-    Path, typer.Option(help="Run directory: snapshots and the final checkpoint/.")
-]
-SeedOption = Annotated[int, typer.Option(help="Seed of batch order and noise.")]
-CacheOption = Annotated[Path, typer.Option(help="Where rendered training images are cached.")]
-
-
-def train_rad(
-    config: RecipeOption,
-    out: OutOption,
-    seed: SeedOption = 0,
-    cache_dir: CacheOption = DEFAULT_CACHE,
-) -> None:
-    """Stage 2 (RAD): turn the AR checkpoint into a block-diffusion model; re-run to resume."""
-    run_stage("rad", config, out, seed, cache_dir)
-
-
-def distill(
-    config: RecipeOption,
-    out: OutOption,
-    seed: SeedOption = 0,
-    cache_dir: CacheOption = DEFAULT_CACHE,
-) -> None:
-    """Stage 3 (DCD): distil the RAD teacher into a one-step-per-block student; re-run to resume."""
-    run_stage("dcd", config, out, seed, cache_dir)

@@ -28,8 +28,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from dicom.transforms import PREPROCESSING
 from model.config import ConfigError, VLMConfig
-from model.data.transforms import PREPROCESSING
 from model.partial_directory import new_partial_directory
 from model.report_ngrams import NGRAMS_FILE, ReportNgrams, ReportNgramsError
 from model.tokenizer import TOKENIZER_FILE, Tokenizer, TokenizerError

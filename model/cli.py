@@ -1,23 +1,31 @@
-"""Model commands of ``echocxr``: ``train`` (stage 1, the autoregressive VLM) and
+"""Training commands of ``echocxr``: one per stage (``train``, ``train-rad``, ``distill``) and
 ``report-ngrams`` (the n-gram table a checkpoint's one-step decoding writes under).
 
-Heavy imports (torch, transformers, pydicom) happen inside the commands so ``echocxr --help``
-stays fast. Every expected failure ends in a one-line message and exit code 2 (a usage error).
+Each stage reads one recipe from ``model/configs/`` and writes a resumable run directory whose
+``checkpoint/`` is the result; re-running the same command resumes an interrupted run. Heavy
+imports (torch, transformers, pydicom) happen inside the commands so ``echocxr --help`` stays
+fast. Every expected failure ends in a one-line message and exit code 2 (a usage error).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-if TYPE_CHECKING:
-    from model.data.phantom import ReportForm
-
 DEFAULT_CACHE = Path("runs/cache")
+
+RecipeOption = Annotated[
+    Path, typer.Option(help="Recipe JSON under model/configs/, e.g. model/configs/dcd-b4.json.")
+]
+OutOption = Annotated[
+    Path, typer.Option(help="Run directory: snapshots and the final checkpoint/.")
+]
+CacheOption = Annotated[Path, typer.Option(help="Where rendered training images are cached.")]
 
 
 def fail(message: str) -> typer.Exit:
@@ -26,29 +34,16 @@ def fail(message: str) -> typer.Exit:
 
 
 def train(
-    config: Annotated[
-        Path, typer.Option(help="Training recipe JSON, e.g. model/configs/ar-tiny.json.")
-    ],
-    out: Annotated[
-        Path, typer.Option(help="Run directory: snapshots, logs and the final checkpoint/.")
-    ],
-    stage: Annotated[str, typer.Option(help="Training stage: ar (stage 1), rad or dcd.")] = "ar",
+    config: RecipeOption,
+    out: OutOption,
     seed: Annotated[
         int, typer.Option(help="Seed of initialisation, sample order and Q&A choice.")
     ] = 0,
-    cache_dir: Annotated[
-        Path, typer.Option(help="Where rendered training images are cached.")
-    ] = DEFAULT_CACHE,
+    cache_dir: CacheOption = DEFAULT_CACHE,
 ) -> None:
-    """Train a model stage; re-running the same command resumes an interrupted run."""
+    """Stage 1: train the autoregressive VLM (and assistant) from a recipe; re-run to resume."""
     from model.config import ConfigError
     from model.data.datasets import DatasetError
-
-    if stage != "ar":
-        raise fail(
-            f"stage {stage!r} is trained by the diffusion commands (`echocxr distill`); "
-            "use --stage ar here"
-        )
     from model.train import run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -59,13 +54,56 @@ def train(
     typer.echo(f"checkpoint written to {checkpoint}")
 
 
+def stage_command(stage: str, summary: str) -> Callable[..., None]:
+    """The ``train-rad`` or ``distill`` command: the same options, one stage each."""
+
+    def command(
+        config: RecipeOption,
+        out: OutOption,
+        seed: Annotated[int, typer.Option(help="Seed of batch order, noise and epochs.")] = 0,
+        cache_dir: CacheOption = DEFAULT_CACHE,
+    ) -> None:
+        run_stage(stage, config, out, seed, cache_dir)
+
+    command.__doc__ = summary
+    return command
+
+
+train_rad = stage_command(
+    "rad", "Stage 2 (RAD): turn the AR checkpoint into a block-diffusion model; re-run to resume."
+)
+distill = stage_command(
+    "dcd",
+    "Stage 3 (DCD): distil the RAD teacher into a one-step-per-block student; re-run to resume.",
+)
+
+
+def run_stage(stage: str, config: Path, out: Path, seed: int, cache_dir: Path) -> None:
+    """Run (or resume) stage ``rad`` or ``dcd`` from its recipe; one-line errors, exit code 2."""
+    from model.blocks import DiffusionError
+    from model.checkpoint import CheckpointError
+    from model.config import ConfigError
+    from model.diffusion import RADConfig, train_rad
+    from model.distill import DCDConfig, distill
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    try:
+        if stage == "rad":
+            path = train_rad(RADConfig.from_file(config), out, cache_dir, seed)
+        else:
+            path = distill(DCDConfig.from_file(config), out, cache_dir, seed)
+    except (DiffusionError, CheckpointError, ConfigError) as err:
+        raise fail(str(err)) from err
+    typer.echo(f"{stage.upper()} checkpoint written to {path}")
+
+
 def report_ngrams(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint directory that gets the table.")],
     config: Annotated[
         Path,
         typer.Option(
-            help="Recipe whose phantom training reports are read (its train_studies, "
-            "phantom_seed and phantom_reports), e.g. model/configs/dcd-b8.json."
+            help="Recipe whose phantom training reports are read (its train_studies and "
+            "phantom_seed), e.g. model/configs/dcd-b8.json."
         ),
     ],
     order: Annotated[
@@ -82,11 +120,11 @@ def report_ngrams(
     from model.report_ngrams import ORDER, ReportNgrams, ReportNgramsError
     from model.tokenizer import Tokenizer, TokenizerError
 
-    seed, studies, form = recipe_training_set(config)
+    seed, studies = recipe_training_set(config)
     try:
         read_manifest(checkpoint)
         tokenizer = Tokenizer.load(checkpoint)
-        texts = (r.report_text for r in phantom_records(seed, studies, "train", form))
+        texts = (r.report_text for r in phantom_records(seed, studies, "train"))
         ngrams = ReportNgrams.of_texts(texts, tokenizer, order or ORDER)
         add_report_ngrams(checkpoint, ngrams)
     except (CheckpointError, TokenizerError, ReportNgramsError) as err:
@@ -94,17 +132,13 @@ def report_ngrams(
     typer.echo(f"{len(ngrams.keys)} report {ngrams.order}-grams written to {checkpoint}")
 
 
-def recipe_training_set(config: Path) -> tuple[int, int, ReportForm]:
-    """(phantom seed, training studies, report form) of any stage's recipe JSON."""
-    from model.config import ConfigError, check_report_form
-
+def recipe_training_set(config: Path) -> tuple[int, int]:
+    """(phantom seed, training studies) of any stage's recipe JSON."""
     try:
         recipe = json.loads(config.read_text())
         seed, studies = int(recipe.get("phantom_seed", 0)), int(recipe["train_studies"])
-        form = recipe.get("phantom_reports", "mixed")
-        check_report_form(form)
     except (OSError, json.JSONDecodeError) as err:
         raise fail(f"cannot read the recipe {config}: {err}") from err
-    except (KeyError, TypeError, ValueError, ConfigError) as err:
+    except (KeyError, TypeError, ValueError) as err:
         raise fail(f"recipe {config} does not say which studies it trained on: {err}") from err
-    return seed, studies, form
+    return seed, studies

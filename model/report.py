@@ -18,7 +18,7 @@ import torch
 from model.checkpoint import LoadedCheckpoint
 from model.data.qa import REPORT_PROMPT
 from model.data.transforms import ImageInputError, images_to_batch
-from model.decoding import Engine
+from model.generation import Engine
 from model.tokenizer import pad_rows
 
 SECTION = re.compile(

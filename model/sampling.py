@@ -19,9 +19,9 @@ next masked block: ``[finished block n ; masked block n+1]``, 2B query tokens, a
 KV is kept (``DynamicCache.crop`` drops the masked half). The context prefill is fused the same way
 with the first masked block, so the one-step engine runs exactly one forward per block.
 
-Both engines and the AR engine call the same ``LlamaForCausalLM.forward`` with a ``DynamicCache``
-under ``torch.inference_mode``, projecting only the positions they read, so timings compare
-decoding strategies, not implementations.
+Both engines and the AR engine (:mod:`model.autoregressive`) call the same
+``LlamaForCausalLM.forward`` with a ``DynamicCache`` under ``torch.inference_mode``, projecting
+only the positions they read, so timings compare decoding strategies, not implementations.
 """
 
 from __future__ import annotations
@@ -36,24 +36,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import DynamicCache
 
-from model.decoding import ENGINES, ActiveRows, EngineError, Generation, strip_eos
-from model.diffusion import attention_bias, first_block_start
+from model.blocks import attention_bias, first_block_start
+from model.generation import ActiveRows, EngineError, Generation, special_id, strip_eos
+from model.report_ngrams import NgramPrior
 
 if TYPE_CHECKING:
     from transformers import LlamaForCausalLM
 
-    from model.report_ngrams import NgramPrior
     from model.vlm import VLM
-
-
-def special_id(lm: LlamaForCausalLM, name: str) -> int:
-    """A special token id from the LM config (``eos_token_id``, ``mask_token_id``), checked."""
-    value = getattr(lm.config, name, None)
-    if not isinstance(value, int):
-        raise EngineError(
-            f"the language model config has no single {name}; is this an EchoCXR checkpoint?"
-        )
-    return value
 
 
 class BlockForward:
@@ -272,7 +262,7 @@ def decode_blocks(
     ``T`` count as ``<eos>``. DCD's student-prefix round uses it to ask the teacher what it would
     write after the student's blocks. ``ngram_prior`` (one step only) writes each block under the
     training reports' n-grams, across block boundaries too (:mod:`model.report_ngrams`).
-    ``drop_finished_rows`` drops ended rows from the batch (:class:`model.decoding.ActiveRows`);
+    ``drop_finished_rows`` drops ended rows from the batch (:class:`model.generation.ActiveRows`);
     with a ``trace``, which holds every row of every block, no row is dropped. ``order`` is one of
     :data:`COMMIT_ORDERS` (module docstring).
     """
@@ -336,12 +326,8 @@ class MultiStepEngine:
         Confidence above which a masked position is committed early (0.85 as ECHO's code).
     order : {"confidence", "left-to-right"}
         Which masked positions a step commits: the most confident (ECHO), or the leftmost, the
-        order an AR model writes in. On 2,000 phantom validation studies the shipped teacher
-        at S = B scored macro-F1 0.490 by confidence and 0.518 left to right (AR 0.538), and
-        missed 191 and 84 pleural effusions (AR 100): where the findings of a sentence have
-        several wordings of different lengths, the confident positions are those of the most
-        common wording, often a negative one, and committing them first fixes the sentence
-        (``benchmarks/results/teacher_order.md``). Left to right, a block always takes S
+        order an AR model writes in, which misses fewer findings
+        (``docs/decisions/007-teacher-order.md``). Left to right, a block always takes S
         forwards; ``threshold`` is not read.
     repetition_guard : bool
         End a row at a block identical to the previous one.
@@ -447,8 +433,6 @@ class OneStepEngine(MultiStepEngine):
         self.ngram_candidates, self.ngram_penalty = ngram_candidates, ngram_penalty
 
     def ngram_prior(self, vlm: VLM) -> NgramPrior | None:
-        from model.report_ngrams import NgramPrior
-
         if not self.report_ngrams:
             return None
         if vlm.report_ngrams is None:
@@ -459,7 +443,3 @@ class OneStepEngine(MultiStepEngine):
         eos_id = special_id(vlm.lm, "eos_token_id")
         ngrams = vlm.report_ngrams.to(vlm.device)
         return NgramPrior(ngrams, eos_id, self.ngram_candidates, self.ngram_penalty)
-
-
-ENGINES["diffusion-multistep"] = MultiStepEngine
-ENGINES["diffusion-onestep"] = OneStepEngine

@@ -207,15 +207,15 @@ def train_tokenizer(records: Sequence[StudyRecord], vocab_size: int) -> Tokenize
     return Tokenizer.train(texts(), vocab_size=vocab_size)
 
 
-def make_optimizer(vlm: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+def make_optimizer(vlm: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW, weight decay on matrices only (nanoGPT): norms, biases, positions are exempt."""
     decay = [p for p in vlm.parameters() if p.requires_grad and p.dim() >= 2]
     other = [p for p in vlm.parameters() if p.requires_grad and p.dim() < 2]
     groups = [
-        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": decay, "weight_decay": weight_decay},
         {"params": other, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.98))
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98))
 
 
 def clipped_step(
@@ -229,12 +229,12 @@ def clipped_step(
     optimizer.step()
 
 
-def lr_at(step: int, total: int, config: TrainConfig) -> float:
-    """Linear warm-up then cosine decay to 10% of the peak."""
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, total - config.warmup_steps)
-    return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+def lr_at(step: int, total: int, peak: float, warmup_steps: int) -> float:
+    """Linear warm-up to ``peak`` then cosine decay to 10% of it (every stage's schedule)."""
+    if step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total - warmup_steps)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
 @dataclass
@@ -308,7 +308,7 @@ class Trainer:
         torch.manual_seed(seed)
         self.vlm = VLM(config.model, self.tokenizer).to(self.device)
         self.objective = ResponseLoss(self.vlm, config.label_loss_weight).to(self.device)
-        self.optimizer = make_optimizer(self.objective, config)
+        self.optimizer = make_optimizer(self.objective, config.lr, config.weight_decay)
         self.steps_per_epoch = len(self.train_set) // (config.batch_size * self.ranks.world)
         self.total_steps = self.steps_per_epoch * config.epochs
         self.step, self.history = 0, []  # type: ignore[var-annotated]
@@ -367,7 +367,9 @@ class Trainer:
             batch = batch.with_known_findings(forced)
         batch = batch.to(self.device)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr_at(self.step, self.total_steps, self.config)
+            group["lr"] = lr_at(
+                self.step, self.total_steps, self.config.lr, self.config.warmup_steps
+            )
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             loss = model(batch)
         clipped_step(loss, self.optimizer, self.objective.parameters())
@@ -431,17 +433,16 @@ class Trainer:
 def run(
     config_path: Path, out: Path, seed: int, cache_root: Path, stop_after: int | None = None
 ) -> Path | None:
-    """Entry point of ``echocxr train --stage ar``; returns the exported checkpoint directory."""
+    """Entry point of ``echocxr train`` (stage 1); returns the exported checkpoint directory."""
     config = TrainConfig.from_file(config_path)
-    size, reports = config.model.image_size, config.phantom_reports
-    data_seed = config.phantom_seed
+    size, data_seed = config.model.image_size, config.phantom_seed
     caches = (
         Path(config.train_dir)
         if config.train_dir
-        else phantom_cache(cache_root, data_seed, config.train_studies, "train", size, reports),
+        else phantom_cache(cache_root, data_seed, config.train_studies, "train", size),
         Path(config.val_dir)
         if config.val_dir
-        else phantom_cache(cache_root, data_seed, config.val_studies, "val", size, reports),
+        else phantom_cache(cache_root, data_seed, config.val_studies, "val", size),
     )
     trainer = Trainer(config, out, seed, caches)
     (trainer.out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))

@@ -20,12 +20,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from dicom.transforms import to_model_input
 from model.data.qa import QAPair, questions_for
-from model.data.transforms import cached_image_transform, model_input_transform
+from model.data.transforms import cached_image_transform
 from model.partial_directory import new_partial_directory
 
 if TYPE_CHECKING:
-    from model.data.phantom import PhantomCase, ReportForm
+    from model.data.phantom import PhantomCase
 
 IMAGES_FILE = "images.npy"
 RECORDS_FILE = "records.jsonl"
@@ -110,26 +111,20 @@ def read_cache(directory: Path) -> tuple[np.ndarray, list[StudyRecord]]:
 
 
 def phantom_studies(
-    seed: int, n: int, split: str, image_size: int, reports: ReportForm = "mixed"
+    seed: int, n: int, split: str, image_size: int
 ) -> Iterator[tuple[np.ndarray, StudyRecord]]:
-    """Render ``n`` phantom studies of one split at ``image_size`` with their ground truth."""
+    """Render ``n`` phantom studies of one split as model inputs with their ground truth."""
     from model.data.phantom import iter_cases, render
 
-    resize = model_input_transform(image_size)
-    for case in iter_cases(seed, n, split=split, reports=reports):
-        image = render(case, size=image_size)
-        if image.shape != (image_size, image_size):
-            image = resize(image)[0].numpy()
-        yield image, phantom_record(case)
+    for case in iter_cases(seed, n, split=split):
+        yield to_model_input(render(case, size=image_size), image_size), phantom_record(case)
 
 
-def phantom_records(
-    seed: int, n: int, split: str, reports: ReportForm = "mixed"
-) -> Iterator[StudyRecord]:
+def phantom_records(seed: int, n: int, split: str) -> Iterator[StudyRecord]:
     """The ground truth of the studies :func:`phantom_studies` renders, without the images."""
     from model.data.phantom import iter_cases
 
-    return (phantom_record(case) for case in iter_cases(seed, n, split=split, reports=reports))
+    return (phantom_record(case) for case in iter_cases(seed, n, split=split))
 
 
 def phantom_record(case: PhantomCase) -> StudyRecord:
@@ -142,27 +137,23 @@ def phantom_record(case: PhantomCase) -> StudyRecord:
     )
 
 
-def phantom_cache_key(
-    seed: int, n: int, split: str, image_size: int, reports: ReportForm = "mixed"
-) -> str:
+def phantom_cache_key(seed: int, n: int, split: str, image_size: int) -> str:
     """Hash of what determines a phantom cache, including the generator's source code."""
     import model.data.phantom as phantom
 
     source = hashlib.sha256()
     for path in sorted(Path(phantom.__file__).parent.rglob("*.py")):
         source.update(path.read_bytes())
-    spec = f"{seed}/{n}/{split}/{image_size}/{reports}/{source.hexdigest()}"
+    spec = f"{seed}/{n}/{split}/{image_size}/{source.hexdigest()}"
     return hashlib.sha256(spec.encode()).hexdigest()[:16]
 
 
-def phantom_cache(
-    root: Path, seed: int, n: int, split: str, image_size: int, reports: ReportForm = "mixed"
-) -> Path:
+def phantom_cache(root: Path, seed: int, n: int, split: str, image_size: int) -> Path:
     """Return the cache directory for these parameters, rendering it first if absent."""
-    key = phantom_cache_key(seed, n, split, image_size, reports)
+    key = phantom_cache_key(seed, n, split, image_size)
     directory = Path(root) / f"phantom-{split}-{n}-{image_size}-{key}"
     if not (directory / RECORDS_FILE).is_file():
-        write_cache(directory, phantom_studies(seed, n, split, image_size, reports))
+        write_cache(directory, phantom_studies(seed, n, split, image_size))
     return directory
 
 

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from clinical_eval.observations import OBSERVATIONS
+from dicom.transforms import to_model_input
 from model.data.datasets import DatasetError, StudyRecord, write_cache
 from model.data.qa import questions_for
-from model.data.transforms import model_input_transform
 
 SPLIT_NAMES = {"train": "train", "validate": "val", "valid": "val", "val": "val", "test": "test"}
 HEADING = re.compile(r"^\s*(FINDINGS|IMPRESSION)\s*:", re.I | re.M)
@@ -158,13 +158,13 @@ def read_image(path: Path) -> np.ndarray:
 def build_cache(
     studies: Iterator[PublicStudy], directory: Path, split: str, image_size: int
 ) -> Path:
-    """Render one split of a public data set into a training cache (see ``datasets.py``)."""
-    resize = model_input_transform(image_size)
+    """Render one split of a public data set into a training cache (see ``datasets.py``), each
+    image made into the model input as serving makes it (:func:`dicom.to_model_input`)."""
 
     def pairs() -> Iterator[tuple[np.ndarray, StudyRecord]]:
         for study in studies:
             if study.split == split:
-                image = resize(read_image(study.image_path))[0].numpy()
+                image = to_model_input(read_image(study.image_path), image_size)
                 labelled = any(value is not None for value in study.labels.values())
                 qa = questions_for(study.labels, []) if labelled else []  # no labels, no questions
                 yield (

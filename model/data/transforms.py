@@ -1,31 +1,21 @@
-"""Image preprocessing as MONAI transforms: one visible ``Compose`` list per use.
+"""The model's side of image input: checking what callers pass, and reading the render cache.
 
-Inference and training share :func:`model_input_transform`, so a checkpoint sees pixels prepared
-the same way it was trained on; the image preprocessing recorded in ``config.json`` names it.
+The model input itself is made by one function, :func:`dicom.to_model_input`, for serving,
+training data and the benchmark alike; the image preprocessing recorded in every checkpoint's
+``config.json`` names it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from monai.transforms import Compose, EnsureChannelFirst, EnsureType, Resize, ScaleIntensityRange
+from monai.transforms import Compose, EnsureChannelFirst, EnsureType, ScaleIntensityRange
 
-PREPROCESSING = "grayscale [0,1] -> bilinear resize to image_size x image_size (MONAI Resize)"
+from dicom.transforms import to_model_input
 
 
 class ImageInputError(ValueError):
     """An input image has the wrong shape, dtype or value range."""
-
-
-def model_input_transform(image_size: int) -> Compose:
-    """``(H, W)`` float32 in [0, 1] -> ``(1, S, S)`` float32 tensor."""
-    return Compose(
-        [
-            EnsureChannelFirst(channel_dim="no_channel"),
-            Resize((image_size, image_size), mode="bilinear", anti_aliasing=False),
-            EnsureType(data_type="tensor", track_meta=False, dtype=torch.float32),
-        ]
-    )
 
 
 def cached_image_transform() -> Compose:
@@ -59,8 +49,12 @@ def check_image(image: np.ndarray, index: int = 0) -> np.ndarray:
 
 
 def images_to_batch(images: list[np.ndarray], image_size: int) -> torch.Tensor:
-    """Validate and stack a list of images into ``(B, 1, S, S)``."""
+    """Validate, make into the model input and stack a list of images: ``(B, 1, S, S)``."""
     if len(images) == 0:
         raise ImageInputError("empty batch: pass at least one image")
-    transform = model_input_transform(image_size)
-    return torch.stack([transform(check_image(img, i)) for i, img in enumerate(images)])
+    return torch.stack(
+        [
+            torch.from_numpy(to_model_input(check_image(img, i), image_size))[None]
+            for i, img in enumerate(images)
+        ]
+    )

@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from model.blocks import DiffusionError
 from model.data.datasets import StudyDataset, StudyRecord, write_cache
-from model.diffusion import DiffusionError, RADConfig, rad_batch
-from model.distill import DCDConfig, claim_directory, rollout_order, rollout_settings
+from model.diffusion import RADConfig, rad_batch
+from model.distill import DCDConfig
+from model.distill.rollouts import claim_directory, rollout_order, rollout_settings
 from model.tokenizer import Tokenizer
 from model.train import length_sorted_batches
 
@@ -22,6 +24,11 @@ def study_of_length(index: int) -> tuple[np.ndarray, StudyRecord]:
     findings = " ".join(["opacity"] * (index + 1)) + "."
     record = StudyRecord(f"s{index}", findings, "No acute disease.", {"No Finding": 1})
     return np.zeros((32, 32), dtype=np.float32), record
+
+
+def rad_recipe(**settings: int) -> RADConfig:
+    """A RAD recipe whose run is never started: only its batching settings are read."""
+    return RADConfig(init_checkpoint="unused", block_size=8, steps=1, lr=1e-4, **settings)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +71,7 @@ def test_length_sorted_batches_cut_a_sorted_permutation(
 
 def test_bucketed_batches_pad_less(dataset: StudyDataset, tokenizer: Tokenizer) -> None:
     def mean_spread(buckets: int) -> float:
-        config = RADConfig(batch_size=4, length_buckets=buckets)
+        config = rad_recipe(batch_size=4, length_buckets=buckets)
         spreads = [np.ptp(batch_studies(dataset, tokenizer, config, s)) for s in range(40)]
         return float(np.mean(spreads))
 
@@ -76,7 +83,7 @@ def test_bucketed_batches_pad_less(dataset: StudyDataset, tokenizer: Tokenizer) 
 def test_bucketed_batches_draw_every_study_alike(
     dataset: StudyDataset, tokenizer: Tokenizer
 ) -> None:
-    config = RADConfig(batch_size=4, length_buckets=3)
+    config = rad_recipe(batch_size=4, length_buckets=3)
     steps = 600
     counts = collections.Counter(
         i for s in range(steps) for i in batch_studies(dataset, tokenizer, config, s)
@@ -88,7 +95,7 @@ def test_bucketed_batches_draw_every_study_alike(
 
 
 def test_a_step_draws_the_same_batch_again(dataset: StudyDataset, tokenizer: Tokenizer) -> None:
-    config = RADConfig(batch_size=4, length_buckets=4)
+    config = rad_recipe(batch_size=4, length_buckets=4)
     assert batch_studies(dataset, tokenizer, config, 7) == batch_studies(
         dataset, tokenizer, config, 7
     )
@@ -108,7 +115,8 @@ def test_rollout_order_sorts_within_groups_of_shards(
         assert sorted(group) == sorted(studies[first : first + 12])
         lengths = [report_length(dataset, tokenizer, i) for i in group]
         assert lengths == sorted(lengths)
-    assert rollout_order(studies, dataset, tokenizer, DCDConfig(batch_size=4)) == studies
+    unsorted = DCDConfig(batch_size=4, length_buckets=1)
+    assert rollout_order(studies, dataset, tokenizer, unsorted) == studies
 
 
 def test_shards_of_another_bucketing_are_not_reused(tmp_path: Path) -> None:
@@ -117,7 +125,7 @@ def test_shards_of_another_bucketing_are_not_reused(tmp_path: Path) -> None:
         claim_directory(tmp_path, rollout_settings(DCDConfig(length_buckets=8), "0" * 64))
 
 
-@pytest.mark.parametrize("recipe", [RADConfig, DCDConfig])
+@pytest.mark.parametrize("recipe", [rad_recipe, DCDConfig])
 def test_length_buckets_below_one_are_refused(recipe: type) -> None:
     with pytest.raises(DiffusionError, match="length_buckets must be >= 1, got 0"):
         recipe(length_buckets=0)

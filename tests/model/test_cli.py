@@ -59,11 +59,7 @@ def test_report_failures_are_one_line_and_exit_2(
     assert "error:" in result.output and "Traceback" not in result.output
 
 
-def test_train_rejects_other_stages_and_bad_recipes(tmp_path: Path) -> None:
-    result = runner.invoke(
-        app, ["train", "--stage", "rad", "--config", "x.json", "--out", str(tmp_path)]
-    )
-    assert result.exit_code == 2 and "--stage ar" in result.output
+def test_train_names_a_missing_recipe(tmp_path: Path) -> None:
     result = runner.invoke(
         app, ["train", "--config", str(tmp_path / "x.json"), "--out", str(tmp_path)]
     )

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from model.autoregressive import AREngine, LoopGuard
 from model.checkpoint import load_checkpoint
 from model.data.qa import REPORT_PROMPT
-from model.decoding import AREngine, EngineError, LoopGuard, get_engine
+from model.decoding import ENGINES, EngineError, get_engine
+from model.sampling import MultiStepEngine, OneStepEngine
 from model.tokenizer import Tokenizer, pad_rows
 from model.vlm import VLM
 from tests.model.conftest import synthetic_study, tiny_model_config
@@ -232,7 +234,7 @@ def test_unknown_engine_and_bad_options_are_engine_errors() -> None:
         get_engine("beam-search")
     with pytest.raises(EngineError, match="top_p"):
         get_engine("ar", top_p=0.0)
-    with pytest.raises(EngineError, match="invalid options"):
+    with pytest.raises(EngineError, match="engine 'ar' has no option 'beams'"):
         get_engine("ar", beams=4)
     with pytest.raises(EngineError, match="order must be one of"):
         get_engine("diffusion-multistep", order="right-to-left")
@@ -256,9 +258,48 @@ def test_an_option_of_the_wrong_type_is_refused(
         get_engine(name, **options)
 
 
-def test_options_of_the_declared_types_are_taken() -> None:
-    from model.sampling import MultiStepEngine
+@pytest.mark.parametrize(
+    ("name", "options", "valid"),
+    [
+        (
+            "diffusion-onestep",
+            {"steps": 2},
+            "block_size, repetition_guard, report_ngrams, ngram_candidates, ngram_penalty",
+        ),
+        (
+            "ar",
+            {"order": "left-to-right", "beams": 4},
+            "temperature, top_p, seed, repetition_guard",
+        ),
+        (
+            "diffusion-multistep",
+            {"report_ngrams": False},
+            "block_size, steps, threshold, repetition_guard, order",
+        ),
+    ],
+)
+def test_an_option_the_engine_does_not_take_is_named_with_those_it_takes(
+    name: str, options: dict[str, object], valid: str
+) -> None:
+    """Issue 34: ``--engine-option steps=2`` on the one-step engine said only "__init__() got an
+    unexpected keyword argument 'steps'"; the message names every option the engine takes."""
+    unknown = ", ".join(repr(key) for key in sorted(options))
+    with pytest.raises(EngineError) as raised:
+        get_engine(name, **options)
+    assert str(raised.value) == f"engine {name!r} has no option {unknown}; its options are {valid}"
 
+
+def test_the_registry_names_each_engine_by_the_name_it_reports() -> None:
+    """Named in one dict, not registered by importing a module: every engine is there at once."""
+    assert {
+        "ar": AREngine,
+        "diffusion-multistep": MultiStepEngine,
+        "diffusion-onestep": OneStepEngine,
+    } == ENGINES
+    assert all(get_engine(name).name == name for name in ENGINES)
+
+
+def test_options_of_the_declared_types_are_taken() -> None:
     multistep = get_engine("diffusion-multistep", steps=None, threshold=1)  # an int for a float
     assert isinstance(multistep, MultiStepEngine) and multistep.threshold == 1
     ar = get_engine("ar", seed=None, temperature=0)

@@ -11,18 +11,15 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from model.diffusion import (
+from model.blocks import (
     DiffusionError,
-    RADConfig,
     attention_bias,
     first_block_start,
     make_canvas,
-    rad_loss,
     rad_sequence,
     response_logits,
-    sample_noise,
-    training_autocast,
 )
+from model.diffusion import rad_loss, sample_noise
 
 pytestmark = pytest.mark.unit
 
@@ -229,49 +226,6 @@ def test_rad_loss_trains_the_denoiser() -> None:
         optimizer.step()
     after = loss_at(999).item()
     assert after < 0.25 * before, (before, after)
-
-
-def test_bf16_training_step_follows_fp32() -> None:
-    """bf16 autocast (the recipes' "bf16") gives the fp32 loss and gradient direction."""
-    lm = tiny_lm("sdpa").train()
-    context, mask = context_of(lm, 4, 10, pads=(0, 2))
-    response = torch.randint(5, VOCAB, (4, 21))
-    response[:, -1] = EOS_ID
-
-    def loss_and_grad() -> tuple[float, torch.Tensor]:
-        lm.zero_grad()
-        loss = rad_loss(
-            lm,
-            context,
-            mask,
-            response,
-            torch.ones_like(response),
-            block_size=8,
-            mask_id=MASK_ID,
-            eos_id=EOS_ID,
-            generator=torch.Generator().manual_seed(3),
-        )
-        loss.backward()
-        return loss.item(), torch.cat([p.grad.flatten() for p in lm.parameters()])
-
-    fp32_loss, fp32_grad = loss_and_grad()
-    with training_autocast(lm, "bf16"):
-        bf16_loss, bf16_grad = loss_and_grad()
-    assert lm.config._attn_implementation == "eager"
-    assert bf16_loss != fp32_loss  # the products did run in bf16
-    assert bf16_loss == pytest.approx(fp32_loss, rel=0.02)
-    assert torch.nn.functional.cosine_similarity(bf16_grad, fp32_grad, dim=0) > 0.99
-    assert bf16_grad.dtype == torch.float32  # the weights and their gradients stay fp32
-    tail = 10 - first_block_start(10, 8)
-    canvas = make_canvas(response, torch.ones_like(response), tail, 8, EOS_ID)
-    with training_autocast(lm, "bf16"), torch.no_grad():
-        logits = response_logits(lm, rad_sequence(lm, context, mask, canvas, canvas.tokens))
-    assert logits.dtype == torch.float32  # the loss reads fp32 logits, not bf16-rounded ones
-
-
-def test_unknown_precision_is_named() -> None:
-    with pytest.raises(DiffusionError, match=r"precision must be one of \('fp32', 'bf16'\)"):
-        RADConfig(precision="fp16")
 
 
 def test_a_rows_loss_does_not_depend_on_the_lengths_beside_it() -> None:

@@ -7,17 +7,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from model.diffusion import DiffusionError
-from model.distill import (
-    DCDConfig,
-    coarse_kl,
-    dcd_loss,
-    glanced_targets,
-    looping_rows,
-    one_step_logits,
-    rollout,
-    top_k_with_rest,
-)
+from model.blocks import DiffusionError
+from model.distill import DCDConfig
+from model.distill.loss import coarse_kl, dcd_loss, one_step_logits
+from model.distill.rollouts import looping_rows, rollout, top_k_with_rest
 from model.report_ngrams import NgramPrior, ReportNgrams
 from model.sampling import decode_blocks
 from tests.model.test_diffusion import EOS_ID, MASK_ID, VOCAB, context_of, tiny_lm
@@ -58,7 +51,7 @@ def test_coarse_kl_keeps_the_mass_of_the_rest() -> None:
 def test_rollout_records_teacher_targets() -> None:
     lm = tiny_lm()
     context, mask = context_of(lm, 3, 9)
-    config = DCDConfig(teacher_steps=4, threshold=0.9, top_k=8)
+    config = DCDConfig(teacher_steps=4, threshold=0.9, teacher_order="confidence", top_k=8)
     with torch.inference_mode():
         shard = rollout(lm, context, mask, config, block_size=4, max_new_tokens=15)
         plain = decode_blocks(
@@ -101,7 +94,7 @@ def test_a_left_to_right_teacher_commits_each_block_in_position_order() -> None:
 def test_student_prefix_rollout_conditions_the_teacher_on_the_students_blocks() -> None:
     teacher, student = peaked_lm(seed=3), peaked_lm(seed=4)
     context, mask = context_of(teacher, 3, 9)
-    config = DCDConfig(teacher_steps=4, threshold=0.9, top_k=8)
+    config = DCDConfig(teacher_steps=4, threshold=0.9, teacher_order="confidence", top_k=8)
     with torch.inference_mode():
         shard = rollout(teacher, context, mask, config, 4, 15, prefix_writer=student)
         own = rollout(teacher, context, mask, config, 4, 15)
@@ -128,7 +121,7 @@ def test_student_prefix_rollout_can_write_the_students_blocks_under_report_ngram
     ngrams = ReportNgrams.from_reports(reports, order=3, vocab_size=VOCAB, start_id=1)
     prior = NgramPrior(ngrams, EOS_ID, candidates=VOCAB, penalty=100.0)
     context, mask = context_of(teacher, 2, 6)
-    config = DCDConfig(teacher_steps=4, threshold=0.9, top_k=8)
+    config = DCDConfig(teacher_steps=4, threshold=0.9, teacher_order="confidence", top_k=8)
     with torch.inference_mode():
         guided = rollout(teacher, context, mask, config, 4, 24, student, prefix_prior=prior)
         plain = rollout(teacher, context, mask, config, 4, 24, student)
@@ -154,7 +147,7 @@ def test_eos_term_pulls_toward_the_teachers_eos_not_the_prefix_writers() -> None
     sits where the teacher committed ``<eos>``, inside the part of the report the student keeps."""
     lm = peaked_lm(seed=3)
     context, mask = context_of(lm, 2, 10)
-    config = DCDConfig(teacher_steps=4, threshold=0.9, top_k=8)
+    config = DCDConfig(teacher_steps=4, threshold=0.9, teacher_order="confidence", top_k=8)
     with torch.no_grad():
         shard = rollout(lm, context, mask, config, 4, 14)
     W = shard["tokens"].shape[1]
@@ -190,7 +183,7 @@ def peaked_rollout() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, dict[
     """A peaked teacher, four rows of context and the teacher's phase-1 shard for them."""
     teacher = peaked_lm(seed=3)
     context, mask = context_of(teacher, 4, 10)
-    config = DCDConfig(teacher_steps=4, threshold=0.9, top_k=16)
+    config = DCDConfig(teacher_steps=4, threshold=0.9, teacher_order="confidence", top_k=16)
     with torch.no_grad():
         shard = rollout(teacher, context, mask, config, block_size=4, max_new_tokens=14)
     return teacher, context, mask, shard
@@ -262,85 +255,3 @@ def test_bucketed_shards_sum_their_kl_over_a_constant_per_row() -> None:
         _, upto = one_step_logits(teacher, context, mask, shard["tokens"], **kwargs)
     assert int(upto.sum()) != 4 * 5  # the two divisors differ
     torch.testing.assert_close(fixed * 4 * 5.0, averaged * upto.sum(), rtol=1e-5, atol=1e-6)
-
-
-def test_committed_target_is_cross_entropy_on_the_teachers_choice() -> None:
-    """Sequence-level distillation: the loss is -log q(teacher's committed token) at every kept
-    position, whatever else the teacher gave mass to."""
-    _, context, mask, shard = peaked_rollout()
-    kwargs = {"block_size": 4, "mask_id": MASK_ID, "eos_id": EOS_ID}
-    student = peaked_lm(seed=4)
-    with torch.no_grad():
-        loss = dcd_loss(
-            student,
-            context,
-            mask,
-            shard,
-            target="committed",
-            step_weighting=False,
-            eos_weight=0.0,
-            **kwargs,
-        )
-        soft = dcd_loss(
-            student, context, mask, shard, step_weighting=False, eos_weight=0.0, **kwargs
-        )
-        logits, upto = one_step_logits(student, context, mask, shard["tokens"], **kwargs)
-    chosen = shard["commit_ids"][:, : upto.shape[1], 0]
-    ce = -logits.float().log_softmax(-1).gather(-1, chosen[..., None])[..., 0]
-    torch.testing.assert_close(loss, ce[upto].mean(), rtol=1e-4, atol=1e-5)
-    assert not torch.isclose(loss, soft)  # the teacher's spread of mass is what it drops
-
-
-def test_glanced_targets_show_the_teachers_ids_at_a_share_of_the_misses() -> None:
-    predicted = torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3, 4, 5, 6, 7, 8]])
-    chosen = torch.tensor([[1, 9, 9, 9, 9, 6, 9, 9], [1, 2, 3, 4, 5, 6, 7, 8]])
-    upto = torch.tensor([[True] * 6 + [False] * 2, [True] * 8])  # row 0: 4 misses within upto
-    glimpse = glanced_targets(predicted, chosen, upto, 0.5, MASK_ID)
-    shown = glimpse != MASK_ID
-    assert shown.sum(1).tolist() == [2, 0]  # ceil(0.5 x 4), and nothing for a row without misses
-    assert not bool((shown & ~upto).any())  # never past a row's end
-    assert torch.equal(glimpse[shown], chosen[shown])
-
-
-def test_glancing_scores_only_the_hidden_positions() -> None:
-    """The second pass sees the teacher's ids where they are shown and is scored elsewhere."""
-    _, context, mask, shard = peaked_rollout()
-    kwargs = {"block_size": 4, "mask_id": MASK_ID, "eos_id": EOS_ID}
-    student = peaked_lm(seed=4)
-    terms = {"target": "committed", "step_weighting": False, "eos_weight": 0.0}
-    with torch.no_grad():
-        torch.manual_seed(0)
-        loss = dcd_loss(student, context, mask, shard, glance=0.9, **terms, **kwargs)
-        first, upto = one_step_logits(student, context, mask, shard["tokens"], **kwargs)
-        chosen = shard["commit_ids"][:, : upto.shape[1], 0]
-        torch.manual_seed(0)
-        glimpse = glanced_targets(first.argmax(-1), chosen, upto, 0.9, MASK_ID)
-        logits, _ = one_step_logits(
-            student, context, mask, shard["tokens"], glimpse=glimpse, **kwargs
-        )
-    hidden = upto & (glimpse == MASK_ID)
-    assert 0 < int(hidden.sum()) < int(upto.sum())
-    ce = -logits.float().log_softmax(-1).gather(-1, chosen[..., None])[..., 0]
-    torch.testing.assert_close(loss, ce[hidden].mean(), rtol=1e-4, atol=1e-5)
-
-
-def test_a_glancing_student_still_writes_the_teachers_blocks_from_fully_masked_ones() -> None:
-    """Glancing trains on partly shown blocks; inference shows nothing. The student must still
-    learn to write the whole block in one forward."""
-    _, context, mask, shard = peaked_rollout()
-    student = peaked_lm(seed=4).train()
-    optimizer = torch.optim.AdamW(student.parameters(), lr=3e-3)
-    torch.manual_seed(0)
-    for _ in range(100):  # it scores fewer positions per step than plain DCD, so twice the steps
-        loss = dcd_loss(
-            student, context, mask, shard, block_size=4, mask_id=MASK_ID, eos_id=EOS_ID, glance=0.5
-        )
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    assert one_step_agreement(student.eval(), context, mask, shard["tokens"]) > 0.8
-
-
-def test_glance_outside_its_range_is_rejected() -> None:
-    with pytest.raises(DiffusionError, match="glance must be in"):
-        DCDConfig(glance=1.0)

@@ -104,11 +104,10 @@ def test_qa_choice_depends_on_seed_epoch_and_index_only(
 
 
 def test_schedule_warms_up_then_decays_to_a_tenth() -> None:
-    recipe = TrainConfig(lr=1e-3, warmup_steps=10)
-    assert lr_at(0, 100, recipe) == pytest.approx(1e-4)
-    assert lr_at(9, 100, recipe) == pytest.approx(1e-3)
-    assert lr_at(100, 100, recipe) == pytest.approx(1e-4)
-    assert lr_at(50, 100, recipe) < lr_at(20, 100, recipe)
+    assert lr_at(0, 100, 1e-3, 10) == pytest.approx(1e-4)
+    assert lr_at(9, 100, 1e-3, 10) == pytest.approx(1e-3)
+    assert lr_at(100, 100, 1e-3, 10) == pytest.approx(1e-4)
+    assert lr_at(50, 100, 1e-3, 10) < lr_at(20, 100, 1e-3, 10)
 
 
 def test_synthetic_study_names_the_side_it_draws() -> None:
@@ -165,9 +164,9 @@ def test_label_loss_without_finding_tokens_is_a_config_error() -> None:
     from model.config import ConfigError
 
     with pytest.raises(ConfigError, match="finding_tokens"):
-        TrainConfig(model=tiny_model_config(), label_loss_weight=1.0)
+        TrainConfig(model=tiny_model_config(), label_loss_weight=1.0, finding_forcing=0.0)
     with pytest.raises(ConfigError, match="finding_tokens"):
-        TrainConfig(model=tiny_model_config(), finding_forcing=0.5)
+        TrainConfig(model=tiny_model_config(), label_loss_weight=0.0, finding_forcing=0.5)
 
 
 def test_known_findings_replace_the_heads_guess_only_where_given() -> None:

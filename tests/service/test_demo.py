@@ -110,7 +110,7 @@ def test_engine_options_reach_the_engine_and_the_reports_provenance(tmp_path: Pa
     ("option", "message"),
     [
         ("steps", "KEY=VALUE"),
-        ("temperature=0.7", "invalid options for engine"),
+        ("temperature=0.7", "has no option 'temperature'; its options are block_size"),
         ("report_ngrams=maybe", "takes bool"),
     ],
 )

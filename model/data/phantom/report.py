@@ -13,16 +13,16 @@ Two styles: *normalized* gives every anatomical region an explicit positive or n
 sentence (the ECHO paper's normalisation), *exception* reports only abnormalities and a short
 normal statement, leaving the unmentioned observations blank (None).
 
-Every choice of style and phrasing is drawn from a ``Wording``: a seeded numpy generator gives
-the varied archive an AR model meets in practice; ``CanonicalWording`` gives one normalised
-form per study, as the ECHO paper's LLM rewrite does before training (its section 4.3).
+Every choice of style and phrasing is drawn from the study's seeded report stream, which gives
+the varied archive an AR model meets in practice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+
+import numpy as np
 
 from clinical_eval.observations import OBSERVATIONS
 from model.data.phantom.cases import Finding, Report
@@ -42,35 +42,6 @@ ORDINALS = {
 ADVERBS = {"mild": "mildly", "moderate": "moderately", "severe": "severely", "marked": "markedly"}
 
 
-ReportForm = Literal["mixed", "canonical"]
-REPORT_FORMS: tuple[ReportForm, ...] = ("mixed", "canonical")
-
-
-class Wording(Protocol):
-    """The source of the grammar's choices; ``numpy.random.Generator`` is one."""
-
-    def random(self) -> float: ...
-
-    def integers(self, low: int, high: int) -> int: ...
-
-
-class CanonicalWording:
-    """Every choice its first option: one phrasing per statement, every region stated.
-
-    Each choice in the grammar is ``random() < p`` for an optional part or ``integers`` for a
-    phrasing, so 0.0 and the lowest index select the normalized style, the view statement of
-    AP films and the first phrasing everywhere. Two studies with the same findings then get
-    the same report, which is what the normalisation is for: a one-step decoder can no longer
-    blend two phrasings of one statement into a sentence no radiologist wrote.
-    """
-
-    def random(self) -> float:
-        return 0.0
-
-    def integers(self, low: int, high: int) -> int:
-        return low
-
-
 @dataclass(frozen=True)
 class Sentence:
     """One sentence and the labels it asserts (observation -> 1, 0 or -1)."""
@@ -83,7 +54,7 @@ Phrases = list[Sentence]
 
 
 def compose_report(
-    findings: Sequence[Finding], view: str, rng: Wording
+    findings: Sequence[Finding], view: str, rng: np.random.Generator
 ) -> tuple[Report, dict[str, int | None]]:
     """Write the report for ``findings`` and derive its label vector from what it says."""
     style = "normalized" if rng.random() < NORMALIZED_SHARE else "exception"
@@ -112,7 +83,7 @@ def merge_labels(sentences: Sequence[Sentence]) -> dict[str, int | None]:
     return labels
 
 
-def _pick(rng: Wording, options: Sequence[str]) -> str:
+def _pick(rng: np.random.Generator, options: Sequence[str]) -> str:
     return options[int(rng.integers(0, len(options)))]
 
 
@@ -149,7 +120,9 @@ NEGATED_NAMES = {
 }
 
 
-def _findings_section(findings: Sequence[Finding], style: str, view: str, rng: Wording) -> Phrases:
+def _findings_section(
+    findings: Sequence[Finding], style: str, view: str, rng: np.random.Generator
+) -> Phrases:
     sentences: Phrases = []
     if view == "AP" and rng.random() < 0.5:
         sentences.append(
@@ -168,7 +141,9 @@ def _findings_section(findings: Sequence[Finding], style: str, view: str, rng: W
     return sentences
 
 
-def _exception_closing(positives_seen: bool, findings: Sequence[Finding], rng: Wording) -> Sentence:
+def _exception_closing(
+    positives_seen: bool, findings: Sequence[Finding], rng: np.random.Generator
+) -> Sentence:
     if not positives_seen:
         return Sentence(
             _pick(
@@ -183,7 +158,7 @@ def _exception_closing(positives_seen: bool, findings: Sequence[Finding], rng: W
     )
 
 
-def _describe(region: str, findings: Sequence[Finding], rng: Wording) -> Phrases:
+def _describe(region: str, findings: Sequence[Finding], rng: np.random.Generator) -> Phrases:
     sentences: Phrases = []
     effusions = [f for f in findings if f.kind == "effusion"]
     if len(effusions) == 2:
@@ -195,7 +170,7 @@ def _describe(region: str, findings: Sequence[Finding], rng: Wording) -> Phrases
     return sentences
 
 
-def _negate_region(region: str, positive: Phrases, rng: Wording) -> Phrases:
+def _negate_region(region: str, positive: Phrases, rng: np.random.Generator) -> Phrases:
     asserted = {name for s in positive for name in s.labels}
     remaining = [o for o in REGION_OBSERVATIONS[region] if o not in asserted]
     if "Consolidation" in asserted or "Lung Opacity" in asserted:
@@ -232,7 +207,7 @@ def _negate_region(region: str, positive: Phrases, rng: Wording) -> Phrases:
     return [Sentence(template.format(listed), zeros)]
 
 
-def _heart_negation(name: str, rng: Wording) -> Sentence:
+def _heart_negation(name: str, rng: np.random.Generator) -> Sentence:
     if name == "Cardiomegaly":
         text = _pick(
             rng, ("Heart size is normal.", "The heart is not enlarged.", "Normal heart size.")
@@ -264,12 +239,14 @@ def _lobe(finding: Finding) -> str:
     return f"{finding.laterality} {finding.zone} lobe"
 
 
-def _say(rng: Wording, labels: dict[str, int], *options: str) -> Sentence:
+def _say(rng: np.random.Generator, labels: dict[str, int], *options: str) -> Sentence:
     """One of several phrasings, all asserting the same ``labels``."""
     return Sentence(_pick(rng, options), labels)
 
 
-def _hedged(rng: Wording, observation: str, lead: Sentence | None, *hedges: str) -> Phrases:
+def _hedged(
+    rng: np.random.Generator, observation: str, lead: Sentence | None, *hedges: str
+) -> Phrases:
     """An optional descriptive lead, then a hedge sentence naming only ``observation`` (-1)."""
     return [s for s in (lead, _say(rng, {observation: -1}, *hedges)) if s is not None]
 
@@ -278,7 +255,7 @@ def _base_words(f: Finding) -> str:
     return "both lung bases" if f.laterality == "bilateral" else f"the {f.laterality} lung base"
 
 
-def _cardiomegaly(f: Finding, rng: Wording) -> Phrases:
+def _cardiomegaly(f: Finding, rng: np.random.Generator) -> Phrases:
     if f.certainty == "uncertain":
         return _hedged(rng, "Cardiomegaly", None, "Mild cardiomegaly cannot be excluded.",
                        "The cardiac silhouette may be mildly enlarged.")  # fmt: skip
@@ -289,14 +266,14 @@ def _cardiomegaly(f: Finding, rng: Wording) -> Phrases:
                  f"The cardiac silhouette is {adverb} enlarged.")]  # fmt: skip
 
 
-def _widened_mediastinum(f: Finding, rng: Wording) -> Phrases:
+def _widened_mediastinum(f: Finding, rng: np.random.Generator) -> Phrases:
     adverb = ADVERBS[f.severity or "mild"]
     return [_say(rng, {"Enlarged Cardiomediastinum": 1},
                  f"The superior mediastinum is {adverb} widened.",
                  f"The mediastinal silhouette is {adverb} widened.")]  # fmt: skip
 
 
-def _opacity(f: Finding, rng: Wording) -> Phrases:
+def _opacity(f: Finding, rng: np.random.Generator) -> Phrases:
     texture = _pick(rng, ("patchy", "hazy", "ill-defined"))
     where = _zone_words(f)
     if f.laterality == "bilateral":
@@ -307,7 +284,7 @@ def _opacity(f: Finding, rng: Wording) -> Phrases:
                  f"There is {texture} airspace opacity in the {where}.")]  # fmt: skip
 
 
-def _lesion(f: Finding, rng: Wording) -> Phrases:
+def _lesion(f: Finding, rng: np.random.Generator) -> Phrases:
     size = round(f.size_mm or 0)
     kind = f.lesion_type or "nodule"
     edge = _pick(
@@ -318,7 +295,7 @@ def _lesion(f: Finding, rng: Wording) -> Phrases:
                  f"There is a {edge} {kind} in the {where} measuring {size} mm.")]  # fmt: skip
 
 
-def _edema(f: Finding, rng: Wording) -> Phrases:
+def _edema(f: Finding, rng: np.random.Generator) -> Phrases:
     if f.certainty == "uncertain":
         lead = Sentence("Mild prominence of the interstitial markings.")
         return _hedged(rng, "Edema", lead, "This may represent mild interstitial edema.",
@@ -330,7 +307,7 @@ def _edema(f: Finding, rng: Wording) -> Phrases:
                  "pulmonary edema.")]  # fmt: skip
 
 
-def _consolidation(f: Finding, rng: Wording) -> Phrases:
+def _consolidation(f: Finding, rng: np.random.Generator) -> Phrases:
     where = _base_words(f)
     if f.certainty == "uncertain":
         lead = Sentence(f"Patchy airspace opacity at {where}.", {"Lung Opacity": 1})
@@ -341,7 +318,7 @@ def _consolidation(f: Finding, rng: Wording) -> Phrases:
                  f"Consolidative opacity at {where}.")]  # fmt: skip
 
 
-def _pneumonia(f: Finding, rng: Wording) -> Phrases:
+def _pneumonia(f: Finding, rng: np.random.Generator) -> Phrases:
     if f.certainty == "uncertain":
         lead = Sentence(f"Patchy opacity in the {_zone_words(f)}.", {"Lung Opacity": 1})
         return _hedged(rng, "Pneumonia", lead,
@@ -357,7 +334,7 @@ def _pneumonia(f: Finding, rng: Wording) -> Phrases:
     ]  # fmt: skip
 
 
-def _atelectasis(f: Finding, rng: Wording) -> Phrases:
+def _atelectasis(f: Finding, rng: np.random.Generator) -> Phrases:
     where = _base_words(f)
     if f.certainty == "uncertain":
         lead = Sentence(f"Streaky opacity at {where}.", {"Lung Opacity": 1})
@@ -368,7 +345,7 @@ def _atelectasis(f: Finding, rng: Wording) -> Phrases:
                  f"There is {severity} atelectasis at {where} with mild volume loss.")]  # fmt: skip
 
 
-def _pneumothorax(f: Finding, rng: Wording) -> Phrases:
+def _pneumothorax(f: Finding, rng: np.random.Generator) -> Phrases:
     side = f.laterality
     if f.certainty == "uncertain":
         return _hedged(rng, "Pneumothorax", None,
@@ -379,7 +356,7 @@ def _pneumothorax(f: Finding, rng: Wording) -> Phrases:
                  "pleural line.")]  # fmt: skip
 
 
-def _effusion(f: Finding, rng: Wording) -> Phrases:
+def _effusion(f: Finding, rng: np.random.Generator) -> Phrases:
     side = f.laterality
     if f.certainty == "uncertain":
         lead = Sentence(f"Blunting of the {side} costophrenic angle.")
@@ -392,7 +369,7 @@ def _effusion(f: Finding, rng: Wording) -> Phrases:
                  "costophrenic angle.")]  # fmt: skip
 
 
-def _bilateral_effusion(effusions: Sequence[Finding], rng: Wording) -> Phrases:
+def _bilateral_effusion(effusions: Sequence[Finding], rng: np.random.Generator) -> Phrases:
     right, left = sorted(effusions, key=lambda f: f.laterality != "right")
     if right.severity == left.severity:
         text = f"{_cap(right.severity or 'small')} bilateral pleural effusions."
@@ -402,25 +379,25 @@ def _bilateral_effusion(effusions: Sequence[Finding], rng: Wording) -> Phrases:
     return [Sentence(text, {"Pleural Effusion": 1})]
 
 
-def _pleural_thickening(f: Finding, rng: Wording) -> Phrases:
+def _pleural_thickening(f: Finding, rng: np.random.Generator) -> Phrases:
     where = "apical" if f.zone == "upper" else "lateral"
     return [_say(rng, {"Pleural Other": 1},
                  f"{_cap(f.laterality or 'right')} {where} pleural thickening.",
                  f"Smooth {where} pleural thickening on the {f.laterality}.")]  # fmt: skip
 
 
-def _fracture(f: Finding, rng: Wording) -> Phrases:
+def _fracture(f: Finding, rng: np.random.Generator) -> Phrases:
     rib = ORDINALS.get(f.rib or 0, "lower")
     return [_say(rng, {"Fracture": 1},
                  f"{_cap(f.severity or 'nondisplaced')} fracture of the {f.laterality} {rib} rib.",
                  f"Acute {f.severity} {f.laterality} {rib} rib fracture.")]  # fmt: skip
 
 
-def _device(f: Finding, rng: Wording) -> Phrases:
+def _device(f: Finding, rng: np.random.Generator) -> Phrases:
     return [Sentence(text, {"Support Devices": 1}) for text in _device_texts(f, rng)]
 
 
-def _device_texts(f: Finding, rng: Wording) -> list[str]:
+def _device_texts(f: Finding, rng: np.random.Generator) -> list[str]:
     if f.device == "endotracheal tube":
         distance = f.tip_to_carina_cm
         texts = [
@@ -463,7 +440,7 @@ TUBE_ADVICE = {
 }
 
 
-DESCRIBERS: dict[str, Callable[[Finding, Wording], Phrases]] = {
+DESCRIBERS: dict[str, Callable[[Finding, np.random.Generator], Phrases]] = {
     "cardiomegaly": _cardiomegaly,
     "widened_mediastinum": _widened_mediastinum,
     "opacity": _opacity,
@@ -497,7 +474,7 @@ IMPRESSION_NAMES = {
 }
 
 
-def _impression_section(findings: Sequence[Finding], rng: Wording) -> Phrases:
+def _impression_section(findings: Sequence[Finding], rng: np.random.Generator) -> Phrases:
     sentences: Phrases = []
     seen: set[str] = set()
     for finding in findings:

@@ -25,7 +25,7 @@ from model.data.phantom.cases import (
     rng_for,
     split_of,
 )
-from model.data.phantom.report import REPORT_FORMS, CanonicalWording, ReportForm, compose_report
+from model.data.phantom.report import compose_report
 
 PATIENT_STREAM, STUDY_STREAM, REPORT_STREAM = 0, 1, 2
 SPLIT_NAMES = tuple(name for name, _ in SPLIT_FRACTIONS)
@@ -144,22 +144,16 @@ TRANSFER_SYNTAXES = (
 )
 
 
-def sample_case(seed: int, index: int, reports: ReportForm = "mixed") -> PhantomCase:
+def sample_case(seed: int, index: int) -> PhantomCase:
     """Deterministic ground truth for study ``index`` of the data set drawn with ``seed``.
-
-    ``reports="canonical"`` writes the same study's report in one normalised form (see
-    ``CanonicalWording``); the image, findings and positive labels do not change.
 
     Raises
     ------
     ValueError
-        If ``seed`` or ``index`` is negative (numpy's seed sequences reject them), or
-        ``reports`` is not one of ``REPORT_FORMS``.
+        If ``seed`` or ``index`` is negative (numpy's seed sequences reject them).
     """
     if seed < 0 or index < 0:
         raise ValueError(f"seed and index must be >= 0, got seed={seed}, index={index}")
-    if reports not in REPORT_FORMS:
-        raise ValueError(f"reports must be one of {REPORT_FORMS}, got {reports!r}")
     patient_rng = rng_for(seed, patient_number(index), PATIENT_STREAM)
     study_rng = rng_for(seed, index, STUDY_STREAM)
     identity = _draw_identity(patient_rng, index)
@@ -167,8 +161,7 @@ def sample_case(seed: int, index: int, reports: ReportForm = "mixed") -> Phantom
     scenario = _draw_scenario(patient_rng, study_rng, index)
     findings = _draw_findings(study_rng, scenario, anatomy)
     acquisition = _draw_acquisition(study_rng, scenario, findings)
-    wording = rng_for(seed, index, REPORT_STREAM) if reports == "mixed" else CanonicalWording()
-    report, labels = compose_report(findings, acquisition.view, wording)
+    report, labels = compose_report(findings, acquisition.view, rng_for(seed, index, REPORT_STREAM))
     return PhantomCase(
         seed=seed,
         index=index,
@@ -185,9 +178,7 @@ def sample_case(seed: int, index: int, reports: ReportForm = "mixed") -> Phantom
     )
 
 
-def iter_cases(
-    seed: int, n: int, split: str | None = None, reports: ReportForm = "mixed"
-) -> Iterator[PhantomCase]:
+def iter_cases(seed: int, n: int, split: str | None = None) -> Iterator[PhantomCase]:
     """The first ``n`` cases of the data set (of ``split`` only, when given), in index order.
 
     Raises
@@ -200,7 +191,7 @@ def iter_cases(
     index, produced = 0, 0
     while produced < n:
         if split is None or split_of(seed, index) == split:
-            yield sample_case(seed, index, reports)
+            yield sample_case(seed, index)
             produced += 1
         index += 1
 

@@ -1,0 +1,50 @@
+"""The shipped checkpoints write today exactly the drafts they wrote before issue 28's refactor.
+
+The expected texts in ``tests/model/data/shipped_drafts.json`` are trustworthy because they were
+not produced by the code under test: ``tests/model/shipped_drafts.py`` wrote them running on
+commit 4f9c863, before the model code was pruned, split and re-wired, and the file has not been
+rewritten since. Every byte of every draft (both input paths, batched and one study at a time),
+the assistant's answers, the model inputs and the provenance a draft records must match.
+
+Greedy decoding on a CPU is deterministic for a given machine and thread count, which the
+recorder fixes to one; the fixture was recorded on the project's Intel VM type, where CI runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+
+from tests.model.shipped_drafts import FIXTURE, drafts
+
+
+@pytest.fixture(scope="module")
+def written() -> Iterator[dict[str, Any]]:
+    threads = torch.get_num_threads()
+    try:
+        yield drafts()
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def recorded() -> dict[str, Any]:
+    return dict(json.loads(FIXTURE.read_text()))
+
+
+def test_model_inputs_are_those_the_checkpoints_saw(
+    written: dict[str, Any], recorded: dict[str, Any]
+) -> None:
+    assert written["inputs"] == recorded["inputs"]
+
+
+def test_every_shipped_run_writes_the_recorded_drafts(
+    written: dict[str, Any], recorded: dict[str, Any]
+) -> None:
+    assert sorted(written["runs"]) == sorted(recorded["runs"])
+    for key, expected in recorded["runs"].items():
+        assert written["runs"][key] == expected, key
