@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 
 
 def audit(
-    out: Annotated[Path, typer.Option("--out", help="Folder for audit.html and audit.json.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for audit.html and audit.json.")
+    ] = Path("audit-output"),
     input_file: Annotated[
         Path | None,
         typer.Option(

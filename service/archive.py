@@ -31,7 +31,7 @@ def report_archive(
     archive: Annotated[
         Path, typer.Argument(help="A folder with one study per entry (file, folder, ZIP/TAR).")
     ],
-    out: OutOption = Path("archive-reports"),
+    out: OutOption = Path("report-archive-output"),
     checkpoint: CheckpointOption = None,
     engine: Annotated[
         str | None, engine_parameter("ECHOCXR_ARCHIVE_ENGINE", DEFAULT_ARCHIVE_ENGINE)

@@ -7,6 +7,8 @@ body, so ``echocxr --help`` stays fast.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from clinical_eval import cli as clinical_eval_cli
@@ -21,7 +23,27 @@ app = typer.Typer(
     help="Draft preliminary chest X-ray reports with a one-step block-diffusion VLM.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        from importlib.metadata import version
+
+        typer.echo(f"echocxr {version('echocxr')}")
+        raise typer.Exit
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Draft preliminary chest X-ray reports with a one-step block-diffusion VLM."""
+
 
 app.command("serve")(serve.serve)
 app.command("worker")(serve.worker)

@@ -19,6 +19,7 @@ from workers.drafting import draft_study, write_draft
 if TYPE_CHECKING:
     from model.report import ReportGenerator
 
+# every command that writes files takes --out; its default is ./<command>-output
 OutOption = Annotated[Path, typer.Option(help="Folder for the report files.")]
 CheckpointOption = Annotated[
     Path | None, typer.Option(help="Checkpoint folder (default: the shipped one).")
@@ -65,7 +66,7 @@ def load_generator(
 
 def report(
     study: Annotated[Path, typer.Argument(help="A DICOM file, folder, ZIP/TAR or DICOMDIR.")],
-    out: OutOption = Path("report"),
+    out: OutOption = Path("report-output"),
     checkpoint: CheckpointOption = None,
     engine: Annotated[str | None, engine_parameter("ECHOCXR_ENGINE", DEFAULT_ENGINE)] = None,
     engine_option: Annotated[

@@ -9,7 +9,9 @@ import typer
 
 
 def phantom(
-    out: Annotated[Path, typer.Option(help="Output folder (created if missing).")],
+    out: Annotated[Path, typer.Option(help="Output folder (created if missing).")] = Path(
+        "phantom-output"
+    ),
     n: Annotated[int, typer.Option(help="Number of studies.")] = 200,
     seed: Annotated[
         int, typer.Option(help="Data set seed; the same seed gives the same bytes.")
