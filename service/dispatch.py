@@ -67,6 +67,7 @@ class _Work:
     number: int
     queue: str = field(compare=False)
     run: Callable[[], Any] = field(compare=False)
+    job_id: str | None = field(default=None, compare=False)  # a draft, which may be batched
 
 
 class EmbeddedDispatcher:
@@ -91,7 +92,7 @@ class EmbeddedDispatcher:
             thread.start()
 
     def draft(self, job_id: str, priority: str) -> None:
-        self._put(queue_for(priority), lambda: jobs.run_draft(self.settings, job_id))
+        self._put(queue_for(priority), lambda: jobs.run_draft(self.settings, job_id), job_id)
 
     def evaluate_signoff(self, signoff_id: str) -> None:
         self._put(EVALUATE, lambda: jobs.evaluate_signoff(self.settings, signoff_id))
@@ -126,22 +127,43 @@ class EmbeddedDispatcher:
         for thread in self.threads:
             thread.join(timeout=30)
 
-    def _put(self, name: str, run: Callable[[], Any]) -> None:
+    def _put(self, name: str, run: Callable[[], Any], job_id: str | None = None) -> None:
         with self.lock:
             self.waiting[name] += 1
-        self.work.put(_Work(RANK[name], next(self.numbers), name, run))
+        self.work.put(_Work(RANK[name], next(self.numbers), name, run, job_id))
 
     def _serve(self) -> None:
         while True:
             item = self.work.get()
             if item.rank < 0:
                 return
+            batch = self._more_drafts([item]) if item.job_id else [item]
             with self.lock:
-                self.waiting[item.queue] -= 1
+                for taken in batch:
+                    self.waiting[taken.queue] -= 1
             try:
-                item.run()
+                if item.job_id:
+                    jobs.run_drafts(
+                        self.settings, [taken.job_id for taken in batch if taken.job_id]
+                    )
+                else:
+                    item.run()
             except Exception as error:  # the job records its own failure; the pool lives on
                 logger.error("pool work on %s raised %s", item.queue, type(error).__name__)
+
+    def _more_drafts(self, batch: list[_Work]) -> list[_Work]:
+        """The drafts queued right behind the first, up to ``draft_batch`` in all: decoded in
+        one pass of the model. The first other kind of work met is put back."""
+        while len(batch) < self.settings.draft_batch:
+            try:
+                following = self.work.get_nowait()
+            except queue.Empty:
+                break
+            if following.job_id is None:
+                self.work.put(following)
+                break
+            batch.append(following)
+        return batch
 
 
 class CeleryDispatcher:

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
         with ``CUDA_VISIBLE_DEVICES``).
     embedded_workers
         Threads drafting in the embedded mode; the model is loaded once and shared.
+    draft_batch
+        Most queued drafts the embedded pool decodes together (one pass of the model); 1 drafts
+        one study at a time.
     draft_attempts
         Deliveries of one draft before it is failed: a study that kills its worker each time
         (out of memory) must not loop forever.
@@ -75,6 +78,7 @@ class Settings(BaseSettings):
     engine_options: str = ""
     device: str = "cpu"
     embedded_workers: int = Field(default=1, ge=1, le=16)
+    draft_batch: int = Field(default=4, ge=1, le=64)
     draft_attempts: int = Field(default=3, ge=1)
     visibility_timeout_s: int = Field(default=4 * 3600, ge=60)
     ask_timeout_s: float = Field(default=120.0, gt=0)

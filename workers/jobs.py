@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from workers import storage
 from workers.config import Settings
 from workers.db import session_scope
-from workers.drafting import draft_study, pick_image, write_draft
+from workers.drafting import pick_image, write_draft
 from workers.generators import (
     DraftProfile,
     assistant_generator,
@@ -47,6 +47,9 @@ from workers.records import (
 )
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    import dicom
     from model.report import Report as DraftedReport
 
 logger = logging.getLogger(__name__)
@@ -77,17 +80,97 @@ class Claim:
 def run_draft(settings: Settings, job_id: str) -> str | None:
     """Draft the job's study and record the report; returns the report id, or None when the job
     was not drafted (unknown, cancelled, failed, or already drafted by another delivery)."""
-    claim = claim_job(settings, job_id)
-    if claim is None:
-        return None
+    return run_drafts(settings, [job_id])[job_id]
+
+
+def run_drafts(settings: Settings, job_ids: list[str]) -> dict[str, str | None]:
+    """Draft several jobs' studies through one pass of the model, each job recorded (or failed)
+    on its own; the report id of each job, None where it was not drafted.
+
+    The embedded pool hands over up to ``Settings.draft_batch`` queued jobs at once: a batch of
+    four costs the model about half of four single drafts on a CPU
+    (benchmarks/results/engines.md), and a bad study fails only its own job.
+    """
+    drafted: dict[str, str | None] = dict.fromkeys(job_ids)
+    claims = [claim for claim in map(lambda j: claim_job(settings, j), job_ids) if claim]
+    if not claims:
+        return drafted
     try:
         profile = resolve_profile(settings)
-        check_profile(settings, job_id, profile)
-        report, files, timings = draft_files(settings, claim, profile)
+        generator = report_generator(profile, settings.device, settings.draft_batch)
     except Exception as error:
-        fail_job(settings, job_id, failure_message(error))
+        for claim in claims:
+            fail_job(settings, claim.job_id, failure_message(error))
+        return drafted
+    prepared = [
+        p for p in (prepare(settings, c, profile, generator.image_size) for c in claims) if p
+    ]
+    if not prepared:
+        return drafted
+    try:
+        start = time.perf_counter()
+        reports = generator.generate([item.pixels for item in prepared])
+        model_share = (time.perf_counter() - start) / len(prepared)
+    except Exception as error:
+        for item in prepared:
+            fail_job(settings, item.claim.job_id, failure_message(error))
+        return drafted
+    for item, report in zip(prepared, reports, strict=True):
+        drafted[item.claim.job_id] = record_draft(settings, item, report, model_share)
+    return drafted
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A claimed job whose study was read: its headers and the model's input."""
+
+    claim: Claim
+    study: dicom.Study
+    pixels: np.ndarray
+    read_s: float
+
+
+def prepare(
+    settings: Settings, claim: Claim, profile: DraftProfile, image_size: int
+) -> Prepared | None:
+    """Read the job's study and make the model input; a study that cannot be read fails its
+    own job (None)."""
+    import dicom
+
+    start = time.perf_counter()
+    try:
+        check_profile(settings, claim.job_id, profile)
+        study = dicom.read_study(storage.study_folder(settings.studies_dir, claim.study_id))
+        pixels = dicom.to_model_input(pick_image(study), image_size)
+    except Exception as error:
+        fail_job(settings, claim.job_id, failure_message(error))
         return None
-    return finish_job(settings, claim, report, files, timings)
+    set_progress(settings, claim.job_id, 0.3)
+    return Prepared(claim, study.without_pixels(), pixels, time.perf_counter() - start)
+
+
+def record_draft(
+    settings: Settings, item: Prepared, report: DraftedReport, draft_s: float
+) -> str | None:
+    """Store the draft's renderings and record it as the study's next version."""
+    start = time.perf_counter()
+    try:
+        files = store_renderings(
+            settings, lambda folder: write_draft(item.study, report, folder).files
+        )
+    except Exception as error:
+        fail_job(settings, item.claim.job_id, failure_message(error))
+        return None
+    timings = {
+        "queued_s": item.claim.queued_s,
+        "read_s": item.read_s,
+        # this study's share of the batch: the model's decoding (model_s) plus labelling
+        "draft_s": draft_s,
+        "model_s": float(report.timings.get("decode_s", 0.0)) / report.timings.get("reports", 1),
+        "batch": float(report.timings.get("reports", 1)),
+        "write_s": time.perf_counter() - start,
+    }
+    return finish_job(settings, item.claim, report, files, timings)
 
 
 def claim_job(settings: Settings, job_id: str) -> Claim | None:
@@ -126,31 +209,6 @@ def check_profile(settings: Settings, job_id: str, profile: DraftProfile) -> Non
 
 class ProfileMismatchError(RuntimeError):
     """The worker's drafting settings differ from those the job was queued with."""
-
-
-def draft_files(
-    settings: Settings, claim: Claim, profile: DraftProfile
-) -> tuple[DraftedReport, dict[str, str], dict[str, float]]:
-    """Read the study, draft it and store the four renderings; returns the report, the stored
-    files' hashes by kind, and where the time went."""
-    import dicom
-
-    start = time.perf_counter()
-    study = dicom.read_study(storage.study_folder(settings.studies_dir, claim.study_id))
-    read = time.perf_counter()
-    set_progress(settings, claim.job_id, 0.3)
-    report = draft_study(study, report_generator(profile, settings.device))
-    drafted = time.perf_counter()
-    files = store_renderings(settings, lambda folder: write_draft(study, report, folder).files)
-    stored = time.perf_counter()
-    timings = {
-        "queued_s": claim.queued_s,
-        "read_s": read - start,
-        "draft_s": drafted - read,  # the model's own decoding (model_s) plus labelling the text
-        "model_s": float(report.timings.get("decode_s", 0.0)),
-        "write_s": stored - drafted,
-    }
-    return report, files, timings
 
 
 def store_renderings(

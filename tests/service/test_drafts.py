@@ -101,25 +101,36 @@ def test_a_study_that_grows_is_drafted_again_as_a_new_version(
     assert [v["version"] for v in versions] == [2, 1]
 
 
-def test_a_study_whose_pixels_cannot_be_decoded_fails_its_job_with_the_reason(
-    client: TestClient, keys: dict[str, str], settings: Settings
-) -> None:
-    """The header reads, so the upload is accepted; decoding fails in the worker, and the job
-    says why instead of a stack trace."""
-    dataset = pydicom.dcmread(io.BytesIO(phantom_bytes(6)))
-    dataset.PixelData = dataset.PixelData[: len(dataset.PixelData) // 3]
+def undecodable_study(index: int) -> bytes:
+    """A study whose headers read but whose RLE pixel stream is cut and scrambled: accepted at
+    upload (the API never decodes), refused where it is decoded."""
+    from pydicom.encaps import encapsulate, generate_frames
+    from pydicom.uid import RLELossless
+
+    dataset = pydicom.dcmread(io.BytesIO(phantom_bytes(index)))
+    dataset.compress(RLELossless)
+    frame = next(generate_frames(dataset.PixelData, number_of_frames=1))
+    dataset.PixelData = encapsulate([frame[:64] + b"\x7f" * 10 + frame[64 : len(frame) // 4]])
     buffer = io.BytesIO()
     dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def test_queued_studies_are_drafted_together_and_a_bad_one_fails_alone(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    """Uploaded while the pool drafts the first, the rest wait and are decoded in one pass of
+    the model; the one whose pixels cannot be decoded fails with the reason, no stack trace,
+    and costs the others nothing."""
     key = keys["radiologist"]
-    response = client.post(
-        "/v1/studies", files={"file": ("x.dcm", buffer.getvalue())}, headers=auth(key)
-    )
-    if response.status_code == 422:  # refused at upload: also right, and nothing was kept
-        assert "pixel" in response.json()["detail"].lower()
-        return
-    job = wait_for_job(client, key, response.json()["job"]["id"])
-    assert job["state"] == "failed" and job["report_id"] is None
-    assert "Traceback" not in job["error"] and "pixel" in job["error"].lower()
+    good = [upload(client, key, phantom_bytes(60 + i)) for i in range(5)]
+    bad = upload(client, key, undecodable_study(66))
+    jobs = [wait_for_job(client, key, study["job"]["id"]) for study in good]
+    assert [job["state"] for job in jobs] == ["done"] * len(good)
+    assert max(job["timings"]["batch"] for job in jobs) >= 2
+    failed = wait_for_job(client, key, bad["job"]["id"])
+    assert failed["state"] == "failed" and failed["report_id"] is None
+    assert "PixelData" in failed["error"] and "Traceback" not in failed["error"]
 
 
 def test_stat_uploads_come_first_in_the_worklist(client: TestClient, keys: dict[str, str]) -> None:
