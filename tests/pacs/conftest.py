@@ -8,6 +8,7 @@ import io
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from dicom.dicomweb import DicomWebClient
 from service.main import create_app
 from tests.support.components import free_port, require_tool
 from tests.support.orthanc import OrthancServer, running_orthanc
-from tests.support.service import database_settings, make_keys
+from tests.support.service import auth, database_settings, make_keys
 from workers.config import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -130,6 +131,23 @@ def rig(base_settings: Settings, keys: dict[str, str], tmp_path: Path) -> Iterat
         serving(with_pacs(base_settings, orthanc), port) as api,
     ):
         yield Rig(orthanc, api, keys)
+
+
+def multipart(*parts: bytes) -> tuple[bytes, dict[str, str]]:
+    """A STOW-RS body of DICOM parts, and its Content-Type header."""
+    boundary = uuid.uuid4().hex
+    body = b"".join(
+        f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + part + b"\r\n"
+        for part in parts
+    )
+    kind = f'multipart/related; type="application/dicom"; boundary={boundary}'
+    return body + f"--{boundary}--\r\n".encode(), {"Content-Type": kind}
+
+
+def stow(client: httpx.Client, key: str, *parts: bytes) -> httpx.Response:
+    """POST the parts to the service's STOW-RS endpoint as the user of ``key``."""
+    body, headers = multipart(*parts)
+    return client.post("/dicomweb/studies", content=body, headers={**headers, **auth(key)})
 
 
 def wait_until(check: Callable[[], T], seconds: float, what: str) -> T:

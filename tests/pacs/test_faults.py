@@ -6,7 +6,6 @@ lost: the report stays readable, and once the PACS is back a new sending of the 
 from __future__ import annotations
 
 import io
-import uuid
 from collections.abc import Iterator
 
 import pydicom
@@ -15,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from service.main import create_app
-from tests.pacs.conftest import reports_in_pacs, wait_until, with_pacs
+from tests.pacs.conftest import reports_in_pacs, stow, wait_until, with_pacs
 from tests.support.components import free_port
 from tests.support.faults import FaultyProxy, Mode, faulty_proxy
 from tests.support.orthanc import OrthancServer
@@ -28,16 +27,7 @@ pytestmark = pytest.mark.integration
 
 
 def _stow(client: TestClient, key: str, data: bytes) -> None:
-    boundary = uuid.uuid4().hex
-    body = (
-        f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
-        + data
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    kind = f'multipart/related; type="application/dicom"; boundary={boundary}'
-    response = client.post(
-        "/dicomweb/studies", content=body, headers={"Content-Type": kind, **auth(key)}
-    )
+    response = stow(client, key, data)
     assert response.status_code == 200, response.text
 
 

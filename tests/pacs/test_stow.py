@@ -4,10 +4,8 @@ in the standard's terms, and every refusal a 4xx that says why, with nothing hal
 from __future__ import annotations
 
 import io
-import uuid
 from collections.abc import Iterator
 
-import httpx
 import pydicom
 import pytest
 from fastapi.testclient import TestClient
@@ -16,7 +14,7 @@ from sqlalchemy import func, select
 
 from dicom.dicomweb import DicomWebClient
 from service.main import create_app
-from tests.pacs.conftest import reports_in_pacs, serving, wait_until, with_pacs
+from tests.pacs.conftest import multipart, reports_in_pacs, serving, stow, wait_until, with_pacs
 from tests.support.components import free_port
 from tests.support.orthanc import OrthancServer
 from tests.support.service import auth, phantom_bytes, wait_for_job
@@ -27,24 +25,6 @@ from workers.records import Job, Study, StudyFile
 pytestmark = pytest.mark.integration
 
 CANNOT_UNDERSTAND, PROCESSING_FAILURE = 0xC000, 0x0110
-
-
-def _multipart(*parts: bytes) -> tuple[bytes, dict[str, str]]:
-    boundary = uuid.uuid4().hex
-    body = (
-        b"".join(
-            f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + part + b"\r\n"
-            for part in parts
-        )
-        + f"--{boundary}--\r\n".encode()
-    )
-    kind = f'multipart/related; type="application/dicom"; boundary={boundary}'
-    return body, {"Content-Type": kind}
-
-
-def _stow(client: TestClient, key: str, *parts: bytes) -> httpx.Response:
-    body, headers = _multipart(*parts)
-    return client.post("/dicomweb/studies", content=body, headers={**headers, **auth(key)})
 
 
 def _not_a_chest_radiograph(data: bytes) -> bytes:
@@ -67,7 +47,7 @@ def test_stored_instances_are_drafted_and_pushed_back_to_the_pacs(
 ) -> None:
     data = phantom_bytes(21)
     header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
-    response = _stow(client, keys["uploader"], data)
+    response = stow(client, keys["uploader"], data)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/dicom+json"
     answer = Dataset.from_json(response.json())
@@ -95,7 +75,7 @@ def test_stored_instances_are_drafted_and_pushed_back_to_the_pacs(
     assert len(found["sr"]) == len(found["pdf"]) == 1 and not found["other"]
     assert found["sr"][0].VerificationFlag == "UNVERIFIED"
 
-    again = _stow(client, keys["admin"], data)  # the same study again: kept, nothing new
+    again = stow(client, keys["admin"], data)  # the same study again: kept, nothing new
     assert again.status_code == 200
     with session_scope(settings.sqlalchemy_url) as session:
         assert session.scalar(select(func.count()).select_from(Job)) == 1
@@ -105,7 +85,7 @@ def test_parts_it_cannot_read_are_listed_as_failed_and_the_rest_kept(
     client: TestClient, keys: dict[str, str]
 ) -> None:
     good = phantom_bytes(22)
-    response = _stow(client, keys["uploader"], b"this is not DICOM", good)
+    response = stow(client, keys["uploader"], b"this is not DICOM", good)
     assert response.status_code == 202, response.text
     answer = Dataset.from_json(response.json())
     assert len(answer.ReferencedSOPSequence) == 1
@@ -116,7 +96,7 @@ def test_parts_it_cannot_read_are_listed_as_failed_and_the_rest_kept(
 def test_a_study_that_is_not_a_chest_radiograph_is_refused_with_nothing_stored(
     client: TestClient, keys: dict[str, str]
 ) -> None:
-    response = _stow(client, keys["uploader"], _not_a_chest_radiograph(phantom_bytes(23)))
+    response = stow(client, keys["uploader"], _not_a_chest_radiograph(phantom_bytes(23)))
     assert response.status_code == 409, response.text
     answer = Dataset.from_json(response.json())
     assert [item.FailureReason for item in answer.FailedSOPSequence] == [PROCESSING_FAILURE]
@@ -157,11 +137,11 @@ def test_only_uploaders_and_admins_store_and_the_body_limit_holds(
 ) -> None:
     small = base_settings.model_copy(update={"max_upload_mb": 1})
     with TestClient(create_app(small)) as client:
-        assert _stow(client, keys["radiologist"], phantom_bytes(24)).status_code == 403
-        assert _stow(client, keys["auditor"], phantom_bytes(24)).status_code == 403
-        body, headers = _multipart(phantom_bytes(24))
+        assert stow(client, keys["radiologist"], phantom_bytes(24)).status_code == 403
+        assert stow(client, keys["auditor"], phantom_bytes(24)).status_code == 403
+        body, headers = multipart(phantom_bytes(24))
         assert client.post("/dicomweb/studies", content=body, headers=headers).status_code == 401
-        too_big = _stow(client, keys["uploader"], b"\0" * (2 * 1024 * 1024))
+        too_big = stow(client, keys["uploader"], b"\0" * (2 * 1024 * 1024))
         assert too_big.status_code == 413 and "ECHOCXR_MAX_UPLOAD_MB" in too_big.json()["detail"]
 
 
