@@ -12,6 +12,7 @@ import pytest
 from pydicom import Dataset
 from sqlalchemy import func, select
 
+from dicom import DicomWebError
 from tests.pacs.conftest import (
     Rig,
     another_instance,
@@ -31,7 +32,12 @@ DRAFT_WAIT_S = 300  # notify, pull, draft on a busy 2-core machine, push
 
 
 def _drafted(orthanc: OrthancServer, study_uid: str, unverified: bool = True) -> dict | None:
-    found = reports_in_pacs(orthanc, study_uid)
+    """The study's reports in the PACS once it holds exactly the kind wanted; None meanwhile,
+    also while a replacement deletes an instance between our search and our retrieval."""
+    try:
+        found = reports_in_pacs(orthanc, study_uid)
+    except DicomWebError:
+        return None
     flags = {str(sr.VerificationFlag) for sr in found["sr"]}
     wanted = {"UNVERIFIED"} if unverified else {"VERIFIED"}
     return found if flags == wanted and found["pdf"] else None
