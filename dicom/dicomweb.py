@@ -1,8 +1,9 @@
 """A small DICOMweb client: STOW-RS to store, WADO-RS to retrieve, QIDO-RS to search (PS3.18).
 
-Written on httpx rather than ``dicomweb-client`` because we need three requests and full
+Written on httpx rather than ``dicomweb-client`` because we need a handful of requests and full
 control of errors: every failure becomes a ``DicomWebError`` naming the request and the HTTP
-status, never the data set's content.
+status, never the data set's content. The STOW-RS server of the service parses its requests with
+``multipart_payloads`` too.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import email.parser
 import email.policy
 import io
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import httpx
 import pydicom
@@ -32,6 +33,8 @@ class DicomWebClient:
         The service root, without a trailing ``/studies``.
     timeout_s
         Per-request timeout; STOW of a large SR or PDF is still well under a second locally.
+    client_options
+        Passed to ``httpx.Client``: ``auth=(user, password)`` for a PACS that asks for it.
     """
 
     def __init__(self, base_url: str, timeout_s: float = 30.0, **client_options: object) -> None:
@@ -47,8 +50,9 @@ class DicomWebClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def store(self, datasets: Sequence[Dataset]) -> Dataset:
-        """STOW-RS: POST the instances as multipart/related; returns the server's response.
+    def store(self, datasets: Sequence[Dataset | bytes]) -> Dataset:
+        """STOW-RS: POST the instances (data sets, or Part 10 file bytes) as multipart/related;
+        returns the server's response.
 
         Raises
         ------
@@ -59,7 +63,7 @@ class DicomWebClient:
         body = (
             b"".join(
                 f"--{boundary}\r\nContent-Type: {DICOM_MEDIA_TYPE}\r\n\r\n".encode()
-                + dicom_bytes(ds)
+                + (ds if isinstance(ds, bytes) else dicom_bytes(ds))
                 + b"\r\n"
                 for ds in datasets
             )
@@ -83,17 +87,35 @@ class DicomWebClient:
     def retrieve_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> Dataset:
         """WADO-RS: GET one instance as application/dicom."""
         url = f"{self.base_url}/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}"
-        accept = f'multipart/related; type="{DICOM_MEDIA_TYPE}"'
-        response = self._request("GET", url, headers={"Accept": accept})
-        parts = _multipart_payloads(response.headers.get("Content-Type", ""), response.content)
+        parts = self._retrieve(url)
         if len(parts) != 1:
             raise DicomWebError(f"WADO-RS {url} returned {len(parts)} parts, expected one")
         return pydicom.dcmread(io.BytesIO(parts[0]))
 
+    def retrieve_series(self, study_uid: str, series_uid: str) -> list[bytes]:
+        """WADO-RS: every instance of one series, as Part 10 file bytes."""
+        return self._retrieve(f"{self.base_url}/studies/{study_uid}/series/{series_uid}")
+
     def search_instances(self, study_uid: str) -> list[Dataset]:
         """QIDO-RS: the instances of a study, as DICOM JSON turned into data sets."""
-        url = f"{self.base_url}/studies/{study_uid}/instances"
-        response = self._request("GET", url, headers={"Accept": "application/dicom+json"})
+        return self._search(f"{self.base_url}/studies/{study_uid}/instances")
+
+    def search_series(self, study_uid: str) -> list[Dataset]:
+        """QIDO-RS: the series of a study (Modality, NumberOfSeriesRelatedInstances…)."""
+        return self._search(f"{self.base_url}/studies/{study_uid}/series")
+
+    def search_studies(self, query: Mapping[str, str]) -> list[Dataset]:
+        """QIDO-RS: the studies matching ``query`` (attribute keywords, e.g. ``StudyDate``)."""
+        return self._search(f"{self.base_url}/studies", params=dict(query))
+
+    def _retrieve(self, url: str) -> list[bytes]:
+        accept = f'multipart/related; type="{DICOM_MEDIA_TYPE}"'
+        response = self._request("GET", url, headers={"Accept": accept})
+        return multipart_payloads(response.headers.get("Content-Type", ""), response.content)
+
+    def _search(self, url: str, params: dict[str, str] | None = None) -> list[Dataset]:
+        headers = {"Accept": "application/dicom+json"}
+        response = self._request("GET", url, headers=headers, params=params or {})
         return [Dataset.from_json(item) for item in (response.json() if response.content else [])]
 
     def _request(self, method: str, url: str, **options: object) -> httpx.Response:
@@ -111,11 +133,21 @@ class DicomWebClient:
         return response
 
 
-def _multipart_payloads(content_type: str, body: bytes) -> list[bytes]:
-    """The bodies of a multipart/related response, parsed with the standard library."""
+def multipart_payloads(content_type: str, body: bytes) -> list[bytes]:
+    """The bodies of a multipart/related message (a WADO-RS response, a STOW-RS request),
+    parsed with the standard library.
+
+    Raises
+    ------
+    DicomWebError
+        When the body is not multipart (its Content-Type names no boundary).
+    """
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
         f"Content-Type: {content_type}\r\n\r\n".encode() + body
     )
     if not message.is_multipart():
-        raise DicomWebError("the DICOMweb response is not multipart/related")
+        raise DicomWebError(
+            "the body is not multipart/related with a boundary; send "
+            'Content-Type: multipart/related; type="application/dicom"; boundary=...'
+        )
     return [part.get_payload(decode=True) for part in message.iter_parts()]  # type: ignore[misc]

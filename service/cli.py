@@ -17,6 +17,7 @@ from model import bench as model_bench
 from model import cli as model_cli
 from model.data.phantom import cli as phantom_cli
 from service import archive, demo, reporting, serve, users
+from service.pacs import cli as pacs_cli
 
 app = typer.Typer(
     name="echocxr",
@@ -49,6 +50,8 @@ app.command("serve")(serve.serve)
 app.command("worker")(serve.worker)
 app.add_typer(serve.db, name="db")
 app.add_typer(users.app, name="users")
+app.command("dimse-listen")(pacs_cli.dimse_listen)
+app.add_typer(pacs_cli.pacs, name="pacs")
 app.command("ask")(reporting.ask)
 app.command("train")(model_cli.train)
 app.command("report-ngrams")(model_cli.report_ngrams)

@@ -9,6 +9,11 @@ done.
 
 STAT drafts overtake routine ones: in the pool by a priority queue, with Celery by a queue of
 their own (``stat``) that GPU workers consume beside ``generate``.
+
+Studies from a PACS are pulled, and reports pushed back, on the ``pacs`` queue (``workers.pacs``);
+a push that failed is tried again after the wait it returns: in the pool by a timer, with Celery
+by a delayed task. A push is a record too, so one whose timer or message was lost is handed
+again by ``redispatch``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import itertools
 import logging
 import queue
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -27,14 +33,16 @@ from typing import Any, Protocol
 
 from sqlalchemy import select
 
-from workers import jobs
-from workers.app import ASSISTANT, EVALUATE, GENERATE, STAT, create_app
+from workers import jobs, pacs
+from workers.app import ASSISTANT, EVALUATE, GENERATE, PACS, QUEUES, STAT, create_app, queue_for
 from workers.config import Settings
 from workers.db import session_scope
+from workers.generators import resolve_profile
 from workers.records import QUEUED, RUNNING, Job, now
 
 logger = logging.getLogger(__name__)
 EVALUATION_GRACE = timedelta(minutes=10)  # a sign-off's labelling takes well under a second
+PUSH_GRACE_S = 300.0  # a push this late past its try was lost with a process or the broker
 
 
 class AssistantBusyError(TimeoutError):
@@ -47,18 +55,16 @@ class Dispatcher(Protocol):
     def ask(
         self, study_id: str, question: str, history: list[tuple[str, str]]
     ) -> dict[str, str]: ...
+    def pull(self, study_uid: str, priority: str) -> None: ...
+    def push(self, push_id: str, delay_s: float = 0.0) -> None: ...
     def queue_depths(self) -> dict[str, int]: ...
     def broker_problem(self) -> str | None: ...
     def close(self) -> None: ...
 
 
-def queue_for(priority: str) -> str:
-    return STAT if priority == "stat" else GENERATE
-
-
-# the pool serves questions (a person waits) before STAT drafts' peers, routine drafts and
-# evaluations; STAT drafts come first of all
-RANK = {STAT: 0, ASSISTANT: 1, GENERATE: 2, EVALUATE: 3}
+# the pool serves questions (a person waits) before the PACS's pulls and pushes (short), routine
+# drafts and evaluations; STAT drafts come first of all
+RANK = {STAT: 0, ASSISTANT: 1, PACS: 2, GENERATE: 3, EVALUATE: 4}
 
 
 @dataclass(order=True)
@@ -83,6 +89,7 @@ class EmbeddedDispatcher:
         self.work: queue.PriorityQueue[_Work] = queue.PriorityQueue()
         self.numbers = itertools.count()
         self.waiting: Counter[str] = Counter()
+        self.running = 0
         self.lock = threading.Lock()
         self.threads = [
             threading.Thread(target=self._serve, name=f"echocxr-pool-{i}", daemon=True)
@@ -92,7 +99,50 @@ class EmbeddedDispatcher:
             thread.start()
 
     def draft(self, job_id: str, priority: str) -> None:
-        self._put(queue_for(priority), lambda: jobs.run_draft(self.settings, job_id), job_id)
+        self._put(queue_for(priority), lambda: self._drafts([job_id]), job_id)
+
+    def _drafts(self, job_ids: list[str]) -> None:
+        jobs.run_drafts(self.settings, job_ids)
+        for job_id in job_ids:
+            for push_id in pacs.pending_pushes(self.settings, job_id=job_id):
+                self.push(push_id)
+
+    def pull(self, study_uid: str, priority: str) -> None:
+        self._put(PACS, lambda: self._pull(study_uid, priority))
+
+    def _pull(self, study_uid: str, priority: str) -> None:
+        profile = resolve_profile(self.settings)
+        pulled = pacs.pull_study(self.settings, profile, study_uid, priority)
+        if pulled is None:
+            return
+        if pulled.ingested.new_job:
+            hand_over(self, self.settings, pulled.ingested.job.id, priority)
+        for push_id in pulled.push_ids:
+            self.push(push_id)
+
+    def push(self, push_id: str, delay_s: float = 0.0) -> None:
+        if delay_s > 0:
+            timer = threading.Timer(delay_s, self.push, args=(push_id,))
+            timer.daemon = True
+            timer.start()
+            return
+        self._put(PACS, lambda: self._push(push_id))
+
+    def _push(self, push_id: str) -> None:
+        wait = pacs.push_report(self.settings, push_id)
+        if wait is not None:
+            self.push(push_id, wait)
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Until nothing waits or runs in the pool (a one-shot command's work is done); retries
+        on timers are left to the records. False when ``timeout_s`` passed first."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self.lock:
+                if self.running == 0 and sum(self.waiting.values()) == 0:
+                    return True
+            time.sleep(0.1)
+        return False
 
     def evaluate_signoff(self, signoff_id: str) -> None:
         self._put(EVALUATE, lambda: jobs.evaluate_signoff(self.settings, signoff_id))
@@ -114,7 +164,7 @@ class EmbeddedDispatcher:
 
     def queue_depths(self) -> dict[str, int]:
         with self.lock:
-            return {name: self.waiting[name] for name in (GENERATE, STAT, ASSISTANT, EVALUATE)}
+            return {name: self.waiting[name] for name in QUEUES}
 
     def broker_problem(self) -> str | None:
         if not all(thread.is_alive() for thread in self.threads):
@@ -141,15 +191,17 @@ class EmbeddedDispatcher:
             with self.lock:
                 for taken in batch:
                     self.waiting[taken.queue] -= 1
+                self.running += 1
             try:
                 if item.job_id:
-                    jobs.run_drafts(
-                        self.settings, [taken.job_id for taken in batch if taken.job_id]
-                    )
+                    self._drafts([taken.job_id for taken in batch if taken.job_id])
                 else:
                     item.run()
             except Exception as error:  # the job records its own failure; the pool lives on
                 logger.error("pool work on %s raised %s", item.queue, type(error).__name__)
+            finally:
+                with self.lock:
+                    self.running -= 1
 
     def _more_drafts(self, batch: list[_Work]) -> list[_Work]:
         """The drafts queued right behind the first, up to ``draft_batch`` in all: decoded in
@@ -185,6 +237,23 @@ class CeleryDispatcher:
             "echocxr.evaluate_signoff", args=[signoff_id], queue=queue_name, ignore_result=True
         )
 
+    def pull(self, study_uid: str, priority: str) -> None:
+        self.app.send_task(
+            "echocxr.pacs_pull",
+            args=[study_uid, priority],
+            queue=self.settings.queue(PACS),
+            ignore_result=True,
+        )
+
+    def push(self, push_id: str, delay_s: float = 0.0) -> None:
+        self.app.send_task(
+            "echocxr.pacs_push",
+            args=[push_id],
+            queue=self.settings.queue(PACS),
+            countdown=delay_s,
+            ignore_result=True,
+        )
+
     def ask(self, study_id: str, question: str, history: list[tuple[str, str]]) -> dict[str, str]:
         from celery.exceptions import TimeoutError as CeleryTimeout
 
@@ -204,8 +273,7 @@ class CeleryDispatcher:
         """Messages waiting in each queue: a Redis list per queue."""
         with self.app.connection_for_read() as connection:
             client = connection.default_channel.client
-            names = (GENERATE, STAT, ASSISTANT, EVALUATE)
-            return {name: int(client.llen(self.settings.queue(name))) for name in names}
+            return {name: int(client.llen(self.settings.queue(name))) for name in QUEUES}
 
     def broker_problem(self) -> str | None:
         try:
@@ -231,11 +299,22 @@ def hand_over(dispatcher: Dispatcher, settings: Settings, job_id: str, priority:
     except Exception as error:
         logger.warning("job %s not handed over (%s); will retry", job_id, type(error).__name__)
         return False
-    with session_scope(settings.sqlalchemy_url) as session:
-        job = session.get(Job, job_id)
-        if job is not None and job.dispatched_at is None:
-            job.dispatched_at = now()
+    jobs.mark_dispatched(settings, job_id)
     return True
+
+
+def hand_over_pushes(dispatcher: Dispatcher, push_ids: list[str]) -> int:
+    """Queue pushes to the PACS; returns how many the broker took (``redispatch`` retries the
+    others: they are pending in the records)."""
+    taken = 0
+    for push_id in push_ids:
+        try:
+            dispatcher.push(push_id)
+        except Exception as error:
+            logger.warning("push %s not handed over (%s)", push_id, type(error).__name__)
+            continue
+        taken += 1
+    return taken
 
 
 def hand_over_evaluation(dispatcher: Dispatcher, signoff_id: str) -> bool:
@@ -249,12 +328,12 @@ def hand_over_evaluation(dispatcher: Dispatcher, signoff_id: str) -> bool:
 
 
 def redispatch(dispatcher: Dispatcher, settings: Settings, *, everything: bool) -> int:
-    """Hand over again the jobs that need it; returns how many.
+    """Hand over again the jobs and pushes that need it; returns how many.
 
-    ``everything`` (the embedded pool at start): every job queued or running, since the pool's
-    queue died with the last process. Otherwise (Celery): the jobs never handed over, and those
-    queued but handed over more than a visibility timeout ago, whose message a restarted broker
-    may have lost.
+    ``everything`` (the embedded pool at start): every job queued or running and every pending
+    push, since the pool's queue and timers died with the last process. Otherwise (Celery): the
+    jobs never handed over, those queued but handed over more than a visibility timeout ago,
+    whose message a restarted broker may have lost, and pushes long past their try.
     """
     stale = now() - timedelta(seconds=settings.visibility_timeout_s)
     with session_scope(settings.sqlalchemy_url) as session:
@@ -265,4 +344,6 @@ def redispatch(dispatcher: Dispatcher, settings: Settings, *, everything: bool) 
         for job_id, priority, state, dispatched in rows
         if everything or (state == QUEUED and (dispatched is None or dispatched < stale))
     ]
-    return sum(hand_over(dispatcher, settings, job_id, priority) for job_id, priority in due)
+    handed = sum(hand_over(dispatcher, settings, job_id, priority) for job_id, priority in due)
+    overdue = None if everything else PUSH_GRACE_S
+    return handed + hand_over_pushes(dispatcher, pacs.pending_pushes(settings, overdue_s=overdue))

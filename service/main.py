@@ -17,9 +17,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 
-from service.api.routes import health, jobs, reports, studies, worklist
+from service.api.routes import dicomweb, health, jobs, pacs, reports, studies, worklist
 from service.dispatch import make_dispatcher, redispatch
 from service.limits import BodySizeLimit
+from service.pacs.polling import keep_polling
 from workers.config import Settings
 from workers.generators import resolve_profile
 
@@ -49,8 +50,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.add_middleware(BodySizeLimit, limit_bytes=settings.max_upload_mb * 1024 * 1024)
     app.include_router(health.router)
-    for router in (studies.router, jobs.router, reports.router, worklist.router):
+    for router in (studies.router, jobs.router, reports.router, worklist.router, pacs.router):
         app.include_router(router, prefix="/v1")
+    app.include_router(dicomweb.router)
     app.add_exception_handler(SQLAlchemyTimeout, _records_busy)
     app.add_exception_handler(Exception, _unexpected_error)
     return app
@@ -72,6 +74,9 @@ def _start(app: FastAPI, settings: Settings) -> None:
     # request pool (the other routes run there) nor queue on SQLite's one writer
     app.state.ingest_slots = asyncio.Semaphore(INGEST_SLOTS)
     app.state.stopping = threading.Event()
+    if settings.pacs_dicomweb_url is not None and settings.pacs_poll_interval_s > 0:
+        poller = (app.state.dispatcher, settings, app.state.stopping)
+        threading.Thread(target=keep_polling, args=poller, daemon=True).start()
     if not settings.embedded:
         threading.Thread(target=_keep_handing_over, args=(app,), daemon=True).start()
         return

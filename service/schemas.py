@@ -19,8 +19,23 @@ class JobBrief(BaseModel):
     state: JobState
 
 
+class PushPublic(BaseModel):
+    """One report version sent back to the PACS (STOW-RS): how it went, and why it failed."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    report_id: str
+    state: Literal["pending", "done", "failed", "superseded"]
+    attempts: int
+    error: str | None
+    next_attempt_at: datetime
+    finished_at: datetime | None
+
+
 class JobPublic(BaseModel):
-    """A drafting job: its state, progress, the error that ended it, and the report it made."""
+    """A drafting job: its state, progress, the error that ended it, the report it made, and
+    that report's way back to the PACS (its draft's push, then its signed version's)."""
 
     model_config = ConfigDict(from_attributes=True)
 
@@ -37,6 +52,7 @@ class JobPublic(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    pushes: list[PushPublic] = Field(default_factory=list)
 
 
 class StudyPublic(BaseModel):
@@ -124,6 +140,18 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready", "not ready"]
     checks: dict[str, str]
+
+
+class PacsNotification(BaseModel):
+    """A study the PACS holds, complete enough to draft (its stable-study event)."""
+
+    study_instance_uid: str = Field(pattern=r"^[0-9]+(\.[0-9]+)*$", max_length=64)
+    priority: Priority = "routine"
+
+
+class PacsNotified(BaseModel):
+    study_instance_uid: str
+    state: Literal["queued"]
 
 
 class ErrorDetail(BaseModel):

@@ -3,11 +3,13 @@
 
 Queues: ``generate`` (GPU, routine drafts), ``stat`` (GPU, drafts that overtake routine work:
 a queue of its own rather than Redis priorities, which are approximate), ``assistant`` (GPU,
-questions about a study) and ``evaluate`` (CPU, clinical metrics). Late acknowledgement with a
-prefetch of one and ``reject_on_worker_lost``: a worker that dies mid-task gives the task back to
-the broker instead of losing it, and a long draft never sits behind another worker's prefetched
-backlog; tasks are therefore idempotent (``workers.jobs``). Redis redelivers a task not
-acknowledged within the visibility timeout, so it is set above the longest task.
+questions about a study), ``evaluate`` (CPU, clinical metrics) and ``pacs`` (CPU: pulling studies
+from the PACS and pushing reports back, so a GPU never waits on the PACS's network). Late
+acknowledgement with a prefetch of one and ``reject_on_worker_lost``: a worker that dies
+mid-task gives the task back to the broker instead of losing it, and a long draft never sits
+behind another worker's prefetched backlog; tasks are therefore idempotent (``workers.jobs``).
+Redis redelivers a task not acknowledged within the visibility timeout, so it is set above the
+longest task.
 """
 
 from __future__ import annotations
@@ -19,15 +21,22 @@ from kombu import Queue
 from workers.config import Settings
 from workers.db import get_engine
 
-GENERATE, STAT, ASSISTANT, EVALUATE = "generate", "stat", "assistant", "evaluate"
-QUEUES: tuple[str, ...] = (GENERATE, STAT, ASSISTANT, EVALUATE)
+GENERATE, STAT, ASSISTANT, EVALUATE, PACS = "generate", "stat", "assistant", "evaluate", "pacs"
+QUEUES: tuple[str, ...] = (GENERATE, STAT, ASSISTANT, EVALUATE, PACS)
 TASK_QUEUES = {
     "echocxr.draft": GENERATE,
     "echocxr.ask": ASSISTANT,
     "echocxr.evaluate": EVALUATE,
     "echocxr.evaluate_signoff": EVALUATE,
     "echocxr.draft_archive": GENERATE,
+    "echocxr.pacs_pull": PACS,
+    "echocxr.pacs_push": PACS,
 }
+
+
+def queue_for(priority: str) -> str:
+    """The queue of a draft: STAT drafts overtake routine ones on a queue of their own."""
+    return STAT if priority == "stat" else GENERATE
 
 
 def create_app(settings: Settings | None = None) -> Celery:

@@ -63,6 +63,41 @@ class Settings(BaseSettings):
         How long the API waits for the assistant's answer before answering 504.
     organization
         Who the radiologists sign for: the signed SR's VerifyingOrganization.
+    pacs_dicomweb_url
+        The PACS peer's DICOMweb root (``http://pacs:8042/dicom-web`` for Orthanc): studies are
+        pulled from it (WADO-RS), found on it (QIDO-RS) and their reports pushed to it
+        (STOW-RS). Unset: no PACS, and nothing is pushed.
+    pacs_username, pacs_password
+        HTTP basic credentials for the PACS peer, when it asks for them.
+    pacs_orthanc_url
+        The peer's Orthanc REST root, when it is an Orthanc: DICOMweb has no way to delete, so
+        a draft that a newer draft or a signed version replaces is deleted through it. Unset:
+        the draft stays, and the PACS shows the newest VERIFIED version (the signed SR names
+        the draft in PredecessorDocumentsSequence).
+    pacs_timeout_s
+        Per request to the PACS; a PACS slower than this counts as down, and the push is retried.
+    pacs_modalities
+        The modalities pulled from the PACS: other series (our own SR and PDF included) are
+        left there, so a report pushed back never comes in as part of the study.
+    pacs_poll_interval_s
+        How often the API asks the PACS (QIDO-RS) for studies it has not drafted; 0 (the
+        default) polls only on ``echocxr pacs poll``, for a PACS that notifies
+        (``service/pacs/orthanc.lua``).
+    pacs_poll_days
+        How far back a poll looks, in study dates (today counts as one).
+    push_attempts
+        Tries of one push before it is marked failed.
+    push_backoff_s
+        Wait after the first failed try; doubled after each further one, up to
+        ``push_backoff_max_s``.
+    dimse_ae_title, dimse_port
+        The C-STORE SCP of ``echocxr dimse-listen``: its AE title and TCP port.
+    dimse_peers
+        Calling AE titles allowed to send (comma-separated); empty accepts any.
+    dimse_quiet_s
+        A study received over DIMSE is ingested once its association is released and no new
+        instance of it came for this long: a modality that sends one instance per association
+        still gets one draft.
     """
 
     model_config = SettingsConfigDict(env_prefix="ECHOCXR_", env_file=".env", extra="ignore")
@@ -83,6 +118,21 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(default=4 * 3600, ge=60)
     ask_timeout_s: float = Field(default=120.0, gt=0)
     organization: str = Field(default="Department of Radiology", min_length=1, max_length=64)
+    pacs_dicomweb_url: str | None = None
+    pacs_username: str | None = None
+    pacs_password: str | None = None
+    pacs_orthanc_url: str | None = None
+    pacs_timeout_s: float = Field(default=30.0, gt=0)
+    pacs_modalities: str = "CR,DX"
+    pacs_poll_interval_s: float = Field(default=0.0, ge=0)
+    pacs_poll_days: int = Field(default=1, ge=1)
+    push_attempts: int = Field(default=5, ge=1)
+    push_backoff_s: float = Field(default=5.0, ge=0)
+    push_backoff_max_s: float = Field(default=600.0, ge=0)
+    dimse_ae_title: str = Field(default="ECHOCXR", min_length=1, max_length=16)
+    dimse_port: int = Field(default=11112, ge=1, le=65535)
+    dimse_peers: str = ""
+    dimse_quiet_s: float = Field(default=5.0, ge=0)
 
     @field_validator("database_url")
     @classmethod
@@ -94,7 +144,14 @@ class Settings(BaseSettings):
             value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
         return value
 
-    @field_validator("broker_url", "result_backend")
+    @field_validator(
+        "broker_url",
+        "result_backend",
+        "pacs_dicomweb_url",
+        "pacs_orthanc_url",
+        "pacs_username",
+        "pacs_password",
+    )
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         """``ECHOCXR_BROKER_URL=`` in a compose file or .env means "no broker", not a URL."""
@@ -118,6 +175,14 @@ class Settings(BaseSettings):
     def studies_dir(self) -> Path:
         """One folder per study, holding links to its instances' files, for ``read_study``."""
         return self.data_dir / "studies"
+
+    @property
+    def pulled_modalities(self) -> frozenset[str]:
+        return frozenset(m.strip().upper() for m in self.pacs_modalities.split(",") if m.strip())
+
+    @property
+    def allowed_dimse_peers(self) -> frozenset[str]:
+        return frozenset(aet.strip() for aet in self.dimse_peers.split(",") if aet.strip())
 
     def queue(self, name: str) -> str:
         """The broker's name for one of the queues (``generate``, ``stat``, …)."""

@@ -33,6 +33,7 @@ from workers.generators import (
     report_generator,
     resolve_profile,
 )
+from workers.pacs import plan_push
 from workers.records import (
     CANCELLED,
     DONE,
@@ -231,7 +232,8 @@ def finish_job(
     files: dict[str, str],
     timings: dict[str, float],
 ) -> str | None:
-    """Record the draft as the study's next version and the job as done, in one transaction.
+    """Record the draft as the study's next version and the job as done, in one transaction,
+    with its push to the PACS when the study came from one (``workers.pacs``).
 
     Another delivery of the same job may have finished first (its worker was only slow), or the
     job was cancelled meanwhile: then nothing is added.
@@ -243,6 +245,7 @@ def finish_job(
                 if job is None or job.state != RUNNING or job.report_id is not None:
                     return job.report_id if job is not None else None
                 record = _draft_record(session, claim, report, files)
+                plan_push(session, settings, record)
                 job.report_id, job.state, job.progress = record.id, DONE, 1.0
                 job.finished_at = now()
                 job.timings = {**timings, "total_s": _elapsed(job)}
@@ -304,6 +307,14 @@ def fail_job(settings: Settings, job_id: str, message: str) -> None:
 
 def _mark_failed(job: Job, message: str) -> None:
     job.state, job.error, job.finished_at = FAILED, message, now()
+
+
+def mark_dispatched(settings: Settings, job_id: str) -> None:
+    """Note that the job was handed to the pool or the broker (``dispatched_at``)."""
+    with session_scope(settings.sqlalchemy_url) as session:
+        job = session.get(Job, job_id)
+        if job is not None and job.dispatched_at is None:
+            job.dispatched_at = now()
 
 
 def set_progress(settings: Settings, job_id: str, progress: float) -> None:

@@ -1,4 +1,5 @@
-"""The pipeline's records: studies, their files, drafting jobs, report versions and sign-offs.
+"""The pipeline's records: studies, their files, drafting jobs, report versions, sign-offs and
+pushes of reports to the PACS.
 
 They live below ``service/`` because the workers write them (a job's state, the draft it made)
 and nothing under ``workers/`` may import ``service/``. The service's own tables (users, API
@@ -17,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Dialect,
     Float,
@@ -27,7 +29,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -61,6 +63,8 @@ PRIORITIES = (ROUTINE, STAT)
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 JOB_STATES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED)
 DRAFT, SIGNED = "draft", "signed"
+PENDING, SUPERSEDED = "pending", "superseded"
+PUSH_STATES = (PENDING, DONE, FAILED, SUPERSEDED)
 
 
 class Study(Base):
@@ -79,6 +83,8 @@ class Study(Base):
     # SHA-256 over the sorted hashes of its files: a study that grows gets a new value.
     content_sha256: Mapped[str] = mapped_column(String(64))
     priority: Mapped[str] = mapped_column(String(16), default=ROUTINE)
+    # sent by a PACS or a modality (STOW-RS, C-STORE, a pull): its reports go back to the PACS
+    return_to_pacs: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=now)
     updated_at: Mapped[datetime] = mapped_column(default=now)
 
@@ -121,6 +127,10 @@ class Job(Base):
     dispatched_at: Mapped[datetime | None] = mapped_column(nullable=True)
     started_at: Mapped[datetime | None] = mapped_column(nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # its draft's and that draft's signed version's way back to the PACS, oldest first
+    pushes: Mapped[list[Push]] = relationship(
+        order_by="Push.created_at", lazy="selectin", viewonly=True
+    )
 
 
 class Report(Base):
@@ -170,3 +180,30 @@ class SignOff(Base):
     label_changes: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     evaluated_at: Mapped[datetime | None] = mapped_column(nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=now)
+
+
+class Push(Base):
+    """Sending one report version's SR and Encapsulated PDF to the PACS by STOW-RS.
+
+    Planned in the transaction that records the version, so a push is never forgotten; tried
+    until ``Settings.push_attempts`` with a growing wait, then ``failed`` (the report stays here
+    and is pushed again when the study is). ``job_id`` is the drafting job of the draft (or of
+    the draft a signed version signs), so ``GET /v1/jobs/{id}`` shows how the push went.
+    ``superseded``: not sent, a newer version of the study was pushed first.
+    """
+
+    __tablename__ = "pushes"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    study_id: Mapped[str] = mapped_column(ForeignKey("studies.id"), index=True)
+    report_id: Mapped[str] = mapped_column(ForeignKey("reports.id"), unique=True)
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), index=True, nullable=True)
+    state: Mapped[str] = mapped_column(String(16), index=True, default=PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # the SOP Instance UIDs stored in the PACS, to withdraw when a newer draft replaces them
+    sop_instance_uids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=now)
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)

@@ -6,10 +6,13 @@ recorded on the job (or returned), never retried: the same input would fail agai
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from workers.app import app
+from workers.app import PACS, app, queue_for
 from workers.config import Settings
+
+logger = logging.getLogger(__name__)
 
 
 def settings() -> Settings:
@@ -19,10 +22,61 @@ def settings() -> Settings:
 
 @app.task(name="echocxr.draft", ignore_result=True, soft_time_limit=3600, time_limit=3700)
 def draft(job_id: str) -> str | None:
-    """Draft one study's job; the outcome is in the records (the job and its report)."""
+    """Draft one study's job; the outcome is in the records (the job and its report). A draft
+    of a study from the PACS is then pushed back, on the ``pacs`` queue."""
     from workers.jobs import run_draft
+    from workers.pacs import pending_pushes
 
-    return run_draft(settings(), job_id)
+    report_id = run_draft(settings(), job_id)
+    send_pushes(pending_pushes(settings(), job_id=job_id))
+    return report_id
+
+
+@app.task(name="echocxr.pacs_pull", ignore_result=True, soft_time_limit=600, time_limit=660)
+def pacs_pull(study_uid: str, priority: str = "routine") -> str | None:
+    """Pull a study from the PACS and ingest it; a new draft goes to the GPU workers. Returns
+    the drafting job's id, or None when the PACS has nothing to draft or refused the pull (the
+    log says why; the next notification or poll tries again)."""
+    from dicom import DicomError
+    from workers.generators import resolve_profile
+    from workers.jobs import mark_dispatched
+    from workers.pacs import pull_study
+
+    try:
+        pulled = pull_study(settings(), resolve_profile(settings()), study_uid, priority)
+    except DicomError as error:
+        logger.warning("pull refused: %s", type(error).__name__)
+        return None
+    if pulled is None:
+        return None
+    job = pulled.ingested.job
+    if pulled.ingested.new_job:
+        queue = settings().queue(queue_for(priority))
+        app.send_task("echocxr.draft", args=[job.id], queue=queue, ignore_result=True)
+        mark_dispatched(settings(), job.id)
+    send_pushes(pulled.push_ids)
+    return str(job.id)
+
+
+@app.task(name="echocxr.pacs_push", ignore_result=True, soft_time_limit=600, time_limit=660)
+def pacs_push(push_id: str) -> None:
+    """Try one push of a report to the PACS; a failed try sends the next one, delayed."""
+    from workers.pacs import push_report
+
+    wait = push_report(settings(), push_id)
+    if wait is not None:
+        send_pushes([push_id], wait)
+
+
+def send_pushes(push_ids: list[str], countdown: float = 0.0) -> None:
+    for push_id in push_ids:
+        app.send_task(
+            "echocxr.pacs_push",
+            args=[push_id],
+            queue=settings().queue(PACS),
+            countdown=countdown,
+            ignore_result=True,
+        )
 
 
 @app.task(name="echocxr.ask", soft_time_limit=600, time_limit=660)

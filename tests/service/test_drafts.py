@@ -14,7 +14,6 @@ from fastapi.testclient import TestClient
 
 import model
 from tests.support.service import auth, phantom_bytes, upload, wait_for_job, zipped
-from workers.config import Settings
 
 pytestmark = pytest.mark.integration
 

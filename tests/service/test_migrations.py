@@ -27,6 +27,7 @@ TABLES = {
     "users",
     "api_keys",
     "audit_events",
+    "pushes",
 }
 
 

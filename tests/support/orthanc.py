@@ -3,6 +3,8 @@
 Orthanc 1.10 (Debian) has no bind-address option, so it is locked down instead: HTTP refuses
 non-loopback clients (``RemoteAccessAllowed: false``) and the DICOM listener accepts only the
 one registered modality at 127.0.0.1. Storage lives in a temporary folder that dies with the run.
+``extra`` adds to the configuration, e.g. the Lua hook that notifies the API (``LuaScripts`` and
+the ``EchoCXR`` section of ``service/pacs/orthanc.lua``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +42,11 @@ class OrthancServer:
     def dicomweb_url(self) -> str:
         return f"{self.url}/dicom-web"
 
+    @property
+    def storescu_peer(self) -> list[str]:
+        """``storescu``/``echoscu`` arguments that reach this Orthanc as the registered modality."""
+        return ["-aet", TEST_AET, "-aec", self.aet, "127.0.0.1", str(self.dicom_port)]
+
     def get_json(self, path: str) -> object:
         with urllib.request.urlopen(f"{self.url}{path}", timeout=30) as response:
             return json.loads(response.read())
@@ -67,7 +74,9 @@ def _config(storage: Path, http_port: int, dicom_port: int) -> dict[str, object]
 
 
 @contextmanager
-def running_orthanc(workdir: Path) -> Iterator[OrthancServer]:
+def running_orthanc(
+    workdir: Path, extra: Mapping[str, object] | None = None
+) -> Iterator[OrthancServer]:
     """Starts Orthanc with the DICOMweb plugin, yields it once it answers, stops it after."""
     binary = require_tool("Orthanc")
     require_file(DICOMWEB_PLUGIN, "orthanc-dicomweb")
@@ -75,7 +84,8 @@ def running_orthanc(workdir: Path) -> Iterator[OrthancServer]:
     storage.mkdir(parents=True, exist_ok=True)
     server = OrthancServer(http_port=free_port(), dicom_port=free_port())
     config = workdir / "orthanc.json"
-    config.write_text(json.dumps(_config(storage, server.http_port, server.dicom_port)))
+    settings = {**_config(storage, server.http_port, server.dicom_port), **(extra or {})}
+    config.write_text(json.dumps(settings))
     log = (workdir / "orthanc.log").open("w")
     process = subprocess.Popen([binary, str(config)], stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -47,13 +47,10 @@ class LiveWorker:
 def environment(settings: Settings) -> dict[str, str]:
     """The ``ECHOCXR_*`` variables that give a subprocess these settings."""
     values = {
-        "ECHOCXR_DATA_DIR": str(settings.data_dir),
-        "ECHOCXR_DATABASE_URL": settings.database_url,
-        "ECHOCXR_BROKER_URL": settings.broker_url or "",
-        "ECHOCXR_QUEUE_PREFIX": settings.queue_prefix,
-        "ECHOCXR_VISIBILITY_TIMEOUT_S": str(settings.visibility_timeout_s),
+        f"ECHOCXR_{name.upper()}": str(value)
+        for name, value in settings.model_dump(exclude_none=True).items()
     }
-    return {**os.environ, **values}
+    return {**os.environ, **values, "ECHOCXR_BROKER_URL": settings.broker_url or ""}
 
 
 @contextmanager

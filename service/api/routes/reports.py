@@ -21,12 +21,13 @@ from service.api.deps import (
     error_responses,
 )
 from service.api.presenting import report_public
-from service.dispatch import Dispatcher, hand_over_evaluation
+from service.dispatch import Dispatcher, hand_over_evaluation, hand_over_pushes
 from service.models import ADMIN, AUDITOR, RADIOLOGIST
 from service.schemas import ErrorDetail, ReportPublic, SignRequest
 from workers import storage
 from workers.config import Settings
 from workers.db import session_scope
+from workers.pacs import plan_push
 from workers.records import Report, now
 from workers.signing import NotSignableError, SignError, sign
 
@@ -117,8 +118,10 @@ def _sign(
         except (SignError, dicom.DicomError) as error:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
         audit(session, caller, "report.sign", "report", version.id, status.HTTP_201_CREATED)
+        push = plan_push(session, settings, version)  # a study from the PACS gets it back
         public, signoff_id = report_public(version), signoff.id
     hand_over_evaluation(dispatcher, signoff_id)
+    hand_over_pushes(dispatcher, [push.id] if push is not None else [])
     return public
 
 

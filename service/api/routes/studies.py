@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 import dicom
@@ -25,7 +24,6 @@ from service.api.deps import (
 )
 from service.api.presenting import report_public, study_detail
 from service.dispatch import AssistantBusyError, hand_over
-from service.ingest import Ingested, ingest_upload
 from service.models import ADMIN, AUDITOR, RADIOLOGIST, UPLOADER
 from service.schemas import (
     AskAnswer,
@@ -40,6 +38,7 @@ from service.schemas import (
 from workers.config import Settings
 from workers.db import session_scope
 from workers.generators import DraftProfile
+from workers.ingest import Ingested, ingest_in_transaction
 from workers.records import Report, Study
 
 router = APIRouter(prefix="/studies", tags=["studies"])
@@ -87,18 +86,10 @@ async def upload_study(
 def _ingest(
     settings: Settings, profile: DraftProfile, data: bytes, priority: str, caller: Caller
 ) -> Ingested:
-    """Ingest in a transaction of its own, committed before the job is handed over (a worker
-    must find it); two uploads racing to create one study retry once."""
-    for attempt in range(2):
-        try:
-            with session_scope(settings.sqlalchemy_url) as session:
-                ingested = ingest_upload(session, settings, profile, data, priority)
-                audit(session, caller, "study.upload", "study", ingested.study.id, 201)
-                return ingested
-        except IntegrityError:
-            if attempt:
-                raise
-    raise AssertionError("unreachable")
+    def record(session: Session, ingested: Ingested) -> None:
+        audit(session, caller, "study.upload", "study", ingested.study.id, 201)
+
+    return ingest_in_transaction(settings, profile, data, priority, record=record)
 
 
 @router.get("", response_model=list[StudyPublic])

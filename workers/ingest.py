@@ -7,6 +7,11 @@ study's folder; the records (study, files, job) are written in the caller's tran
 are all there or none is. A file stored by a transaction that then failed is never referenced
 and costs only its bytes.
 
+Uploads, DICOMweb STOW-RS, DIMSE C-STORE and studies pulled from a PACS all come through
+``ingest_upload``; the last three hand over their instances as one ZIP (``as_archive``), so every
+route gets the same checks and limits. A study that came from a PACS is marked
+``return_to_pacs``: its drafts and signed versions go back there (``workers.pacs``).
+
 A study is known by its StudyInstanceUID: an upload of more instances joins it, and the draft is
 keyed by the study's content (the hashes of all its files) and the drafting profile, so
 re-uploading the same study finds the same job instead of drafting it twice, while a study that
@@ -16,14 +21,19 @@ grew gets a new draft.
 from __future__ import annotations
 
 import hashlib
+import io
+import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from workers import storage
 from workers.config import Settings
+from workers.db import session_scope
 from workers.generators import DraftProfile
 from workers.records import (
     CANCELLED,
@@ -66,11 +76,19 @@ class Ingested:
 
 
 def ingest_upload(
-    session: Session, settings: Settings, profile: DraftProfile, data: bytes, priority: str
+    session: Session,
+    settings: Settings,
+    profile: DraftProfile,
+    data: bytes,
+    priority: str,
+    *,
+    return_to_pacs: bool = False,
 ) -> Ingested:
     """Read, store and record one upload (a DICOM file, or a ZIP/TAR of one study).
 
-    Raises ``dicom.DicomError`` (nothing written) when the upload is not one readable study.
+    ``return_to_pacs`` marks a study that a PACS or modality sent: its reports go back to the
+    PACS peer. Raises ``dicom.DicomError`` (nothing written) when the upload is not one readable
+    study.
     """
     import dicom
     from dicom.sources import ReadLimits, gather
@@ -89,10 +107,48 @@ def ingest_upload(
     study.content_sha256 = content
     if priority == STAT:
         study.priority = STAT
+    study.return_to_pacs = study.return_to_pacs or return_to_pacs
     study.updated_at = now()
     job, new_job = _draft_job(session, study, profile.draft_key(content), profile, priority)
     session.flush()
     return Ingested(study, job, new_job)
+
+
+def ingest_in_transaction(
+    settings: Settings,
+    profile: DraftProfile,
+    data: bytes,
+    priority: str,
+    *,
+    return_to_pacs: bool = False,
+    record: Callable[[Session, Ingested], None] | None = None,
+) -> Ingested:
+    """``ingest_upload`` in a transaction of its own, committed before the job is handed over
+    (a worker must find it); ``record`` adds to that transaction (an audit event). Two
+    ingestions racing to create one study retry once."""
+    for attempt in range(2):
+        try:
+            with session_scope(settings.sqlalchemy_url) as session:
+                ingested = ingest_upload(
+                    session, settings, profile, data, priority, return_to_pacs=return_to_pacs
+                )
+                if record is not None:
+                    record(session, ingested)
+                return ingested
+        except IntegrityError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+def as_archive(instances: Sequence[bytes]) -> bytes:
+    """Instances received one by one (STOW-RS parts, C-STOREs, WADO-RS) as the ZIP of one study
+    that ``ingest_upload`` takes; stored, not compressed: DICOM pixels rarely shrink."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for number, data in enumerate(instances):
+            archive.writestr(f"{number:06d}.dcm", data)
+    return buffer.getvalue()
 
 
 def _study_record(session: Session, read: dicom.Study) -> tuple[Study, bool]:
@@ -101,7 +157,7 @@ def _study_record(session: Session, read: dicom.Study) -> tuple[Study, bool]:
     study = session.scalar(select(Study).where(Study.study_instance_uid == uid).with_for_update())
     if study is not None:
         return study, True
-    study = Study(study_instance_uid=uid, content_sha256="", priority=ROUTINE)
+    study = Study(study_instance_uid=uid, content_sha256="", priority=ROUTINE, return_to_pacs=False)
     _refresh(study, read)
     session.add(study)
     session.flush()
