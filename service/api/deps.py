@@ -36,7 +36,9 @@ def get_session(settings: SettingsDep) -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# "function" scope: the session commits when the route returns, before the response is sent,
+# so a client that acts on the response (follows a redirect, polls) finds what it wrote
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def get_dispatcher(request: Request) -> Dispatcher:

@@ -35,6 +35,8 @@ def test_no_request_gets_a_server_error(served: tuple[FastAPI, dict[str, str]]) 
     api = schemathesis.openapi.from_asgi("/openapi.json", app)
     for result in api.get_all_operations():
         operation = result.ok()
+        if operation.path.startswith("/dicomweb"):
+            continue  # multipart/related bodies cannot be generated; tests/pacs send bad ones
         clinical = operation.path.endswith(("/ask", "/sign"))
         fuzz(operation, auth(keys["radiologist"] if clinical else keys["admin"]))
 
