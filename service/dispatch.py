@@ -29,6 +29,7 @@ from sqlalchemy import select
 
 from workers import jobs
 from workers.app import ASSISTANT, EVALUATE, GENERATE, STAT, create_app
+from workers.audits import audit_folder, run_audit_folder
 from workers.config import Settings
 from workers.db import session_scope
 from workers.records import QUEUED, RUNNING, Job, now
@@ -44,6 +45,7 @@ class AssistantBusyError(TimeoutError):
 class Dispatcher(Protocol):
     def draft(self, job_id: str, priority: str) -> None: ...
     def evaluate_signoff(self, signoff_id: str) -> None: ...
+    def audit(self, run_id: str, metrics: list[str], resamples: int) -> None: ...
     def ask(
         self, study_id: str, question: str, history: list[tuple[str, str]]
     ) -> dict[str, str]: ...
@@ -95,6 +97,10 @@ class EmbeddedDispatcher:
 
     def evaluate_signoff(self, signoff_id: str) -> None:
         self._put(EVALUATE, lambda: jobs.evaluate_signoff(self.settings, signoff_id))
+
+    def audit(self, run_id: str, metrics: list[str], resamples: int) -> None:
+        folder = audit_folder(self.settings, run_id)
+        self._put(EVALUATE, lambda: run_audit_folder(folder, metrics, resamples))
 
     def ask(self, study_id: str, question: str, history: list[tuple[str, str]]) -> dict[str, str]:
         answer: Future[dict[str, str]] = Future()
@@ -161,6 +167,12 @@ class CeleryDispatcher:
         queue_name = self.settings.queue(EVALUATE)
         self.app.send_task(
             "echocxr.evaluate_signoff", args=[signoff_id], queue=queue_name, ignore_result=True
+        )
+
+    def audit(self, run_id: str, metrics: list[str], resamples: int) -> None:
+        queue_name = self.settings.queue(EVALUATE)
+        self.app.send_task(
+            "echocxr.audit", args=[run_id, metrics, resamples], queue=queue_name, ignore_result=True
         )
 
     def ask(self, study_id: str, question: str, history: list[tuple[str, str]]) -> dict[str, str]:

@@ -26,6 +26,7 @@ TASK_QUEUES = {
     "echocxr.ask": ASSISTANT,
     "echocxr.evaluate": EVALUATE,
     "echocxr.evaluate_signoff": EVALUATE,
+    "echocxr.audit": EVALUATE,
     "echocxr.draft_archive": GENERATE,
 }
 

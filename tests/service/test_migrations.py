@@ -27,6 +27,8 @@ TABLES = {
     "users",
     "api_keys",
     "audit_events",
+    "web_sessions",
+    "audit_runs",
 }
 
 

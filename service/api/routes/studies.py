@@ -23,7 +23,7 @@ from service.api.deps import (
     error_responses,
 )
 from service.api.presenting import report_public, study_detail
-from service.dispatch import AssistantBusyError, hand_over
+from service.dispatch import AssistantBusyError, Dispatcher, hand_over
 from service.ingest import Ingested, ingest_upload
 from service.models import ADMIN, AUDITOR, RADIOLOGIST, UPLOADER
 from service.schemas import (
@@ -69,6 +69,19 @@ async def upload_study(
     before anything is stored, and a refused upload leaves nothing behind.
     """
     data = await file.read()
+    return await store_and_draft(data, priority, caller, settings, profile, dispatcher)
+
+
+async def store_and_draft(
+    data: bytes,
+    priority: str,
+    caller: Caller,
+    settings: Settings,
+    profile: DraftProfile,
+    dispatcher: Dispatcher,
+) -> StudyUploaded:
+    """Ingest an upload and hand its new job over; the API and the workspace both upload this
+    way. Raises ``HTTPException`` (422) for a study that cannot be read, with nothing stored."""
     try:
         ingested = await run_in_threadpool(_ingest, settings, profile, data, priority, caller)
     except dicom.DicomError as error:
@@ -145,13 +158,23 @@ async def ask(
 ) -> AskAnswer:
     """The assistant's answer to a question about the study (the stage-1 model, on the
     ``assistant`` queue); earlier turns go in ``history`` as [question, answer] pairs."""
+    return await run_in_threadpool(ask_assistant, study_id, question, caller, settings, dispatcher)
+
+
+def ask_assistant(
+    study_id: str,
+    question: AskRequest,
+    caller: Caller,
+    settings: Settings,
+    dispatcher: Dispatcher,
+) -> AskAnswer:
+    """Record the question and wait for the answer; the API and the workspace both ask this way.
+    Raises ``HTTPException`` (404, 422, 504)."""
     with session_scope(settings.sqlalchemy_url) as session:
         study = find_study(session, study_id)
         audit(session, caller, "study.ask", "study", study.id)
     try:
-        answer = await run_in_threadpool(
-            dispatcher.ask, study.id, question.question, list(question.history)
-        )
+        answer = dispatcher.ask(study.id, question.question, list(question.history))
     except AssistantBusyError:
         raise HTTPException(
             status.HTTP_504_GATEWAY_TIMEOUT,
