@@ -29,6 +29,7 @@ from service.web.pages import page
 from service.web.session import COOKIE_PATH, CsrfChecked, Viewer, page_for
 from workers.audits import audit_folder
 from workers.config import Settings
+from workers.db import session_scope
 
 router = APIRouter(prefix="/audits", include_in_schema=False)
 
@@ -77,7 +78,6 @@ def start(
     request: Request,
     viewer: Auditor,
     _: CsrfChecked,
-    session: SessionDep,
     settings: SettingsDep,
     dispatcher: DispatcherDep,
     source: Annotated[str, Form(pattern=f"^({SIGNED}|{CSV})$")],
@@ -87,33 +87,40 @@ def start(
     file: UploadFile | None = None,
 ) -> Response:
     """Check the set, record the audit and queue it; a set that cannot be audited is explained
-    on the form, with nothing kept."""
+    on the form, with nothing kept. The run is committed before the browser is sent to it."""
     try:
-        if source == SIGNED:
-            if first is None or last is None:
-                raise AuditRequestError("give the first and last day of the period")
-            data, title = signed_over(session, first, last), f"Signed from {first} to {last}"
-        else:
-            if file is None or not file.filename:
-                raise AuditRequestError("choose a CSV file to audit")
-            data, title = file.file.read(), f"Uploaded {file.filename}"
-        run = start_audit(
-            session,
-            settings,
-            dispatcher,
-            viewer,
-            source=source,
-            title=title,
-            data=data,
-            metrics=metrics,
-        )
+        with session_scope(settings.sqlalchemy_url) as session:
+            data, title = _audit_input(session, source, first, last, file)
+            run = start_audit(
+                session,
+                settings,
+                dispatcher,
+                viewer,
+                source=source,
+                title=title,
+                data=data,
+                metrics=metrics,
+            )
+            audit(session, viewer, "audit.start", "audit", run.id, status.HTTP_201_CREATED)
     except (AuditRequestError, ClinicalEvalError) as error:
-        session.rollback()
-        runs = list(session.scalars(select(AuditRun).order_by(AuditRun.created_at.desc())))
-        code = status.HTTP_422_UNPROCESSABLE_CONTENT
-        return _list_page(request, viewer, settings, runs, error=str(error), status_code=code)
-    audit(session, viewer, "audit.start", "audit", run.id, status.HTTP_201_CREATED)
+        with session_scope(settings.sqlalchemy_url) as session:
+            runs = list(session.scalars(select(AuditRun).order_by(AuditRun.created_at.desc())))
+            code = status.HTTP_422_UNPROCESSABLE_CONTENT
+            return _list_page(request, viewer, settings, runs, error=str(error), status_code=code)
     return RedirectResponse(f"{COOKIE_PATH}/audits/{run.id}", status.HTTP_303_SEE_OTHER)
+
+
+def _audit_input(
+    session: Session, source: str, first: date | None, last: date | None, file: UploadFile | None
+) -> tuple[bytes, str]:
+    """The CSV to audit and the audit's title."""
+    if source == SIGNED:
+        if first is None or last is None:
+            raise AuditRequestError("give the first and last day of the period")
+        return signed_over(session, first, last), f"Signed from {first} to {last}"
+    if file is None or not file.filename:
+        raise AuditRequestError("choose a CSV file to audit")
+    return file.file.read(), f"Uploaded {file.filename}"
 
 
 @router.get("/{run_id}")

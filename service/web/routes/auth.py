@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, Response, status
 from fastapi.responses import RedirectResponse
 
-from service.api.deps import Caller, SessionDep, SettingsDep, audit, client_address, record_refusal
+from service.api.deps import Caller, SettingsDep, audit, client_address, record_refusal
 from service.web.pages import home_for, page
 from service.web.session import (
     COOKIE,
@@ -19,6 +19,7 @@ from service.web.session import (
     open_session,
     safe_next,
 )
+from workers.db import session_scope
 
 router = APIRouter(include_in_schema=False)
 
@@ -37,12 +38,20 @@ def login_form(request: Request, next: str | None = None) -> Response:
 def login(
     request: Request,
     settings: SettingsDep,
-    session: SessionDep,
     api_key: Annotated[str, Form(max_length=200)],
     next: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
-    """Open a session for the key's holder; a wrong key is recorded and asked again."""
-    opened = open_session(session, api_key)
+    """Open a session for the key's holder; a wrong key is recorded and asked again.
+
+    The session is committed before the answer leaves, in a transaction of its own: the
+    browser follows the redirect at once, and must find it.
+    """
+    with session_scope(settings.sqlalchemy_url) as session:
+        opened = open_session(session, api_key)
+        if opened is not None:
+            token, user = opened
+            caller = Caller(user.id, user.name, user.role, client_address(request))
+            audit(session, caller, "web.login", "user", user.id)
     if opened is None:
         record_refusal(settings, None, request, status.HTTP_401_UNAUTHORIZED)
         return page(
@@ -55,9 +64,6 @@ def login(
             error="That key is unknown or revoked. Paste the whole key `echocxr users add` "
             "printed for you (it starts with ecx_), or ask an admin for a new one.",
         )
-    token, user = opened
-    caller = Caller(user.id, user.name, user.role, client_address(request))
-    audit(session, caller, "web.login", "user", user.id)
     response = RedirectResponse(safe_next(next) or home_for(user.role), status.HTTP_303_SEE_OTHER)
     response.set_cookie(
         COOKIE,
@@ -72,9 +78,10 @@ def login(
 
 
 @router.post("/logout")
-def logout(request: Request, session: SessionDep, viewer: CsrfChecked) -> Response:
-    close_session(session, request.cookies.get(COOKIE))
-    audit(session, viewer, "web.logout", "user", viewer.user_id)
+def logout(request: Request, settings: SettingsDep, viewer: CsrfChecked) -> Response:
+    with session_scope(settings.sqlalchemy_url) as session:
+        close_session(session, request.cookies.get(COOKIE))
+        audit(session, viewer, "web.logout", "user", viewer.user_id)
     response = RedirectResponse(f"{COOKIE_PATH}/login", status.HTTP_303_SEE_OTHER)
     response.delete_cookie(COOKIE, path=COOKIE_PATH)
     return response
