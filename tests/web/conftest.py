@@ -19,6 +19,7 @@ import pytest
 import uvicorn
 
 from service.main import create_app
+from tests.service.conftest import keys, settings  # noqa: F401  (fixtures, on both databases)
 from tests.support.components import free_port, missing, require_tool
 from tests.support.service import database_settings, make_keys
 from workers.config import Settings

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from clinical_eval.errors import ClinicalEvalError
-from clinical_eval.scoring import METRIC_GROUPS
+from clinical_eval.scoring import METRIC_GROUPS, chosen_groups
 from service.api.deps import DispatcherDep, SessionDep, SettingsDep, audit
 from service.models import ADMIN, AUDITOR, AuditRun
 from service.web.audit_runs import (
@@ -90,6 +90,7 @@ def start(
     on the form, with nothing kept. The run is committed before the browser is sent to it."""
     try:
         with session_scope(settings.sqlalchemy_url) as session:
+            chosen_groups(metrics)  # a typo is refused before any reading
             data, title = _audit_input(session, source, first, last, file)
             run = start_audit(
                 session,
