@@ -41,11 +41,11 @@ class LiveServer:
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     data = tmp_path_factory.mktemp("web") / "data"
-    with database_settings("sqlite", data, None) as settings:
-        keys = make_keys(settings)
+    with database_settings("sqlite", data, None) as configured:
+        role_keys = make_keys(configured)
         port = free_port()
         config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=port, log_level="warning"
+            create_app(configured), host="127.0.0.1", port=port, log_level="warning"
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, daemon=True)
@@ -55,7 +55,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
             time.sleep(0.05)
         assert server.started, "uvicorn did not start"
         try:
-            yield LiveServer(f"http://127.0.0.1:{port}", settings, keys)
+            yield LiveServer(f"http://127.0.0.1:{port}", configured, role_keys)
         finally:
             server.should_exit = True
             thread.join(timeout=60)

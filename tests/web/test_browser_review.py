@@ -15,7 +15,9 @@ from tests.web.conftest import LiveServer, check_accessibility, new_page, screen
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("web-browser")]
 
 MONOCHROME1_CASE = 4  # phantom case 4 is stored MONOCHROME1 (tests/dicom check the phantom)
-IMAGE_READY = "() => { const i = document.getElementById('xray'); return i.complete && i.naturalWidth > 0; }"
+IMAGE_READY = (
+    "() => { const i = document.getElementById('xray'); return i.complete && i.naturalWidth > 0; }"
+)
 # mean grey of the middle tenth of the image (spine, mediastinum) over that of two lung strips
 MIDDLE_OVER_LUNGS = """() => {
   const image = document.getElementById('xray');
@@ -25,7 +27,8 @@ MIDDLE_OVER_LUNGS = """() => {
   context.drawImage(image, 0, 0);
   const mean = (x0, x1) => {
     const w = Math.round(canvas.width * (x1 - x0)), h = Math.round(canvas.height * 0.4);
-    const data = context.getImageData(Math.round(canvas.width * x0), Math.round(canvas.height * 0.3), w, h).data;
+    const x = Math.round(canvas.width * x0), y = Math.round(canvas.height * 0.3);
+    const data = context.getImageData(x, y, w, h).data;
     let sum = 0; for (let i = 0; i < data.length; i += 4) sum += data[i];
     return sum / (data.length / 4);
   };

@@ -42,8 +42,12 @@ ALLOWED = {
     ("GET", "/app/audits/{run_id}/report.html"): {"auditor", "admin"},
     ("GET", "/app/admin"): {"admin"},
 }
-OPEN_TO_ALL = {("GET", "/app/"), ("GET", "/app/login"), ("POST", "/app/login"),
-               ("POST", "/app/logout")}  # fmt: skip
+OPEN_TO_ALL = {
+    ("GET", "/app/"),
+    ("GET", "/app/login"),
+    ("POST", "/app/login"),
+    ("POST", "/app/logout"),
+}
 
 
 @pytest.fixture
@@ -196,8 +200,13 @@ def test_an_audit_of_the_drafts_signed_in_a_period(
         assert signed.status_code == 201
     csrf = log_in(app_client, keys["auditor"])
     today = time.strftime("%Y-%m-%d", time.gmtime())
-    form = {"csrf_token": csrf, "source": "signed", "first": today, "last": today,
-            "metrics": ["labels", "rouge_l"]}  # fmt: skip
+    form = {
+        "csrf_token": csrf,
+        "source": "signed",
+        "first": today,
+        "last": today,
+        "metrics": ["labels", "rouge_l"],
+    }
     started = app_client.post("/app/audits", data=form, headers=HTML, follow_redirects=False)
     assert started.status_code == 303, started.text
     run_id = started.headers["location"].rsplit("/", 1)[1]
@@ -219,8 +228,16 @@ def test_an_audit_of_the_drafts_signed_in_a_period(
         ({"source": "signed", "first": "2001-01-01", "last": "2001-01-02"}, None, "no draft"),
         ({"source": "csv"}, None, "choose a CSV"),
         ({"source": "csv"}, "study_id,generated\ns1,No effusion.\n", "reference"),
-        ({"source": "signed", "first": "2001-01-01", "last": "2001-01-02",
-          "metrics": ["labels", "nonsense"]}, None, "nonsense"),  # fmt: skip
+        (
+            {
+                "source": "signed",
+                "first": "2001-01-01",
+                "last": "2001-01-02",
+                "metrics": ["labels", "nonsense"],
+            },
+            None,
+            "nonsense",
+        ),
     ],
 )
 def test_an_audit_that_cannot_run_is_explained_and_leaves_nothing(
