@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pydicom
 import pytest
 
-from tests.support.service import phantom_bytes
+from tests.support.service import auth, phantom_bytes
 from tests.web.conftest import LiveServer, check_accessibility, new_page, screenshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("web-browser")]
@@ -129,6 +130,13 @@ def test_radiologist_reads_edits_and_signs_a_draft(
     assert (sr.CompletionFlag, sr.VerificationFlag) == ("COMPLETE", "VERIFIED")
     assert str(sr.VerifyingObserverSequence[0].VerifyingObserverName) == "Test Radiologist"
 
+    # a routine study comes in by the API; the STAT one stays first on the worklist
+    routine = httpx.post(
+        f"{live_server.url}/v1/studies",
+        files={"file": ("routine.dcm", phantom_bytes(0, downscale=4))},
+        headers=auth(live_server.keys["uploader"]),
+    )
+    assert routine.status_code == 201
     # the worklist, by keyboard: j to the first study, Enter to open it
     page.goto(f"{live_server.url}/app/worklist?state=all")
     page.keyboard.press("j")

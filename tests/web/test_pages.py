@@ -20,6 +20,7 @@ from tests.support.service import auth, phantom_bytes, upload, wait_for_job
 from workers.audits import audit_folder
 from workers.config import Settings
 from workers.db import session_scope
+from workers.records import Report
 
 pytestmark = pytest.mark.integration
 
@@ -258,3 +259,34 @@ def test_an_audit_that_cannot_run_is_explained_and_leaves_nothing(
         assert session.scalars(select(AuditRun)).all() == []
     audits = Path(settings.data_dir) / "audits"
     assert not audits.exists() or list(audits.iterdir()) == []
+
+
+def test_a_draft_with_warnings_signs_only_once_they_are_acknowledged(
+    app_client: TestClient, keys: dict[str, str], settings: Settings
+) -> None:
+    key = keys["radiologist"]
+    study = upload(app_client, key, phantom_bytes(17))
+    draft_id = wait_for_job(app_client, key, study["job"]["id"])["report_id"]
+    with session_scope(settings.sqlalchemy_url) as session:
+        draft = session.get(Report, draft_id)
+        assert draft is not None
+        draft.labels = {**(draft.labels or {}), "Pneumothorax": 1}  # the labeler's reading
+    csrf = log_in(app_client, key)
+    page = app_client.get(f"/app/studies/{study['id']}", headers=HTML)
+    assert "Suspected critical finding: Pneumothorax" in page.text
+    text = {"csrf_token": csrf, "findings": "Tiny apical pneumothorax.", "impression": "Edited."}
+    refused = app_client.post(f"/app/reports/{draft_id}/sign", data=text, headers=HTML)
+    assert refused.status_code == 422 and "I have read the warnings" in refused.text
+    assert "Tiny apical pneumothorax." in refused.text  # the edit is kept, not lost
+    versions = app_client.get(f"/v1/studies/{study['id']}/reports", headers=auth(key)).json()
+    assert [v["kind"] for v in versions] == ["draft"]
+    signed = app_client.post(
+        f"/app/reports/{draft_id}/sign",
+        data={**text, "alerts_read": "true"},
+        headers=HTML,
+        follow_redirects=False,
+    )
+    assert signed.status_code == 303
+    versions = app_client.get(f"/v1/studies/{study['id']}/reports", headers=auth(key)).json()
+    newest = versions[0]
+    assert (newest["kind"], newest["findings"]) == ("signed", "Tiny apical pneumothorax.")

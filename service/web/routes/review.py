@@ -197,23 +197,16 @@ async def sign(
     """Sign the text as edited; a refusal shows the page again with the text kept."""
     draft = find_report(session, report_id)
     study = find_study(session, draft.study_id)
-    edited = {"findings": findings, "impression": impression}
-    if alerts(draft) and not alerts_read:
-        return review_page(
-            request,
-            session,
-            settings,
-            viewer,
-            study,
-            None,
-            edited=edited,
-            error="Tick “I have read the warnings” to sign: this draft carries warnings.",
-            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
-        )
-    signed_text = SignRequest(findings=findings, impression=impression)
     try:
+        if alerts(draft) and not alerts_read:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                "Tick “I have read the warnings” to sign: this draft carries warnings.",
+            )
+        signed_text = SignRequest(findings=findings, impression=impression)
         await run_in_threadpool(sign_draft, report_id, signed_text, viewer, settings, dispatcher)
     except HTTPException as refused:
+        edited = {"findings": findings, "impression": impression}
         return review_page(
             request,
             session,
