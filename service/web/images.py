@@ -6,9 +6,10 @@ none is asked, the file's own VOI: its VOI LUT, first window, or full range) →
 INVERSE inversion, after VOI → padding black. One Python path, tested on pixel values; the
 browser only swaps PNGs (WORKSPACE_NOTES §5, option A), so no DICOM decoder ships to it.
 
-The API process decodes here, for display only, because a window drag needs an answer in tens
-of milliseconds, which a queue hop would not give. Decoding is the expensive step, so a study's
-modality values are kept at display size (``MAX_SIDE``) for the last few studies opened, and each
+The API process decodes here, for display only, because a window drag needs an answer within
+a frame or two, which a queue hop would not give (``benchmarks/results/workspace_images.md``).
+Decoding is the expensive step, so a study's modality values are kept at display size
+(``MAX_SIDE``, and shrunk to each size the viewer asks) for the last few studies opened, and each
 PNG for the last windows asked (``PNG_CACHE``), keyed by the study's content hash: a study that
 grows gets fresh images.
 """
@@ -16,7 +17,7 @@ grows gets fresh images.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -88,7 +89,7 @@ def load_frame(folder: Path, content_sha256: str) -> Frame:
     real = values[~padding] if (~padding).any() else values.ravel()
     low, high = float(real.min()), float(real.max())
     values[padding] = low  # padding must not brighten the image's edge when it is shrunk
-    values, padding = _shrink(values, padding)
+    values, padding = _shrink(values, padding, MAX_SIDE)
     del ds.PixelData
     return Frame(values, padding, ds, _start_window(ds, low, high), (low, high))
 
@@ -103,17 +104,26 @@ def _instance(folder: Path, sop_instance_uid: str) -> Dataset:
     raise FileNotFoundError(f"instance {sop_instance_uid} is not in the study's folder")
 
 
-def _shrink(values: np.ndarray, padding: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Area-averaged to at most ``MAX_SIDE`` on the long side (float32), padding by nearest."""
+def _shrink(values: np.ndarray, padding: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Area-averaged to at most ``side`` on the long side (float32), padding by nearest."""
     rows, columns = values.shape
-    scale = min(1.0, MAX_SIDE / max(rows, columns))
+    scale = side / max(rows, columns)
+    if scale >= 1.0:
+        return values.astype(np.float32), padding
     size = (max(1, round(columns * scale)), max(1, round(rows * scale)))
     image = Image.fromarray(values.astype(np.float32))
-    if scale == 1.0:
-        return np.asarray(image, dtype=np.float32), padding
     shrunk = np.asarray(image.resize(size, Image.Resampling.BOX), dtype=np.float32)
     mask = Image.fromarray(padding.astype(np.uint8) * 255).resize(size, Image.Resampling.NEAREST)
     return shrunk, np.asarray(mask) > 127
+
+
+@lru_cache(maxsize=FRAME_CACHE * len(SIDES))
+def sized_frame(folder: Path, content_sha256: str, side: int) -> Frame:
+    """The frame at most ``side`` long: a window is applied at the size it is shown, so a
+    512 px preview while dragging windows a sixteenth of the pixels of a 2048 px image."""
+    frame = load_frame(folder, content_sha256)
+    values, padding = _shrink(frame.values, frame.padding, side)
+    return replace(frame, values=values, padding=padding)
 
 
 def _start_window(ds: Dataset, low: float, high: float) -> tuple[float, float]:
@@ -159,13 +169,8 @@ def render_png(
 ) -> bytes:
     """The PNG of a study's frame at ``window`` (None: the file's own VOI), at most ``side``
     pixels on its long side."""
-    shown = display_values(load_frame(folder, content_sha256), window, invert)
-    image = Image.fromarray(np.rint(shown * 255).astype(np.uint8))
-    rows, columns = shown.shape
-    scale = min(1.0, side / max(rows, columns))
-    if scale < 1.0:
-        size = (max(1, round(columns * scale)), max(1, round(rows * scale)))
-        image = image.resize(size, Image.Resampling.BOX)
+    shown = display_values(sized_frame(folder, content_sha256, side), window, invert)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)  # speed over size on loopback or a LAN
+    # speed over size: PNG level 1 on loopback or a LAN
+    Image.fromarray(np.rint(shown * 255).astype(np.uint8)).save(buffer, "PNG", compress_level=1)
     return buffer.getvalue()
