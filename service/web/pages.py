@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Request, Response, status
 from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
@@ -112,15 +113,29 @@ def wants_html(request: Request) -> bool:
 async def security_headers(
     request: Request, call_next: Callable[[Request], Awaitable[Response]]
 ) -> Response:
-    """The CSP and no-store on every workspace response that did not set its own."""
+    """The CSP and no-store on every workspace response that did not set its own; a form sent
+    to the workspace from another site's page is refused (the login form has no session token
+    yet, so the browser's Origin header is what protects it)."""
+    workspace = request.url.path.startswith(COOKIE_PATH)
+    if workspace and request.method not in ("GET", "HEAD") and not _same_origin(request):
+        return JSONResponse(
+            {"detail": "Forms of the workspace are sent from its own pages only."},
+            status.HTTP_403_FORBIDDEN,
+        )
     response = await call_next(request)
-    if request.url.path.startswith(COOKIE_PATH):
+    if workspace:
         response.headers.setdefault("Content-Security-Policy", CSP)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         if not request.url.path.startswith(f"{COOKIE_PATH}/static/"):
             response.headers.setdefault("Cache-Control", "no-store")
     return response
+
+
+def _same_origin(request: Request) -> bool:
+    """No Origin header (not a browser, or an old one), or the service's own."""
+    origin = request.headers.get("origin")
+    return origin is None or urlsplit(origin).netloc == request.headers.get("host")
 
 
 async def login_required(request: Request, error: Exception) -> Response:

@@ -136,7 +136,7 @@ def alerts(report: Report) -> list[Alert]:
                 "ood",
                 "Outside the model's training distribution: this draft is not reliable",
                 f"The image is unlike those the model learned from{scored}. Read the study "
-                "unaided; the probabilities are greyed out.",
+                "unaided; the probabilities are folded away.",
             )
         )
     for flag in signals.get("consistency_flags") or []:

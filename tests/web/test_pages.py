@@ -290,3 +290,33 @@ def test_a_draft_with_warnings_signs_only_once_they_are_acknowledged(
     versions = app_client.get(f"/v1/studies/{study['id']}/reports", headers=auth(key)).json()
     newest = versions[0]
     assert (newest["kind"], newest["findings"]) == ("signed", "Tiny apical pneumothorax.")
+
+
+def test_a_form_from_another_site_is_refused(app_client: TestClient, keys: dict[str, str]) -> None:
+    forged = app_client.post(
+        "/app/login",
+        data={"api_key": keys["radiologist"]},
+        headers={**HTML, "Origin": "https://elsewhere.example"},
+    )
+    assert forged.status_code == 403 and "echocxr_session" not in app_client.cookies
+    assert log_in(app_client, keys["radiologist"])  # the same form from the service's own page
+
+
+def test_uploads_that_are_not_studies_are_refused_and_the_worklist_pages(
+    app_client: TestClient, keys: dict[str, str]
+) -> None:
+    for index in (18, 19):
+        upload(app_client, keys["uploader"], phantom_bytes(index))
+    csrf = log_in(app_client, keys["radiologist"])
+    refused = app_client.post(
+        "/app/upload",
+        data={"csrf_token": csrf, "priority": "routine"},
+        files={"file": ("notes.txt", b"not a DICOM file at all")},
+        headers=HTML,
+    )
+    assert refused.status_code == 422 and "DICOM" in refused.text
+    studies = app_client.get("/v1/studies", headers=auth(keys["radiologist"])).json()
+    assert len(studies) == 2
+    first = app_client.get("/app/worklist?state=all&limit=1", headers=HTML)
+    assert "The first 1 of 2 studies" in first.text
+    assert first.text.count('class="row-link"') == 1

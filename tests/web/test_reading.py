@@ -3,10 +3,18 @@ warnings from the draft's trust signals (or, before a draft has them, from the l
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from service.web.reading import alerts, critical_findings, mark_sentences, sentences
-from workers.records import Report
+from service.web.reading import (
+    alerts,
+    critical_findings,
+    mark_sentences,
+    sentences,
+    trust_signals,
+)
+from workers.records import Report, Study, now
 
 pytestmark = pytest.mark.unit
 
@@ -16,6 +24,10 @@ def _draft(labels: dict[str, int | None] | None = None, **signals: object) -> Re
     for key, value in signals.items():
         setattr(report, key, value)  # the trust-signals fields a draft gains with issue 30
     return report
+
+
+def _study() -> Study:
+    return Study(id="s" * 32, identifiers={}, priority="routine", created_at=now())
 
 
 def test_sentences_split_where_a_reader_would() -> None:
@@ -68,3 +80,51 @@ def test_the_drafts_own_signals_decide_when_present() -> None:
         "consistency",
         "Cardiomegaly: negated, then asserted",
     )
+
+
+def test_the_reading_view_folds_probabilities_away_out_of_distribution() -> None:
+    """The template's branch for drafts that carry calibrated probabilities."""
+    from starlette.requests import Request
+
+    from service.web.pages import TEMPLATES
+    from service.web.session import Viewer
+
+    draft = _draft(
+        {"Pleural Effusion": 1},
+        out_of_distribution=True,
+        ood_score=3.0,
+        finding_probabilities={"Pleural Effusion": 0.81, "Edema": 0.07},
+    )
+    request = Request(
+        {
+            "type": "http",
+            "method": "GET",
+            "path": "/app/studies/s",
+            "query_string": b"",
+            "headers": [],
+        }
+    )
+    html = TEMPLATES.get_template("review.html").render(
+        request=request,
+        viewer=Viewer("u", "Dr A", "auditor", "", "token"),
+        menu=[],
+        title="t",
+        path="/app/studies/s",
+        study=_study(),
+        job=None,
+        reading="draft_ready",
+        versions=[draft],
+        shown=draft,
+        marks={"findings": (), "impression": ()},
+        alerts=alerts(draft),
+        signals=trust_signals(draft),
+        signable=False,
+        edited={},
+        error="",
+        image={"error": "no image in this test"},
+    )
+    folded = html[html.index('<details class="unreliable">') : html.index("</details>")]
+    table = folded[folded.index('<table class="probabilities">') :]
+    rows = re.findall(r"<tr><td>([^<]+)</td><td>([^<]+)</td></tr>", table)
+    assert rows[:2] == [("Pleural Effusion", "81 %"), ("Edema", "7 %")]
+    assert "Outside the model&#39;s training distribution" in html

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, get_args
 
-from fastapi import APIRouter, Depends, Form, Request, Response, UploadFile, status
+from fastapi import APIRouter, Depends, Form, Query, Request, Response, UploadFile, status
 from fastapi.responses import RedirectResponse
 
 from service.api.deps import DispatcherDep, ProfileDep, SessionDep, SettingsDep, audit
@@ -32,9 +32,15 @@ STATE_NAMES = {
 
 @router.get("/worklist")
 def worklist(
-    request: Request, viewer: Reader, session: SessionDep, state: StateFilter = "to_read"
+    request: Request,
+    viewer: Reader,
+    session: SessionDep,
+    state: StateFilter = "to_read",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> Response:
-    """Studies in one state (to read by default): STAT, then suspected critical, then oldest."""
+    """Studies in one state (to read by default): STAT, then suspected critical, then oldest;
+    the first ``limit`` of them, as a page that must open fast on a busy day."""
+    ordered = rows_in_order(session, state)
     rows = [
         {
             "study": study,
@@ -42,7 +48,7 @@ def worklist(
             "reading": reading_state(job, report),
             "critical": critical_findings(report),
         }
-        for study, job, report in rows_in_order(session, state)
+        for study, job, report in ordered[:limit]
     ]
     audit(session, viewer, "web.worklist", "study", None)
     return page(
@@ -51,6 +57,7 @@ def worklist(
         viewer,
         title="Worklist",
         rows=rows,
+        total=len(ordered),
         state=state,
         states=STATE_NAMES,
         reading_names=STATE_NAMES,
