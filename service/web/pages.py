@@ -4,6 +4,8 @@ and errors as pages a person can act on.
 Every response under ``/app`` carries a Content Security Policy that allows scripts, styles and
 images from the service itself only (``script-src 'self'``, no inline script): nothing is loaded
 from a CDN, and an injected script would not run. Pages are ``no-store``: they show patient data.
+The referrer policy is ``same-origin``: no address leaves for another site, while the browser
+still sends the ``Origin`` the form check reads (``no-referrer`` would turn it into ``null``).
 """
 
 from __future__ import annotations
@@ -126,7 +128,7 @@ async def security_headers(
     if workspace:
         response.headers.setdefault("Content-Security-Policy", CSP)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
         if not request.url.path.startswith(f"{COOKIE_PATH}/static/"):
             response.headers.setdefault("Cache-Control", "no-store")
     return response

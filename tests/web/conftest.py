@@ -2,8 +2,9 @@
 Debian's Chromium driven by Playwright (``/usr/bin/chromium``; ``playwright install`` is never
 run, it would download a browser of its own).
 
-One server and one browser per module keep the browser tests to a few starts; each test logs in
-with a fresh browser context (cookies of its own). Screenshots go under the test's tmp folder.
+One server and one browser for the session keep the browser tests to one start of each (the
+browser tests share an xdist group, so one worker runs them all); each test logs in with a fresh
+browser context (cookies of its own). Screenshots go under the test's tmp folder.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class LiveServer:
     keys: dict[str, str]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     data = tmp_path_factory.mktemp("web") / "data"
     with database_settings("sqlite", data, None) as configured:
@@ -61,7 +62,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
             thread.join(timeout=60)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     chromium = require_tool("chromium")
     try:
