@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that the integration tests drive for real, when they are missing:
 # dcmtk (dcmdump, dsrdump, storescu), dicom3tools (dciodvfy), Orthanc with its DICOMweb plugin,
-# a Java runtime (METEOR), Redis and PostgreSQL. Needs root (CI runs as root); prints what it does.
+# a Java runtime (METEOR), Redis, PostgreSQL and Chromium (the workspace's browser tests). Needs
+# root (CI runs as root); prints what it does.
 set -euo pipefail
 need=()
 command -v dcmdump >/dev/null || need+=(dcmtk)
@@ -11,6 +12,7 @@ command -v Orthanc >/dev/null || need+=(orthanc)
 command -v java >/dev/null || need+=(default-jre-headless)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v pg_ctlcluster >/dev/null || need+=(postgresql)
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

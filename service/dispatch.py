@@ -35,6 +35,7 @@ from sqlalchemy import select
 
 from workers import jobs, pacs
 from workers.app import ASSISTANT, EVALUATE, GENERATE, PACS, QUEUES, STAT, create_app, queue_for
+from workers.audits import audit_folder, run_audit_folder
 from workers.config import Settings
 from workers.db import session_scope
 from workers.generators import resolve_profile
@@ -52,6 +53,7 @@ class AssistantBusyError(TimeoutError):
 class Dispatcher(Protocol):
     def draft(self, job_id: str, priority: str) -> None: ...
     def evaluate_signoff(self, signoff_id: str) -> None: ...
+    def audit(self, run_id: str, metrics: list[str], resamples: int) -> None: ...
     def ask(
         self, study_id: str, question: str, history: list[tuple[str, str]]
     ) -> dict[str, str]: ...
@@ -146,6 +148,10 @@ class EmbeddedDispatcher:
 
     def evaluate_signoff(self, signoff_id: str) -> None:
         self._put(EVALUATE, lambda: jobs.evaluate_signoff(self.settings, signoff_id))
+
+    def audit(self, run_id: str, metrics: list[str], resamples: int) -> None:
+        folder = audit_folder(self.settings, run_id)
+        self._put(EVALUATE, lambda: run_audit_folder(folder, metrics, resamples))
 
     def ask(self, study_id: str, question: str, history: list[tuple[str, str]]) -> dict[str, str]:
         answer: Future[dict[str, str]] = Future()
@@ -252,6 +258,12 @@ class CeleryDispatcher:
             queue=self.settings.queue(PACS),
             countdown=delay_s,
             ignore_result=True,
+        )
+
+    def audit(self, run_id: str, metrics: list[str], resamples: int) -> None:
+        queue_name = self.settings.queue(EVALUATE)
+        self.app.send_task(
+            "echocxr.audit", args=[run_id, metrics, resamples], queue=queue_name, ignore_result=True
         )
 
     def ask(self, study_id: str, question: str, history: list[tuple[str, str]]) -> dict[str, str]:

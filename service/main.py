@@ -1,8 +1,9 @@
 """The FastAPI application: routers mounted under ``/v1``, errors as short JSON details.
 
 ``create_app(settings)`` builds the app for one deployment: the dispatcher (the embedded pool,
-or Celery when a broker is configured) starts with the app and stops with it, and jobs the last
-process left queued are handed over again.
+or Celery when a broker is configured) starts with the app and stops with it, and jobs (and, in
+the embedded pool, audits) the last process left queued are handed over again. The radiologist
+workspace is served under ``/app`` (``service.web``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from service.api.routes import dicomweb, health, jobs, pacs, reports, studies, w
 from service.dispatch import make_dispatcher, redispatch
 from service.limits import BodySizeLimit
 from service.pacs.polling import keep_polling
+from service.web import mount_workspace
+from service.web.audit_runs import resume_audits
 from workers.config import Settings
+from workers.db import session_scope
 from workers.generators import resolve_profile
 
 logger = logging.getLogger(__name__)
@@ -53,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (studies.router, jobs.router, reports.router, worklist.router, pacs.router):
         app.include_router(router, prefix="/v1")
     app.include_router(dicomweb.router)
+    mount_workspace(app)
     app.add_exception_handler(SQLAlchemyTimeout, _records_busy)
     app.add_exception_handler(Exception, _unexpected_error)
     return app
@@ -82,8 +87,10 @@ def _start(app: FastAPI, settings: Settings) -> None:
         return
     try:
         redispatch(app.state.dispatcher, settings, everything=True)
+        with session_scope(settings.sqlalchemy_url) as session:
+            resume_audits(app.state.dispatcher, settings, session)
     except Exception as error:  # a schema not migrated yet: /readyz says so
-        logger.error("pending jobs not handed over at start (%s)", type(error).__name__)
+        logger.error("pending work not handed over at start (%s)", type(error).__name__)
 
 
 def _keep_handing_over(app: FastAPI) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy import JSON, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from workers.records import Base, new_id, now
@@ -64,3 +64,40 @@ class AuditEvent(Base):
     resource_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     client: Mapped[str | None] = mapped_column(String(64), nullable=True)
     outcome: Mapped[int] = mapped_column(Integer)
+
+
+class WebSession(Base):
+    """A browser's login to the workspace (``service.web``).
+
+    The cookie holds a random token and the table only its SHA-256, as for API keys. A session
+    is opened with an API key and ends with it: revoking the key or the user ends every session
+    it opened at the next request. ``csrf_token`` is echoed by every form and script request.
+    """
+
+    __tablename__ = "web_sessions"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    api_key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    expires_at: Mapped[datetime] = mapped_column()
+
+
+class AuditRun(Base):
+    """An audit asked for in the workspace: who asked, over which set, with which metrics.
+
+    Its input, progress and outcome are files in its folder (``service.web.audit_runs``), written
+    by whichever worker of the ``evaluate`` queue runs it, so no worker writes this table.
+    """
+
+    __tablename__ = "audit_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    requested_by_id: Mapped[str] = mapped_column(String(32))
+    requested_by: Mapped[str] = mapped_column(String(128))
+    source: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(String(200))
+    n_studies: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=now, index=True)

@@ -28,6 +28,7 @@ TASK_QUEUES = {
     "echocxr.ask": ASSISTANT,
     "echocxr.evaluate": EVALUATE,
     "echocxr.evaluate_signoff": EVALUATE,
+    "echocxr.audit": EVALUATE,
     "echocxr.draft_archive": GENERATE,
     "echocxr.pacs_pull": PACS,
     "echocxr.pacs_push": PACS,

@@ -117,6 +117,17 @@ def evaluate(
     return {"metrics": score(generated, reference, metrics), "n_studies": len(generated)}
 
 
+@app.task(
+    name="echocxr.audit", ignore_result=True, soft_time_limit=6 * 3600, time_limit=6 * 3600 + 300
+)
+def audit(run_id: str, metrics: list[str], resamples: int) -> bool:
+    """Audit the ``input.csv`` of the run's folder into the same folder (``workers.audits``);
+    the outcome is in the folder, so the task keeps no result."""
+    from workers.audits import audit_folder, run_audit_folder
+
+    return run_audit_folder(audit_folder(settings(), run_id), metrics, resamples)
+
+
 @app.task(name="echocxr.draft_archive", soft_time_limit=24 * 3600, time_limit=24 * 3600 + 300)
 def draft_archive(
     archive: str, out: str, engine: str | None = None, batch_size: int = 64

@@ -28,6 +28,8 @@ TABLES = {
     "api_keys",
     "audit_events",
     "pushes",
+    "web_sessions",
+    "audit_runs",
 }
 
 

@@ -91,16 +91,18 @@ async def sign_report(
     The SR is re-issued COMPLETE / VERIFIED with the caller as verifying observer, the FHIR
     report ``final``; the draft-to-signed difference is recorded and labelled on ``evaluate``.
     """
-    return await run_in_threadpool(_sign, report_id, signed, caller, settings, dispatcher)
+    return await run_in_threadpool(sign_draft, report_id, signed, caller, settings, dispatcher)
 
 
-def _sign(
+def sign_draft(
     report_id: str,
     signed: SignRequest,
     caller: Caller,
     settings: Settings,
     dispatcher: Dispatcher,
 ) -> ReportPublic:
+    """Sign in a transaction of its own, then queue the sign-off's labelling; the API and the
+    workspace both sign this way. Raises ``HTTPException`` (404, 409, 422) with nothing signed."""
     with session_scope(settings.sqlalchemy_url) as session:
         draft = find_report(session, report_id, lock=True)
         try:

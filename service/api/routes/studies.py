@@ -3,6 +3,7 @@ report versions, and questions to the assistant."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, UploadFile, status
@@ -23,7 +24,7 @@ from service.api.deps import (
     error_responses,
 )
 from service.api.presenting import report_public, study_detail
-from service.dispatch import AssistantBusyError, hand_over
+from service.dispatch import AssistantBusyError, Dispatcher, hand_over
 from service.models import ADMIN, AUDITOR, RADIOLOGIST, UPLOADER
 from service.schemas import (
     AskAnswer,
@@ -70,8 +71,24 @@ async def upload_study(
     before anything is stored, and a refused upload leaves nothing behind.
     """
     data = await file.read()
+    slots = request.app.state.ingest_slots
+    return await store_and_draft(slots, data, priority, caller, settings, profile, dispatcher)
+
+
+async def store_and_draft(
+    slots: asyncio.Semaphore,
+    data: bytes,
+    priority: str,
+    caller: Caller,
+    settings: Settings,
+    profile: DraftProfile,
+    dispatcher: Dispatcher,
+) -> StudyUploaded:
+    """Ingest an upload and hand its new job over; the API and the workspace both upload this
+    way. Raises ``HTTPException`` (422) for a study that cannot be read, with nothing stored.
+    ``slots`` (the app's) lets a few uploads be read and recorded at once."""
     try:
-        async with request.app.state.ingest_slots:  # the rest wait here, holding no thread
+        async with slots:  # the rest wait here, holding no thread
             ingested = await run_in_threadpool(_ingest, settings, profile, data, priority, caller)
     except dicom.DicomError as error:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
@@ -139,13 +156,23 @@ async def ask(
 ) -> AskAnswer:
     """The assistant's answer to a question about the study (the stage-1 model, on the
     ``assistant`` queue); earlier turns go in ``history`` as [question, answer] pairs."""
+    return await run_in_threadpool(ask_assistant, study_id, question, caller, settings, dispatcher)
+
+
+def ask_assistant(
+    study_id: str,
+    question: AskRequest,
+    caller: Caller,
+    settings: Settings,
+    dispatcher: Dispatcher,
+) -> AskAnswer:
+    """Record the question and wait for the answer; the API and the workspace both ask this way.
+    Raises ``HTTPException`` (404, 422, 504)."""
     with session_scope(settings.sqlalchemy_url) as session:
         study = find_study(session, study_id)
         audit(session, caller, "study.ask", "study", study.id)
     try:
-        answer = await run_in_threadpool(
-            dispatcher.ask, study.id, question.question, list(question.history)
-        )
+        answer = dispatcher.ask(study.id, question.question, list(question.history))
     except AssistantBusyError:
         raise HTTPException(
             status.HTTP_504_GATEWAY_TIMEOUT,

@@ -38,13 +38,7 @@ def worklist(
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[WorklistItem]:
     """Studies to read (``state=to_read``: drafting, draft ready or failed), or in one state."""
-    rows = []
-    for study, job, report in studies_with_latest(session):
-        reading = reading_state(job, report)
-        if reading is None or (state != "all" and reading not in _wanted(state)):
-            continue
-        rows.append((urgency(study, report), study, job, report))
-    rows.sort(key=lambda row: row[0])
+    rows = rows_in_order(session, state)
     audit(session, caller, "worklist.read", "study", None)
     return [
         WorklistItem(
@@ -52,8 +46,22 @@ def worklist(
             job=JobPublic.model_validate(job) if job else None,
             latest_report=report_public(report) if report else None,
         )
-        for _, study, job, report in rows[offset : offset + limit]
+        for study, job, report in rows[offset : offset + limit]
     ]
+
+
+def rows_in_order(
+    session: Session, state: StateFilter
+) -> list[tuple[Study, Job | None, Report | None]]:
+    """The studies in ``state``, most urgent first: what the API and the workspace both list."""
+    rows = []
+    for study, job, report in studies_with_latest(session):
+        reading = reading_state(job, report)
+        if reading is None or (state != "all" and reading not in _wanted(state)):
+            continue
+        rows.append((urgency(study, report), study, job, report))
+    rows.sort(key=lambda row: row[0])
+    return [(study, job, report) for _, study, job, report in rows]
 
 
 def _wanted(state: StateFilter) -> tuple[str, ...]:
