@@ -20,6 +20,7 @@ from model.data.qa import REPORT_PROMPT
 from model.data.transforms import ImageInputError, images_to_batch
 from model.generation import Engine
 from model.tokenizer import pad_rows
+from model.trust import Trust
 
 SECTION = re.compile(
     r"FINDINGS:\s*(?P<findings>.*?)\s*(?:IMPRESSION:\s*(?P<impression>.*))?$", re.S
@@ -60,13 +61,16 @@ class Report:
     engine: str
     engine_options: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    trust: Trust | None = None  # None where the checkpoint ships no trust statistics
 
     @property
     def text(self) -> str:
         return f"FINDINGS: {self.findings}\nIMPRESSION: {self.impression}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        document = asdict(self)
+        document["trust"] = None if self.trust is None else self.trust.to_json()
+        return document
 
 
 class ReportGenerator:
