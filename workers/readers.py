@@ -19,7 +19,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -159,6 +159,7 @@ def _serve_reads(connection: Connection, image_size: int, read: ReadEntry) -> No
     (the OOM killer, ``kill -9``) closes it too, and nothing else would tell the reader."""
     import torch
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # see _children_ignore_sigint
     torch.set_num_threads(1)  # a reader resizes with torch (MONAI); readers are many
     while True:
         try:
@@ -170,6 +171,26 @@ def _serve_reads(connection: Connection, image_size: int, read: ReadEntry) -> No
         except Exception as error:
             result = error
         connection.send(result)
+
+
+@contextlib.contextmanager
+def _children_ignore_sigint() -> Iterator[None]:
+    """Processes started in this block ignore SIGINT from birth.
+
+    Ctrl-C at a terminal sends SIGINT to the whole process group, readers included; it is for
+    the drafting process, which stops them, and a reader interrupted would print a traceback.
+    An ignored signal stays ignored across the exec of a spawned process, and Python keeps it
+    so; a blocked one does not stay blocked. Only the main thread may change a handler: a
+    reader started elsewhere (one replacing a dead reader) ignores SIGINT once it has started.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class Readers:
@@ -195,7 +216,8 @@ class Readers:
     ) -> None:
         self.image_size, self.read, self.read_timeout = image_size, read, read_timeout
         self.on_read = on_read  # called in the dispatcher thread as each entry is done
-        self.readers: list[Reader | None] = [None] * processes  # started when first needed
+        with _children_ignore_sigint():
+            self.readers: list[Reader | None] = [Reader(image_size, read) for _ in range(processes)]
         self.waiting: deque[QueuedRead] = deque()
         self.to_read_alone: deque[QueuedRead] = deque()
         self.failed_once: set[int] = set()
@@ -235,10 +257,6 @@ class Readers:
         self.woken.close()
 
     def _dispatch(self) -> None:
-        # Ctrl-C is for the drafting process: with SIGINT blocked in this thread, the readers it
-        # starts inherit it blocked (from birth, before their imports), so a Ctrl-C sent to the
-        # terminal's process group prints no traceback from them; close() ends them.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             while not self.closing:
                 self._hand_out()
@@ -320,7 +338,8 @@ def read_batches(
         for batch in batches:
             yield [_read_in_this_process(entry, image_size, on_read) for entry in batch]
         return
-    yield from read_in_processes(batches, Readers(readers, image_size, on_read=on_read))
+    processes = min(readers, sum(map(len, batches)))  # each started at once: none idle
+    yield from read_in_processes(batches, Readers(processes, image_size, on_read=on_read))
 
 
 def _read_in_this_process(
