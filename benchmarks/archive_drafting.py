@@ -71,8 +71,8 @@ def run(
         "drafted": n,
         "drafts_per_s": n / wall,
         "ms_per_study": 1000 * wall / n,
-        "read_ms": 1000 * seconds.read / n,
-        "decode_ms": 1000 * seconds.decode / n,
+        "read_ms": 1000 * seconds.wait / n,
+        "decode_ms": 1000 * seconds.model / n,
         "write_ms": 1000 * seconds.write / n,
     }
     return result, written

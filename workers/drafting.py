@@ -9,6 +9,7 @@ pixels, resized by ``dicom.to_model_input``.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -83,8 +84,18 @@ def algorithm_identity(report: Provenance) -> dicom.AlgorithmIdentity:
     )
 
 
-def write_draft(study: dicom.Study, report: Report, out_dir: Path) -> WrittenDraft:
-    """report.json, report.sr.dcm, report.pdf.dcm and report.fhir.json, all or none."""
+def write_draft(
+    study: dicom.Study,
+    report: Report,
+    out_dir: Path,
+    timings: Mapping[str, float] | None = None,
+) -> WrittenDraft:
+    """report.json, report.sr.dcm, report.pdf.dcm and report.fhir.json, all or none.
+
+    report.json's ``timings`` are ``timings`` when given (an archive gives each study its own),
+    else the generator's (``report.timings``, which cover the whole batch the study was
+    decoded in), with the seconds the writing took added (``write_s``).
+    """
     import dicom
 
     draft = dicom.DraftReport(
@@ -94,8 +105,8 @@ def write_draft(study: dicom.Study, report: Report, out_dir: Path) -> WrittenDra
         "engine": report.engine,
         "engine_options": report.engine_options,
         "labels": report.labels,
-        "timings": report.timings,
         "model_id": report.model_id,
     }
-    files = dicom.write_report_bundle(draft, study, out_dir, details=details)
+    timings = report.timings if timings is None else timings
+    files = dicom.write_report_bundle(draft, study, out_dir, details=details, timings=timings)
     return WrittenDraft(report=report, files=files)

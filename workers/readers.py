@@ -15,10 +15,11 @@ import itertools
 import multiprocessing
 import multiprocessing.connection
 import os
+import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -41,18 +42,27 @@ DRAFTED, ALREADY_DRAFTED, FAILED = "drafted", "already drafted", "failed"
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of one entry; ``detail`` says why it failed, in the reader's words."""
+    """What became of one entry, as a row of ``archive.csv`` says it: ``detail`` says why it
+    failed, in the reader's words; ``seconds`` is what the entry cost (reading, its share of
+    the model's batch, writing); ``folder`` is where its draft is ("" when there is none)."""
 
     entry: str
     status: str
     detail: str = ""
+    seconds: float = 0.0
+    study_instance_uid: str = ""
+    engine: str = ""
+    folder: str = ""
 
 
 @dataclass(frozen=True)
 class ReadStudy:
+    """One entry read: its headers, its model input, and the seconds its reading took."""
+
     entry: Path
     study: dicom.Study
     pixels: np.ndarray
+    seconds: float = 0.0
 
 
 def read_entry(entry: Path, image_size: int) -> ReadStudy | Outcome:
@@ -64,12 +74,13 @@ def read_entry(entry: Path, image_size: int) -> ReadStudy | Outcome:
     """
     import dicom
 
+    start = time.perf_counter()
     try:
         study = dicom.read_study(entry)
         pixels = dicom.to_model_input(pick_image(study), image_size)
     except dicom.DicomError as error:
-        return Outcome(entry.name, FAILED, str(error))
-    return ReadStudy(entry, study.without_pixels(), pixels)
+        return Outcome(entry.name, FAILED, str(error), time.perf_counter() - start)
+    return ReadStudy(entry, study.without_pixels(), pixels, time.perf_counter() - start)
 
 
 ReadEntry = Callable[[Path, int], ReadStudy | Outcome]
@@ -148,6 +159,7 @@ def _serve_reads(connection: Connection, image_size: int, read: ReadEntry) -> No
     (the OOM killer, ``kill -9``) closes it too, and nothing else would tell the reader."""
     import torch
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # see _children_ignore_sigint
     torch.set_num_threads(1)  # a reader resizes with torch (MONAI); readers are many
     while True:
         try:
@@ -159,6 +171,26 @@ def _serve_reads(connection: Connection, image_size: int, read: ReadEntry) -> No
         except Exception as error:
             result = error
         connection.send(result)
+
+
+@contextlib.contextmanager
+def _children_ignore_sigint() -> Iterator[None]:
+    """Processes started in this block ignore SIGINT from birth.
+
+    Ctrl-C at a terminal sends SIGINT to the whole process group, readers included; it is for
+    the drafting process, which stops them, and a reader interrupted would print a traceback.
+    An ignored signal stays ignored across the exec of a spawned process, and Python keeps it
+    so; a blocked one does not stay blocked. Only the main thread may change a handler: a
+    reader started elsewhere (one replacing a dead reader) ignores SIGINT once it has started.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class Readers:
@@ -180,9 +212,12 @@ class Readers:
         image_size: int,
         read: ReadEntry = read_entry,
         read_timeout: float = READ_TIMEOUT_SECONDS,
+        on_read: Callable[[], None] | None = None,
     ) -> None:
         self.image_size, self.read, self.read_timeout = image_size, read, read_timeout
-        self.readers: list[Reader | None] = [None] * processes  # started when first needed
+        self.on_read = on_read  # called in the dispatcher thread as each entry is done
+        with _children_ignore_sigint():
+            self.readers: list[Reader | None] = [Reader(image_size, read) for _ in range(processes)]
         self.waiting: deque[QueuedRead] = deque()
         self.to_read_alone: deque[QueuedRead] = deque()
         self.failed_once: set[int] = set()
@@ -270,6 +305,11 @@ class Readers:
         if result is None:
             self._reader_failed(reader, read, READER_DIED)
             return
+        self._done(read, result)
+
+    def _done(self, read: QueuedRead, result: ReadStudy | Outcome) -> None:
+        if self.on_read:
+            self.on_read()
         with self.changed:
             self.done[read.number] = result
             self.changed.notify_all()
@@ -281,26 +321,39 @@ class Readers:
             self.failed_once.add(read.number)
             self.to_read_alone.append(read)
             return
-        with self.changed:
-            self.done[read.number] = Outcome(read.entry.name, FAILED, why)
-            self.changed.notify_all()
+        self._done(read, Outcome(read.entry.name, FAILED, why))
 
 
 def read_batches(
-    batches: Sequence[Sequence[Path]], image_size: int, readers: int
-) -> Iterator[list[ReadStudy | Outcome]]:
+    batches: Sequence[Sequence[Path]],
+    image_size: int,
+    readers: int,
+    on_read: Callable[[], None] | None = None,
+) -> Generator[list[ReadStudy | Outcome]]:
     """Each batch read, in order. With ``readers`` processes, the next ``READ_AHEAD`` batches are
-    read while the caller decodes this one; no further, so a large archive does not pile up."""
+    read while the caller decodes this one; no further, so a large archive does not pile up.
+    ``on_read`` is called as each entry is read (in another thread with reader processes), so
+    that progress shows before a whole batch is."""
     if readers == 0:
         for batch in batches:
-            yield [read_entry(entry, image_size) for entry in batch]
+            yield [_read_in_this_process(entry, image_size, on_read) for entry in batch]
         return
-    yield from read_in_processes(batches, Readers(readers, image_size))
+    processes = min(readers, sum(map(len, batches)))  # each started at once: none idle
+    yield from read_in_processes(batches, Readers(processes, image_size, on_read=on_read))
+
+
+def _read_in_this_process(
+    entry: Path, image_size: int, on_read: Callable[[], None] | None
+) -> ReadStudy | Outcome:
+    read = read_entry(entry, image_size)
+    if on_read:
+        on_read()
+    return read
 
 
 def read_in_processes(
     batches: Sequence[Sequence[Path]], readers: Readers
-) -> Iterator[list[ReadStudy | Outcome]]:
+) -> Generator[list[ReadStudy | Outcome]]:
     queued = iter(batches)
     pending = deque(readers.queue(batch) for batch in itertools.islice(queued, READ_AHEAD))
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pydicom
@@ -11,7 +12,7 @@ import pytest
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 
 import dicom
-from dicom.bundle import REPORT_FILES, write_report_bundle
+from dicom.bundle import REPORT_FILES, bundle_damage, write_report_bundle
 from dicom.draft import AlgorithmIdentity, DraftReport
 from dicom.fhir import fhir_diagnostic_report
 from dicom.pdf import write_encapsulated_pdf
@@ -142,6 +143,51 @@ def test_bundle_writes_four_files_and_leaves_no_temporaries(
     assert summary["engine"] == "ar"  # details go into report.json only
     assert all(path.stat().st_mode & 0o044 for path in written.values())  # not owner-only
     assert pydicom.dcmread(written["sr"]).SOPInstanceUID == summary["sr_sop_instance_uid"]
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _zero(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+@pytest.mark.parametrize(
+    ("damage", "name", "why"),
+    [
+        (Path.unlink, "report.pdf.dcm", "report.pdf.dcm is missing"),
+        (_zero, "report.sr.dcm", "report.sr.dcm is empty"),
+        (_truncate, "report.json", "does not parse"),
+        (_truncate, "report.fhir.json", "does not parse"),
+        (_truncate, "report.sr.dcm", "report.sr.dcm is not the file report.json lists"),
+        (_truncate, "report.pdf.dcm", "report.pdf.dcm"),
+    ],
+)
+def test_a_damaged_bundle_is_told_from_a_whole_one(
+    draft: DraftReport,
+    study: dicom.Study,
+    tmp_path: Path,
+    damage: Callable[[Path], None],
+    name: str,
+    why: str,
+) -> None:
+    """What a full disk or a cut-off copy leaves is not a draft: an archive drafts it again."""
+    write_report_bundle(draft, study, tmp_path)
+    assert bundle_damage(tmp_path) == ""
+    damage(tmp_path / name)
+    assert why in bundle_damage(tmp_path)
+
+
+def test_a_folder_mixing_two_drafts_is_not_whole(
+    draft: DraftReport, study: dicom.Study, tmp_path: Path
+) -> None:
+    write_report_bundle(draft, study, tmp_path / "first")
+    written = write_report_bundle(draft, study, tmp_path / "second", timings={"model_s": 1.5})
+    (tmp_path / "second" / "report.sr.dcm").replace(tmp_path / "first" / "report.sr.dcm")
+    assert "report.sr.dcm is not the file report.json lists" in bundle_damage(tmp_path / "first")
+    timings = json.loads(written["json"].read_text())["timings"]
+    assert timings["model_s"] == 1.5 and timings["write_s"] > 0
 
 
 def test_invalid_drafts_are_refused(algorithm: AlgorithmIdentity) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 import model
 from tests.support.archives import phantom_archive, report_archive
+from workers.archive import draft_is_complete
 from workers.drafting import draft_study
 
 pytestmark = pytest.mark.e2e
@@ -19,6 +20,11 @@ pytestmark = pytest.mark.e2e
 def manifest(out: Path) -> dict[str, tuple[str, str]]:
     with (out / "archive.csv").open() as rows:
         return {row["entry"]: (row["status"], row["detail"]) for row in csv.DictReader(rows)}
+
+
+def rows(out: Path) -> dict[str, dict[str, str]]:
+    with (out / "archive.csv").open() as lines:
+        return {row["entry"]: row for row in csv.DictReader(lines)}
 
 
 def summary(out: Path, entry: str) -> dict[str, object]:
@@ -38,6 +44,11 @@ def test_an_archive_drafted_in_batches_reads_as_each_study_drafted_alone(tmp_pat
     outcomes = manifest(tmp_path / "out")
     assert outcomes.pop("notes.txt")[0] == "failed"
     assert outcomes == {s.name: ("drafted", "") for s in studies}
+    for study in studies:  # archive.csv says where each draft is, of what study, by what engine
+        row = rows(tmp_path / "out")[study.name]
+        assert Path(row["output_folder"]) == (tmp_path / "out" / study.name).resolve()
+        assert row["StudyInstanceUID"] == pydicom.dcmread(study).StudyInstanceUID
+        assert row["engine"] == model.DEFAULT_ARCHIVE_ENGINE and float(row["seconds"]) > 0
     alone = model.load(engine=model.DEFAULT_ARCHIVE_ENGINE, batch_size=1)
     for study in studies:
         drafted = summary(tmp_path / "out", study.name)
@@ -50,9 +61,14 @@ def test_an_archive_drafted_in_batches_reads_as_each_study_drafted_alone(tmp_pat
         assert drafted["engine"] == model.DEFAULT_ARCHIVE_ENGINE
         sr = pydicom.dcmread(tmp_path / "out" / study.name / "report.sr.dcm")
         assert sr.StudyInstanceUID == pydicom.dcmread(study).StudyInstanceUID
-    # the timings in report.json are the batch's, and say how many drafts they cover
-    batch_sizes = [summary(tmp_path / "out", s.name)["timings"]["reports"] for s in studies]  # type: ignore[index]
-    assert batch_sizes == [1.0, 2.0, 2.0, 2.0, 2.0]  # notes.txt sorts first: its batch drafts one
+    # each report.json has its study's own timings: its read, its share of its batch's model
+    # time (notes.txt sorts first: its batch drafts one), its write
+    timings = [summary(tmp_path / "out", s.name)["timings"] for s in studies]
+    assert [t["model_batch_size"] for t in timings] == [1.0, 2.0, 2.0, 2.0, 2.0]  # type: ignore[index]
+    for t in timings:
+        assert t["model_s"] == t["model_batch_s"] / t["model_batch_size"]  # type: ignore[index]
+        assert t["read_s"] > 0 and t["write_s"] > 0  # type: ignore[index]
+    assert len({t["read_s"] for t in timings}) == len(studies)  # type: ignore[index]
 
 
 def test_bad_entries_fail_alone_and_a_second_run_drafts_only_what_is_missing(
@@ -76,17 +92,24 @@ def test_bad_entries_fail_alone_and_a_second_run_drafts_only_what_is_missing(
     )
     assert "Traceback" not in first.output
 
-    # an interrupted write leaves a draft without all four files: only it is drafted again
+    # a second run drafts again only what has no whole draft (a file missing, an empty SR, a
+    # cut-off PDF) and keeps the other rows as the first run wrote them
+    first_rows = rows(out)
     kept = (out / good[0].name / "report.json").stat().st_mtime_ns
     (out / good[1].name / "report.pdf.dcm").unlink()
+    (out / good[2].name / "report.sr.dcm").write_bytes(b"")
     (archive / "notes.dcm").unlink()
     second = report_archive(archive, out, "--batch-size", "4")
     assert second.exit_code == 1, second.output
-    assert "1 drafted, 2 already drafted, 1 failed" in second.output
-    assert manifest(out)[good[0].name] == ("already drafted", "")
-    assert manifest(out)[good[1].name] == ("drafted", "")
+    assert "2 drafted, 1 already drafted, 1 failed" in second.output
+    again = rows(out)
+    assert list(again) == sorted(again)  # in entry order again at the end
+    assert again[good[0].name] == first_rows[good[0].name]
     assert (out / good[0].name / "report.json").stat().st_mtime_ns == kept
-    assert (out / good[1].name / "report.pdf.dcm").is_file()
+    assert again[good[1].name]["status"] == again[good[2].name]["status"] == "drafted"
+    assert "report.pdf.dcm is missing" in again[good[1].name]["detail"]
+    assert "report.sr.dcm is empty" in again[good[2].name]["detail"]
+    assert all(draft_is_complete(out / study.name) for study in good)
 
 
 def test_archives_take_their_engine_and_options_from_their_own_settings(tmp_path: Path) -> None:
