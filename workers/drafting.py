@@ -34,6 +34,7 @@ class Provenance(Protocol):
 @dataclass(frozen=True)
 class WrittenDraft:
     report: Report
+    draft: dicom.DraftReport
     files: dict[str, Path]
 
     @property
@@ -88,7 +89,10 @@ def write_draft(study: dicom.Study, report: Report, out_dir: Path) -> WrittenDra
     import dicom
 
     draft = dicom.DraftReport(
-        findings=report.findings, impression=report.impression, algorithm=algorithm_identity(report)
+        findings=report.findings,
+        impression=report.impression,
+        algorithm=algorithm_identity(report),
+        trust=None if report.trust is None else report.trust.to_json(),
     )
     details = {
         "engine": report.engine,
@@ -98,4 +102,4 @@ def write_draft(study: dicom.Study, report: Report, out_dir: Path) -> WrittenDra
         "model_id": report.model_id,
     }
     files = dicom.write_report_bundle(draft, study, out_dir, details=details)
-    return WrittenDraft(report=report, files=files)
+    return WrittenDraft(report=report, draft=draft, files=files)
