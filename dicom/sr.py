@@ -279,7 +279,9 @@ def assessment(draft: DraftReport) -> list[ContainerContentItem]:
 
 
 def _text(name: CodedConcept, value: str) -> TextContentItem:
-    return TextContentItem(name=name, value=value, relationship_type=RelationshipTypeValues.CONTAINS)
+    return TextContentItem(
+        name=name, value=value, relationship_type=RelationshipTypeValues.CONTAINS
+    )
 
 
 def _number(name: CodedConcept, value: float) -> NumContentItem:

@@ -29,7 +29,9 @@ CRITICAL_OOD = Trust(
     finding_probabilities={"Pleural Effusion": 0.74, "Pneumothorax": 0.91},
     ood_score=9.0,
     ood_threshold=4.0,
-    consistency_flags=[ConsistencyFlag("Pneumothorax", "text-vs-head", "negated, probability 0.91")],
+    consistency_flags=[
+        ConsistencyFlag("Pneumothorax", "text-vs-head", "negated, probability 0.91")
+    ],
     critical_findings=["Pneumothorax"],
 )
 CALM = Trust(finding_probabilities={"Pleural Effusion": 0.74}, ood_score=1.0, ood_threshold=4.0)
@@ -46,7 +48,9 @@ def test_the_api_and_the_files_carry_the_drafts_trust_signals(settings: Settings
         assert public["out_of_distribution"] is True and public["ood_score"] == 9.0
         assert public["critical_findings"] == ["Pneumothorax"]
         assert public["consistency_flags"][0]["observation"] == "Pneumothorax"
-        as_json = client.get(f"/v1/reports/{report_id}", params={"format": "json"}, headers=auth(key))
+        as_json = client.get(
+            f"/v1/reports/{report_id}", params={"format": "json"}, headers=auth(key)
+        )
         assert Trust.from_json(as_json.json()) == CRITICAL_OOD  # report.json, as stored
         fhir = client.get(f"/v1/reports/{report_id}", params={"format": "fhir"}, headers=auth(key))
         assert len(fhir.json()["result"]) == 3  # the assessment and two probabilities

@@ -75,7 +75,9 @@ def test_the_drafts_own_signals_raise_the_alerts_most_serious_first() -> None:
         _trust(
             ood_score=7.5,
             critical_findings=["Pneumothorax"],
-            consistency_flags=[ConsistencyFlag("Cardiomegaly", "sections", "negated, then asserted")],
+            consistency_flags=[
+                ConsistencyFlag("Cardiomegaly", "sections", "negated, then asserted")
+            ],
         ),
     )
     assert critical_findings(draft) == ["Pneumothorax"]  # the calibrated flag, not the labeler
@@ -152,9 +154,7 @@ def test_each_mark_shows_its_calibrated_probability() -> None:
         ),
     )
     html = _render(draft, mark_sentences("Small left pleural effusion. No pneumothorax.", ""))
-    assert re.search(
-        r'Pleural Effusion: positive<span class="probability"[^>]*>81 %</span>', html
-    )
+    assert re.search(r'Pleural Effusion: positive<span class="probability"[^>]*>81 %</span>', html)
     assert re.search(r'Pneumothorax: negative<span class="probability"[^>]*>90 %</span>', html)
     assert '<span class="badge critical">Critical? Pneumothorax</span>' in html
-    assert "<details class=\"unreliable\">" not in html
+    assert '<details class="unreliable">' not in html
