@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import dicom
 from dicom.draft import AlgorithmIdentity, DraftReport
 from model.trust import ConsistencyFlag, Trust
 from tests.dicom.factories import radiograph, save
@@ -14,6 +15,11 @@ from tests.dicom.factories import radiograph, save
 @pytest.fixture
 def frontal_file(tmp_path: Path) -> Path:
     return save(radiograph(WindowCenter=2048, WindowWidth=4096), tmp_path / "frontal.dcm")
+
+
+@pytest.fixture
+def study(frontal_file: Path) -> dicom.Study:
+    return dicom.read_study(frontal_file)
 
 
 @pytest.fixture

@@ -25,11 +25,6 @@ from tests.dicom.factories import dciodvfy_errors, pdf_text
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def study(frontal_file: Path) -> dicom.Study:
-    return dicom.read_study(frontal_file)
-
-
 def test_report_json_carries_the_five_keys_at_top_level(
     trusted_draft: DraftReport, trust: Trust, study: dicom.Study, tmp_path: Path
 ) -> None:

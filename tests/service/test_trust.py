@@ -16,42 +16,39 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from dicom.draft import TRUST_KEYS
-from model.trust import ConsistencyFlag, Trust
+from model.trust import Trust
 from service.main import create_app
-from tests.support.service import auth, make_keys, phantom_bytes, record_trusted_draft
+from tests.support.service import (
+    UNRELIABLE_CRITICAL,
+    auth,
+    make_keys,
+    phantom_bytes,
+    record_trusted_draft,
+)
 from workers.config import Settings
 from workers.db import session_scope
 from workers.records import Job, Report
 
 pytestmark = pytest.mark.integration
 
-CRITICAL_OOD = Trust(
-    finding_probabilities={"Pleural Effusion": 0.74, "Pneumothorax": 0.91},
-    ood_score=9.0,
-    ood_threshold=4.0,
-    consistency_flags=[
-        ConsistencyFlag("Pneumothorax", "text-vs-head", "negated, probability 0.91")
-    ],
-    critical_findings=["Pneumothorax"],
-)
 CALM = Trust(finding_probabilities={"Pleural Effusion": 0.74}, ood_score=1.0, ood_threshold=4.0)
 
 
 def test_the_api_and_the_files_carry_the_drafts_trust_signals(settings: Settings) -> None:
-    study_id, _, report_id = record_trusted_draft(settings, phantom_bytes(21), CRITICAL_OOD)
+    study_id, _, report_id = record_trusted_draft(settings, phantom_bytes(21), UNRELIABLE_CRITICAL)
     plain_study, _, plain_id = record_trusted_draft(settings, phantom_bytes(22), None)
     key = make_keys(settings)["radiologist"]
     with TestClient(create_app(settings)) as client:
         (public,) = client.get(f"/v1/studies/{study_id}/reports", headers=auth(key)).json()
         assert public["id"] == report_id
-        assert public["finding_probabilities"] == CRITICAL_OOD.finding_probabilities
+        assert public["finding_probabilities"] == UNRELIABLE_CRITICAL.finding_probabilities
         assert public["out_of_distribution"] is True and public["ood_score"] == 9.0
         assert public["critical_findings"] == ["Pneumothorax"]
         assert public["consistency_flags"][0]["observation"] == "Pneumothorax"
         as_json = client.get(
             f"/v1/reports/{report_id}", params={"format": "json"}, headers=auth(key)
         )
-        assert Trust.from_json(as_json.json()) == CRITICAL_OOD  # report.json, as stored
+        assert Trust.from_json(as_json.json()) == UNRELIABLE_CRITICAL  # report.json, as stored
         fhir = client.get(f"/v1/reports/{report_id}", params={"format": "fhir"}, headers=auth(key))
         assert len(fhir.json()["result"]) == 3  # the assessment and two probabilities
         text = client.get(f"/v1/reports/{report_id}", params={"format": "text"}, headers=auth(key))
@@ -69,7 +66,7 @@ def test_the_api_and_the_files_carry_the_drafts_trust_signals(settings: Settings
 def test_the_worklist_puts_stat_then_suspected_critical_then_oldest(settings: Settings) -> None:
     oldest, _, _ = record_trusted_draft(settings, phantom_bytes(23), None)
     calm, _, _ = record_trusted_draft(settings, phantom_bytes(24), CALM)
-    critical, _, _ = record_trusted_draft(settings, phantom_bytes(25), CRITICAL_OOD)
+    critical, _, _ = record_trusted_draft(settings, phantom_bytes(25), UNRELIABLE_CRITICAL)
     stat, _, _ = record_trusted_draft(settings, phantom_bytes(26), None, priority="stat")
     key = make_keys(settings)["radiologist"]
     with TestClient(create_app(settings)) as client:
@@ -82,7 +79,9 @@ def test_an_out_of_distribution_study_is_refused_when_the_service_is_set_to(
     settings: Settings,
 ) -> None:
     refusing = settings.model_copy(update={"refuse_ood": True})
-    study_id, job_id, report_id = record_trusted_draft(refusing, phantom_bytes(27), CRITICAL_OOD)
+    study_id, job_id, report_id = record_trusted_draft(
+        refusing, phantom_bytes(27), UNRELIABLE_CRITICAL
+    )
     assert report_id is None
     with session_scope(settings.sqlalchemy_url) as session:
         job = session.get(Job, job_id)
@@ -99,7 +98,7 @@ def test_an_out_of_distribution_study_is_refused_when_the_service_is_set_to(
 
 def test_a_refused_job_says_why_through_the_api(settings: Settings) -> None:
     refusing = settings.model_copy(update={"refuse_ood": True})
-    _, job_id, _ = record_trusted_draft(refusing, phantom_bytes(29), CRITICAL_OOD)
+    _, job_id, _ = record_trusted_draft(refusing, phantom_bytes(29), UNRELIABLE_CRITICAL)
     key = make_keys(settings)["uploader"]
     with TestClient(create_app(refusing)) as client:
         job = client.get(f"/v1/jobs/{job_id}", headers=auth(key)).json()

@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
-from model.trust import Trust
+from model.trust import ConsistencyFlag, Trust
 from service.database import upgrade
 from service.models import ROLES
 from service.users import add_user
@@ -108,6 +108,16 @@ def wait_for_job(client: TestClient, key: str, job_id: str, seconds: float = 120
     pytest.fail(f"job {job_id} did not finish within {seconds} s: {job}")
 
 
+# a draft not to be trusted: out of distribution, a suspected pneumothorax its text negates
+UNRELIABLE_CRITICAL = Trust(
+    finding_probabilities={"Pleural Effusion": 0.74, "Pneumothorax": 0.91},
+    ood_score=9.0,
+    ood_threshold=4.0,
+    consistency_flags=[
+        ConsistencyFlag("Pneumothorax", "text-vs-head", "negated in the text, probability 0.91")
+    ],
+    critical_findings=["Pneumothorax"],
+)
 DRAFT_FINDINGS = "Small right pleural effusion. No pneumothorax."
 DRAFT_IMPRESSION = "Small right pleural effusion."
 

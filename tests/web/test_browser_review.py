@@ -10,8 +10,12 @@ import httpx
 import pydicom
 import pytest
 
-from model.trust import ConsistencyFlag, Trust
-from tests.support.service import auth, phantom_bytes, record_trusted_draft
+from tests.support.service import (
+    UNRELIABLE_CRITICAL,
+    auth,
+    phantom_bytes,
+    record_trusted_draft,
+)
 from tests.web.conftest import LiveServer, check_accessibility, new_page, screenshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("web-browser")]
@@ -166,17 +170,8 @@ def test_an_unreliable_critical_draft_cannot_be_missed(
     contradiction (recorded through the workers' write path): red banners the screen reader
     announces, the critical badge on the worklist and in the view, no percentages beside the
     sentences."""
-    trust = Trust(
-        finding_probabilities={"Pleural Effusion": 0.74, "Pneumothorax": 0.91},
-        ood_score=9.0,
-        ood_threshold=4.0,
-        consistency_flags=[
-            ConsistencyFlag("Pneumothorax", "text-vs-head", "negated in the text, probability 0.91")
-        ],
-        critical_findings=["Pneumothorax"],
-    )
     study_id, _, report_id = record_trusted_draft(
-        live_server.settings, phantom_bytes(31, downscale=4), trust
+        live_server.settings, phantom_bytes(31, downscale=4), UNRELIABLE_CRITICAL
     )
     assert report_id is not None
     page = new_page(browser, live_server, "radiologist")
