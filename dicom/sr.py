@@ -61,6 +61,7 @@ SERIES_NUMBER = 9901
 SIGNED_SERIES_NUMBER = 9903
 COMPLETION_DESCRIPTION = "Machine-generated draft for radiologist review; not verified"
 SIGNED_DESCRIPTION = "Machine-drafted; verified and signed by a radiologist"
+UNRELIABLE_DESCRIPTION = "NOT RELIABLE: image outside the model's training distribution"  # LO: ≤ 64
 
 PATIENT_AND_STUDY_KEYWORDS = (
     "PatientName",
@@ -145,16 +146,23 @@ def write_sr(draft: DraftReport, study: Study, signature: Signature | None = Non
             specific_character_set=REPORT_CHARACTER_SET,
             **_sign_off(draft, study, signature),
         )
-    _describe(sr, signature)
+    _describe(sr, signature, unreliable=draft.ood_warning() is not None)
     copy_patient_and_study(sources[0], sr)
     return sr
 
 
-def _describe(sr: Dataset, signature: Signature | None) -> None:
-    """The series and completion descriptions, and the signing time (highdicom writes 'now')."""
+def _describe(sr: Dataset, signature: Signature | None, *, unreliable: bool) -> None:
+    """The series and completion descriptions, and the signing time (highdicom writes 'now').
+
+    An out-of-distribution draft says so in both, for the PACS lists that show no content tree.
+    """
     if signature is None:
-        sr.CompletionFlagDescription = COMPLETION_DESCRIPTION
-        sr.SeriesDescription = "AI draft report (unverified)"
+        sr.CompletionFlagDescription = (
+            UNRELIABLE_DESCRIPTION if unreliable else COMPLETION_DESCRIPTION
+        )
+        sr.SeriesDescription = (
+            "AI draft report (" + ("NOT RELIABLE" if unreliable else "unverified") + ")"
+        )
         return
     sr.VerifyingObserverSequence[0].VerificationDateTime = DT(signature.signed_at)
     sr.CompletionFlagDescription = SIGNED_DESCRIPTION

@@ -69,8 +69,11 @@ def test_the_sr_holds_an_algorithm_assessment_and_stays_valid(
     trusted_draft: DraftReport, study: dicom.Study, tmp_path: Path, dciodvfy: str, dsrdump: str
 ) -> None:
     path = tmp_path / "sr.dcm"
-    write_sr(trusted_draft, study).save_as(path, enforce_file_format=True)
+    sr = write_sr(trusted_draft, study)
+    sr.save_as(path, enforce_file_format=True)
     assert dciodvfy_errors(dciodvfy, path) == []
+    assert sr.CompletionFlagDescription.startswith("NOT RELIABLE: image outside the model's")
+    assert sr.SeriesDescription == "AI draft report (NOT RELIABLE)"
     tree = subprocess.run(
         [dsrdump, "+Pl", "+Pc", str(path)], capture_output=True, text=True, check=True
     ).stdout
