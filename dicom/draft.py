@@ -10,8 +10,10 @@ final).
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import Any
 
 from pydicom import config
 from pydicom.uid import generate_uid
@@ -20,6 +22,17 @@ from pydicom.valuerep import validate_value
 from dicom.errors import ReportInputError
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# The words every output shows above an out-of-distribution draft (issue 30, item 4).
+OOD_WARNING = "outside the model's training distribution — not reliable"
+# report.json's trust keys, top level, as ``model.trust.Trust.to_json`` writes them.
+TRUST_KEYS = (
+    "finding_probabilities",
+    "out_of_distribution",
+    "ood_score",
+    "ood_threshold",
+    "consistency_flags",
+    "critical_findings",
+)
 
 
 @dataclass(frozen=True)
@@ -75,15 +88,27 @@ class AlgorithmIdentity:
 
 @dataclass(frozen=True)
 class DraftReport:
-    """Findings and impression text written by ``algorithm``; at least one must be non-empty."""
+    """Findings and impression text written by ``algorithm``; at least one must be non-empty.
+
+    ``trust`` holds the draft's trust signals as ``model.trust.Trust.to_json`` writes them (the
+    keys of ``TRUST_KEYS``; ``dicom`` never imports ``model``), or None where the checkpoint
+    ships no trust statistics, and for a signed version: the signals judge the model's text, not
+    the radiologist's.
+    """
 
     findings: str
     impression: str
     algorithm: AlgorithmIdentity
+    trust: Mapping[str, Any] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not (self.findings.strip() or self.impression.strip()):
             raise ReportInputError("DraftReport needs findings or impression text; both are empty")
+        missing = [key for key in TRUST_KEYS if self.trust is not None and key not in self.trust]
+        if missing:
+            raise ReportInputError(
+                f"DraftReport.trust lacks {missing}: pass model.trust.Trust.to_json() or None"
+            )
 
     @property
     def text(self) -> str:
@@ -91,9 +116,68 @@ class DraftReport:
         sections = (("FINDINGS", self.findings), ("IMPRESSION", self.impression))
         return "\n".join(f"{label}: {body.strip()}" for label, body in sections if body.strip())
 
+    @property
+    def probabilities(self) -> dict[str, float]:
+        """The calibrated probability per observation, most likely first (none without trust)."""
+        given = self.trust["finding_probabilities"] if self.trust else {}
+        return dict(sorted(given.items(), key=lambda item: -float(item[1])))
+
+    def ood_warning(self) -> str | None:
+        return ood_warning(self.trust)
+
+    def warnings(self) -> list[str]:
+        return trust_warnings(self.trust)
+
     def to_dict(self) -> dict[str, object]:
-        """JSON-ready form, as written to ``report.json``."""
-        return {**asdict(self), "text": self.text}
+        """JSON-ready form, as written to ``report.json``: the trust keys at top level, each
+        None when the draft carries no trust signals."""
+        return {
+            "findings": self.findings,
+            "impression": self.impression,
+            "algorithm": asdict(self.algorithm),
+            "text": self.text,
+            **trust_fields(self.trust),
+        }
+
+
+def trust_fields(trust: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``TRUST_KEYS`` of a trust document, each None without one: what report.json and the
+    API show, so a reader always finds the keys and null says "not assessed"."""
+    return {key: None if trust is None else trust[key] for key in TRUST_KEYS}
+
+
+def ood_warning(trust: Mapping[str, Any] | None) -> str | None:
+    """The out-of-distribution warning with its score, or None for an image like those the
+    model was trained on (or a draft without trust signals)."""
+    if not (trust and trust["out_of_distribution"]):
+        return None
+    score, threshold = float(trust["ood_score"]), float(trust["ood_threshold"])
+    return (
+        f"WARNING: the image lies {OOD_WARNING} (score {score:.2f} > threshold "
+        f"{threshold:.2f}); read the study unaided."
+    )
+
+
+def trust_warnings(trust: Mapping[str, Any] | None) -> list[str]:
+    """What a reader must see before the text, most serious first, one line each: the
+    out-of-distribution warning, the critical findings, the contradictions (none without
+    trust signals)."""
+    if trust is None:
+        return []
+    ood = ood_warning(trust)
+    lines = [ood] if ood else []
+    if trust["critical_findings"]:
+        lines.append(
+            f"Suspected critical finding: {', '.join(trust['critical_findings'])}; "
+            "confirm on the image and call it in."
+        )
+    return lines + [f"Inconsistent draft: {flag_text(flag)}" for flag in trust["consistency_flags"]]
+
+
+def flag_text(flag: Mapping[str, Any]) -> str:
+    """A consistency flag in words: 'Cardiomegaly: negated in the findings, asserted in the
+    impression'."""
+    return f"{flag['observation']}: {flag['detail']}"
 
 
 @dataclass(frozen=True)

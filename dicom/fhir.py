@@ -18,11 +18,19 @@ from datetime import UTC, datetime
 
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 
-from dicom.draft import DraftReport, Signature, derived_uid, person_name_parts, report_state
+from dicom.draft import (
+    DraftReport,
+    Signature,
+    derived_uid,
+    flag_text,
+    person_name_parts,
+    report_state,
+)
 from dicom.pdf import person_display
 from dicom.read import Study
 
 DICOM_UID_SYSTEM = "urn:dicom:uid"
+INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 
 
 def fhir_diagnostic_report(
@@ -41,6 +49,7 @@ def fhir_diagnostic_report(
     issued = (signature.signed_at if signature else datetime.now(UTC)).isoformat(timespec="seconds")
     study_uid = study.study_instance_uid
     sr_uid = derived_uid(study_uid, draft.algorithm, "sr-instance", signature)
+    observations = trust_observations(draft)
     resource: dict[str, object] = {
         "resourceType": "DiagnosticReport",
         "id": derived_uid(study_uid, draft.algorithm, "fhir-report", signature)[-64:],
@@ -48,6 +57,7 @@ def fhir_diagnostic_report(
             _device(draft),
             *_signer(signature),
             _provenance(draft, study, signature, issued),
+            *observations,
         ],
         "identifier": [{"system": DICOM_UID_SYSTEM, "value": f"urn:oid:{sr_uid}"}],
         "status": report_state(signature).fhir_status,
@@ -64,10 +74,62 @@ def fhir_diagnostic_report(
     }
     if signature is not None:
         resource["performer"] = resource["resultsInterpreter"] = [{"reference": "#radiologist"}]
+    if observations:
+        resource["result"] = [{"reference": f"#{item['id']}"} for item in observations]
     if draft.impression.strip():
         resource["conclusion"] = draft.impression.strip()
     validated = DiagnosticReport.model_validate(resource)
     return dict(validated.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+
+def trust_observations(draft: DraftReport) -> list[dict[str, object]]:
+    """The draft's trust signals as contained Observations, by the model, ``preliminary``.
+
+    One "Algorithm assessment" holds the out-of-distribution score (the threshold as its
+    reference range) and, as notes, every warning in words; then one per observation holds its
+    calibrated probability, interpreted ``AA`` (critical) when it is a suspected critical
+    finding, with its contradictions as notes. None for a draft without trust signals.
+    """
+    if draft.trust is None:
+        return []
+    trust = draft.trust
+    assessment: dict[str, object] = {
+        **_by_model("assessment", "Algorithm assessment: out-of-distribution score"),
+        "valueQuantity": {"value": float(trust["ood_score"])},
+        "referenceRange": [{"high": {"value": float(trust["ood_threshold"])}}],
+    }
+    if draft.ood_warning():
+        assessment["interpretation"] = [_coding(INTERPRETATION, "H", "High")]
+    if draft.warnings():
+        assessment["note"] = [{"text": line} for line in draft.warnings()]
+    found = [assessment]
+    for index, (name, probability) in enumerate(draft.probabilities.items()):
+        item = {
+            **_by_model(f"probability-{index}", f"Probability of {name}"),
+            "valueQuantity": {
+                "value": round(float(probability), 4),
+                "unit": "probability",
+                "system": "http://unitsofmeasure.org",
+                "code": "1",
+            },
+        }
+        if name in trust["critical_findings"]:
+            item["interpretation"] = [_coding(INTERPRETATION, "AA", "Critical abnormal")]
+        flags = [flag for flag in trust["consistency_flags"] if flag["observation"] == name]
+        if flags:
+            item["note"] = [{"text": flag_text(flag)} for flag in flags]
+        found.append(item)
+    return found
+
+
+def _by_model(identifier: str, text: str) -> dict[str, object]:
+    return {
+        "resourceType": "Observation",
+        "id": identifier,
+        "status": "preliminary",
+        "code": {"text": text},
+        "device": {"reference": "#model"},
+    }
 
 
 def _coding(system: str, code: str, display: str) -> dict[str, object]:

@@ -16,10 +16,11 @@ from xml.sax.saxutils import escape
 from pydicom import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import UID, EncapsulatedPDFStorage, ExplicitVRLittleEndian
+from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
-from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.styles import ParagraphStyle, StyleSheet1, getSampleStyleSheet
 from reportlab.lib.units import mm
-from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from dicom.draft import DraftReport, Signature, derived_uid, person_name_parts
 from dicom.errors import ReportInputError
@@ -53,6 +54,7 @@ def render_pdf(draft: DraftReport, study: Study, signature: Signature | None = N
     story = [
         Paragraph(escape(title), styles["Title"]),
         Paragraph(escape(status_line(signature)), styles["Heading3"]),
+        *_warning_box(draft.warnings(), styles["BodyText"]),
         _identifying_table(identifying_rows(study), styles["BodyText"]),
         Spacer(1, 12),
     ]
@@ -62,6 +64,7 @@ def render_pdf(draft: DraftReport, study: Study, signature: Signature | None = N
                 Paragraph(heading, styles["Heading2"]),
                 Paragraph(escape(text), styles["BodyText"]),
             ]
+    story += _probability_table(draft, styles)
     model = model_line(draft)
     story += [Spacer(1, 12), Paragraph(escape(model), styles["Italic"])]
     buffer = io.BytesIO()
@@ -146,6 +149,49 @@ def _identifying_table(rows: list[tuple[str, str]], style: ParagraphStyle) -> Ta
     table = Table(cells, colWidths=[45 * mm, 120 * mm], hAlign="LEFT")
     table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP")]))
     return table
+
+
+def _warning_box(lines: list[str], style: ParagraphStyle) -> list[Flowable]:
+    """The draft's warnings in a thick red box above everything else but the title: a reader
+    of the printed draft cannot miss them. Nothing when there is nothing to warn of."""
+    if not lines:
+        return []
+    cells = [[Paragraph(f"<b>{escape(line)}</b>", style)] for line in lines]
+    box = Table(cells, colWidths=[165 * mm], hAlign="LEFT")
+    box.setStyle(
+        TableStyle(
+            [
+                ("BOX", (0, 0), (-1, -1), 2.5, colors.red),
+                ("BACKGROUND", (0, 0), (-1, -1), colors.HexColor("#fde8e8")),
+                ("TOPPADDING", (0, 0), (-1, -1), 4),
+                ("BOTTOMPADDING", (0, 0), (-1, -1), 4),
+            ]
+        )
+    )
+    return [box, Spacer(1, 10)]
+
+
+def _probability_table(draft: DraftReport, styles: StyleSheet1) -> list[Flowable]:
+    """Each observation's calibrated probability, most likely first (none without them)."""
+    probabilities = draft.probabilities
+    if not probabilities:
+        return []
+    heading = "Calibrated probability per observation"
+    if draft.ood_warning():
+        heading += " (not reliable: the image is outside the training distribution)"
+    rows = [["Observation", "Probability"]]
+    rows += [[name, f"{100 * float(p):.0f} %"] for name, p in probabilities.items()]
+    table = Table(rows, colWidths=[80 * mm, 30 * mm], hAlign="LEFT")
+    table.setStyle(
+        TableStyle(
+            [
+                ("FONTNAME", (0, 0), (-1, 0), "Helvetica-Bold"),
+                ("LINEBELOW", (0, 0), (-1, 0), 0.75, colors.black),
+                ("ALIGN", (1, 0), (1, -1), "RIGHT"),
+            ]
+        )
+    )
+    return [Paragraph(escape(heading), styles["Heading2"]), table]
 
 
 def _first_header(study: Study) -> Dataset:

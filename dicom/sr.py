@@ -24,6 +24,7 @@ from highdicom.sr import (
     ContainerContentItem,
     DeviceObserverIdentifyingAttributes,
     LanguageOfContentItemAndDescendants,
+    NumContentItem,
     ObserverContext,
     PersonObserverIdentifyingAttributes,
     RelationshipTypeValues,
@@ -37,7 +38,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import EnhancedSRStorage
 from pydicom.valuerep import DT, validate_value
 
-from dicom.draft import DraftReport, Signature, derived_uid
+from dicom.draft import DraftReport, Signature, derived_uid, flag_text
 from dicom.errors import ReportInputError
 from dicom.read import Study
 
@@ -47,10 +48,20 @@ IMPRESSIONS_SECTION = CodedConcept("19005-8", "LN", "Impressions")
 FINDING = CodedConcept("121071", "DCM", "Finding")
 IMPRESSION = CodedConcept("121073", "DCM", "Impression")
 ENGLISH = CodedConcept("en-US", "RFC5646", "English (United States)")
+# No standard code names a report generator's self-assessment; a private scheme ("99" prefix,
+# PS3.16 8.2) does, under a section heading a viewer shows like any other.
+PRIVATE_SCHEME = "99ECHOCXR"
+ASSESSMENT_SECTION = CodedConcept("ASSESS", PRIVATE_SCHEME, "Algorithm assessment")
+WARNING = CodedConcept("WARN", PRIVATE_SCHEME, "Warning")
+CRITICAL = CodedConcept("CRIT", PRIVATE_SCHEME, "Suspected critical finding")
+INCONSISTENCY = CodedConcept("INCONS", PRIVATE_SCHEME, "Inconsistency")
+OOD_SCORE = CodedConcept("OODSCORE", PRIVATE_SCHEME, "Out-of-distribution score")
+NO_UNITS = CodedConcept("1", "UCUM", "no units")
 SERIES_NUMBER = 9901
 SIGNED_SERIES_NUMBER = 9903
 COMPLETION_DESCRIPTION = "Machine-generated draft for radiologist review; not verified"
 SIGNED_DESCRIPTION = "Machine-drafted; verified and signed by a radiologist"
+UNRELIABLE_DESCRIPTION = "NOT RELIABLE: image outside the model's training distribution"  # LO: ≤ 64
 
 PATIENT_AND_STUDY_KEYWORDS = (
     "PatientName",
@@ -135,16 +146,23 @@ def write_sr(draft: DraftReport, study: Study, signature: Signature | None = Non
             specific_character_set=REPORT_CHARACTER_SET,
             **_sign_off(draft, study, signature),
         )
-    _describe(sr, signature)
+    _describe(sr, signature, unreliable=draft.ood_warning() is not None)
     copy_patient_and_study(sources[0], sr)
     return sr
 
 
-def _describe(sr: Dataset, signature: Signature | None) -> None:
-    """The series and completion descriptions, and the signing time (highdicom writes 'now')."""
+def _describe(sr: Dataset, signature: Signature | None, *, unreliable: bool) -> None:
+    """The series and completion descriptions, and the signing time (highdicom writes 'now').
+
+    An out-of-distribution draft says so in both, for the PACS lists that show no content tree.
+    """
     if signature is None:
-        sr.CompletionFlagDescription = COMPLETION_DESCRIPTION
-        sr.SeriesDescription = "AI draft report (unverified)"
+        sr.CompletionFlagDescription = (
+            UNRELIABLE_DESCRIPTION if unreliable else COMPLETION_DESCRIPTION
+        )
+        sr.SeriesDescription = (
+            "AI draft report (" + ("NOT RELIABLE" if unreliable else "unverified") + ")"
+        )
         return
     sr.VerifyingObserverSequence[0].VerificationDateTime = DT(signature.signed_at)
     sr.CompletionFlagDescription = SIGNED_DESCRIPTION
@@ -236,12 +254,56 @@ def person_observer(signature: Signature) -> ObserverContext:
 
 
 def _sections(draft: DraftReport) -> list[ContainerContentItem]:
-    """TID 2002 sections with one text item each, only for text that is present."""
+    """TID 2002 sections with one text item each, only for text that is present, after the
+    algorithm's assessment of its draft when it made one (read first, as in every output)."""
     wanted = [
         (FINDINGS_SECTION, FINDING, draft.findings),
         (IMPRESSIONS_SECTION, IMPRESSION, draft.impression),
     ]
-    return [section(title, name, text) for title, name, text in wanted if text.strip()]
+    texts = [section(title, name, text) for title, name, text in wanted if text.strip()]
+    return [*assessment(draft), *texts]
+
+
+def assessment(draft: DraftReport) -> list[ContainerContentItem]:
+    """The "Algorithm assessment" section: the warnings as TEXT (out of distribution, critical
+    findings, contradictions), the OOD score and each observation's calibrated probability as
+    NUM items; nothing for a draft without trust signals."""
+    if draft.trust is None:
+        return []
+    trust = draft.trust
+    ood = draft.ood_warning()
+    items: list[Any] = [_text(WARNING, ood)] if ood else []
+    items += [_text(CRITICAL, name) for name in trust["critical_findings"]]
+    items += [_text(INCONSISTENCY, flag_text(flag)) for flag in trust["consistency_flags"]]
+    items.append(_number(OOD_SCORE, float(trust["ood_score"])))
+    for name, probability in draft.probabilities.items():
+        concept = CodedConcept(_code(name), PRIVATE_SCHEME, f"Probability of {name}")
+        items.append(_number(concept, float(probability)))
+    container = ContainerContentItem(
+        name=ASSESSMENT_SECTION, relationship_type=RelationshipTypeValues.CONTAINS
+    )
+    container.ContentSequence = Sequence(items)
+    return [container]
+
+
+def _text(name: CodedConcept, value: str) -> TextContentItem:
+    return TextContentItem(
+        name=name, value=value, relationship_type=RelationshipTypeValues.CONTAINS
+    )
+
+
+def _number(name: CodedConcept, value: float) -> NumContentItem:
+    return NumContentItem(
+        name=name,
+        value=round(value, 4),
+        unit=NO_UNITS,
+        relationship_type=RelationshipTypeValues.CONTAINS,
+    )
+
+
+def _code(observation: str) -> str:
+    """A code value for an observation's probability: 'P-PLEURAL-EFFUSION' (SH, ≤ 16 chars)."""
+    return ("P-" + re.sub(r"[^A-Z0-9]+", "-", observation.upper()).strip("-"))[:16]
 
 
 def section(title: CodedConcept, item_name: CodedConcept, text: str) -> ContainerContentItem:

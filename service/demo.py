@@ -46,6 +46,8 @@ def demo(
         return
     written = write_draft(study, draft_study(study, model.load()), out / "report")
     typer.echo("\nDRAFT (machine-generated, preliminary, for radiologist review):")
+    for line in written.draft.warnings():
+        typer.echo(line)
     typer.echo(written.report_text)
     for kind, file in written.files.items():
         typer.echo(f"{kind}: {file}")

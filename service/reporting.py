@@ -83,9 +83,14 @@ def report(
         written = write_draft(study_read, draft_study(study_read, generator), out)
     except dicom.DicomError as error:
         raise fail(str(error)) from None
-    if as_json:
+    warnings = written.draft.warnings()
+    if as_json:  # the JSON has the trust keys; the warnings still reach the terminal
+        for line in warnings:
+            typer.echo(line, err=True)
         typer.echo(json.dumps(json.loads(written.files["json"].read_text()), indent=2))
-    else:
+    else:  # above the text, where the reader starts
+        for line in warnings:
+            typer.echo(line)
         typer.echo(written.report_text)
         for kind, path in written.files.items():
             typer.echo(f"{kind}: {path}")

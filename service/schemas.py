@@ -83,8 +83,18 @@ class StudyDetail(StudyPublic):
     identifiers: dict[str, str] | None = None
 
 
+class ConsistencyFlagPublic(BaseModel):
+    """A contradiction the model found in its own draft, about one observation."""
+
+    observation: str
+    kind: str = Field(description="Which check found it")
+    detail: str = Field(description="The contradiction in words")
+
+
 class ReportPublic(BaseModel):
-    """One version of a study's report, with what wrote it (and who signed it)."""
+    """One version of a study's report, with what wrote it (and who signed it), and a draft's
+    trust signals: each null for a signed version, and for a draft whose checkpoint ships no
+    trust statistics."""
 
     model_config = ConfigDict(from_attributes=True)
 
@@ -105,6 +115,19 @@ class ReportPublic(BaseModel):
     signed_at: datetime | None
     created_at: datetime
     formats: list[str] = Field(description="Renderings: json, text, sr, pdf, fhir")
+    finding_probabilities: dict[str, float] | None = Field(
+        default=None, description="Calibrated probability of each observation"
+    )
+    out_of_distribution: bool | None = Field(
+        default=None,
+        description="The image lies outside the model's training distribution: not reliable",
+    )
+    ood_score: float | None = Field(default=None, description="Distance from the training data")
+    ood_threshold: float | None = Field(default=None, description="Above it: out of distribution")
+    consistency_flags: list[ConsistencyFlagPublic] | None = None
+    critical_findings: list[str] | None = Field(
+        default=None, description="Suspected critical findings (ECHOCXR_CRITICAL_FINDINGS)"
+    )
 
 
 class SignRequest(BaseModel):

@@ -94,6 +94,14 @@ class Settings(BaseSettings):
         The C-STORE SCP of ``echocxr dimse-listen``: its AE title and TCP port.
     dimse_peers
         Calling AE titles allowed to send (comma-separated); empty accepts any.
+    critical_findings
+        Comma-separated observations (CheXpert names) that mark a draft critical when their
+        calibrated probability crosses the checkpoint's threshold; the worklist lists such
+        studies right after STAT ones.
+    refuse_ood
+        When true, a study whose image lies outside the model's training distribution fails
+        its job with that reason and gets no draft; when false (the default) the draft is
+        written and marked not reliable in every output.
     dimse_quiet_s
         A study received over DIMSE is ingested once its association is released and no new
         instance of it came for this long: a modality that sends one instance per association
@@ -133,6 +141,8 @@ class Settings(BaseSettings):
     dimse_port: int = Field(default=11112, ge=1, le=65535)
     dimse_peers: str = ""
     dimse_quiet_s: float = Field(default=5.0, ge=0)
+    critical_findings: str = "Pneumothorax"
+    refuse_ood: bool = False
 
     @field_validator("database_url")
     @classmethod
@@ -179,6 +189,10 @@ class Settings(BaseSettings):
     @property
     def pulled_modalities(self) -> frozenset[str]:
         return frozenset(m.strip().upper() for m in self.pacs_modalities.split(",") if m.strip())
+
+    @property
+    def critical_observations(self) -> tuple[str, ...]:
+        return tuple(name.strip() for name in self.critical_findings.split(",") if name.strip())
 
     @property
     def allowed_dimse_peers(self) -> frozenset[str]:

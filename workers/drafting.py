@@ -35,6 +35,7 @@ class Provenance(Protocol):
 @dataclass(frozen=True)
 class WrittenDraft:
     report: Report
+    draft: dicom.DraftReport
     files: dict[str, Path]
 
     @property
@@ -99,7 +100,10 @@ def write_draft(
     import dicom
 
     draft = dicom.DraftReport(
-        findings=report.findings, impression=report.impression, algorithm=algorithm_identity(report)
+        findings=report.findings,
+        impression=report.impression,
+        algorithm=algorithm_identity(report),
+        trust=None if report.trust is None else report.trust.to_json(),
     )
     details = {
         "engine": report.engine,
@@ -109,4 +113,4 @@ def write_draft(
     }
     timings = report.timings if timings is None else timings
     files = dicom.write_report_bundle(draft, study, out_dir, details=details, timings=timings)
-    return WrittenDraft(report=report, files=files)
+    return WrittenDraft(report=report, draft=draft, files=files)

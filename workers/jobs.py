@@ -63,6 +63,11 @@ WORKER_DIED = (
     "the draft was started {attempts} times and its worker died each time (out of memory, or a "
     "decoder crashed); check the study with `echocxr ingest`"
 )
+OUT_OF_DISTRIBUTION = (
+    "the image lies outside the model's training distribution (score {score:.2f} > threshold "
+    "{threshold:.2f}); no draft was written. Read the study unaided, or set "
+    "ECHOCXR_REFUSE_OOD=false to have such drafts written and marked not reliable"
+)
 PROFILE_MISMATCH = (
     "this worker drafts with {worker} but the job was queued for {job}: give the API and the "
     "workers the same ECHOCXR_CHECKPOINT, ECHOCXR_ENGINE and ECHOCXR_ENGINE_OPTIONS"
@@ -153,8 +158,14 @@ def prepare(
 def record_draft(
     settings: Settings, item: Prepared, report: DraftedReport, draft_s: float
 ) -> str | None:
-    """Store the draft's renderings and record it as the study's next version."""
+    """Store the draft's renderings and record it as the study's next version; with
+    ``Settings.refuse_ood``, fail the job of an out-of-distribution image instead."""
     start = time.perf_counter()
+    trust = report.trust
+    if settings.refuse_ood and trust is not None and trust.out_of_distribution:
+        message = OUT_OF_DISTRIBUTION.format(score=trust.ood_score, threshold=trust.ood_threshold)
+        fail_job(settings, item.claim.job_id, message)
+        return None
     try:
         files = store_renderings(
             settings, lambda folder: write_draft(item.study, report, folder).files
@@ -268,6 +279,7 @@ def _draft_record(
         findings=report.findings,
         impression=report.impression,
         labels=report.labels,
+        trust=None if report.trust is None else report.trust.to_json(),
         model_id=report.model_id,
         checkpoint_sha256=report.checkpoint_sha256,
         engine=report.engine,

@@ -154,6 +154,9 @@ class Report(Base):
     findings: Mapped[str] = mapped_column(Text)
     impression: Mapped[str] = mapped_column(Text)
     labels: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # a draft's trust signals as ``model.trust.Trust.to_json`` writes them; None for a signed
+    # version, and for a draft from a checkpoint that ships no trust statistics
+    trust: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     model_id: Mapped[str] = mapped_column(String(128))
     checkpoint_sha256: Mapped[str] = mapped_column(String(64))
     engine: Mapped[str] = mapped_column(String(64))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dicom.draft import TRUST_KEYS, trust_fields
 from service.schemas import ReportPublic, StudyDetail, StudyPublic
 from workers.records import Report, Study
 
@@ -14,7 +15,8 @@ def study_detail(study: Study, *, with_identifiers: bool) -> StudyDetail:
 
 
 def report_public(report: Report) -> ReportPublic:
-    fields = {
-        name: getattr(report, name) for name in ReportPublic.model_fields if name != "formats"
-    }
-    return ReportPublic(**fields, formats=list(FORMATS))
+    """The version's columns, and its trust signals as report.json names them (all null
+    without)."""
+    columns = set(ReportPublic.model_fields) - {"formats", *TRUST_KEYS}
+    fields = {name: getattr(report, name) for name in columns}
+    return ReportPublic(**fields, **trust_fields(report.trust), formats=list(FORMATS))

@@ -2,8 +2,8 @@
 the trust signals of the draft, and the warnings a radiologist must not miss.
 
 The trust signals (calibrated probabilities, out-of-distribution, consistency flags, critical
-findings) are fields a draft gains with the trust-signals work; until a report carries them,
-the view shows the labeler's reading of the text instead, and says so.
+findings) are the draft's ``trust`` record; a draft whose checkpoint ships no trust statistics
+(and a signed version) has none, and the view says so beside the labeler's reading of the text.
 """
 
 from __future__ import annotations
@@ -13,18 +13,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from service.api.routes.worklist import CRITICAL_OBSERVATIONS
+from dicom.draft import OOD_WARNING, TRUST_KEYS, flag_text
+from service.api.routes.worklist import critical_findings
 from workers.records import Report
 
 VALUE_NAMES = {1: "positive", 0: "negative", -1: "uncertain"}
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
-TRUST_KEYS = (
-    "finding_probabilities",
-    "out_of_distribution",
-    "ood_score",
-    "consistency_flags",
-    "critical_findings",
-)
 
 
 @dataclass(frozen=True)
@@ -92,66 +86,35 @@ def _findings(mentions: Any) -> tuple[Finding, ...]:
 
 
 def trust_signals(report: Report) -> dict[str, Any]:
-    """The draft's trust signals that the record carries (none before the trust-signals work)."""
-    present = {key: getattr(report, key, None) for key in TRUST_KEYS}
-    return {key: value for key, value in present.items() if value is not None}
-
-
-def critical_findings(report: Report | None) -> list[str]:
-    """The suspected critical findings: the draft's own list when it has one, else the
-    observations of ``CRITICAL_OBSERVATIONS`` that the labeler reads as present in its text."""
-    if report is None:
-        return []
-    listed = getattr(report, "critical_findings", None)
-    if listed is not None:
-        return [describe(item) for item in listed]
-    labels = report.labels or {}
-    return [name for name in CRITICAL_OBSERVATIONS if labels.get(name) == 1]
+    """The draft's trust signals by report.json's keys; empty for a version without them."""
+    return {key: report.trust[key] for key in TRUST_KEYS} if report.trust is not None else {}
 
 
 def alerts(report: Report) -> list[Alert]:
-    """What must be read before signing, most serious first."""
+    """What must be read before signing, most serious first: out of distribution, suspected
+    critical findings, contradictions."""
     signals = trust_signals(report)
     found: list[Alert] = []
+    if signals.get("out_of_distribution"):
+        found.append(
+            Alert(
+                "ood",
+                f"The image lies {OOD_WARNING}",
+                f"It is unlike those the model learned from (score {signals['ood_score']:.2f} > "
+                f"threshold {signals['ood_threshold']:.2f}). Read the study unaided; the "
+                "probabilities are folded away.",
+            )
+        )
     critical = critical_findings(report)
     if critical:
-        source = (
-            "The draft flags it"
-            if "critical_findings" in signals
-            else "The labeler reads it in the draft's text (no calibrated flag on this draft)"
-        )
         found.append(
             Alert(
                 "critical",
                 f"Suspected critical finding: {', '.join(critical)}",
-                f"{source}. Confirm on the image; a confirmed critical result is called in "
-                "to the referring clinician at once.",
-            )
-        )
-    if signals.get("out_of_distribution"):
-        score = signals.get("ood_score")
-        scored = f" (score {score:.2f})" if isinstance(score, int | float) else ""
-        found.append(
-            Alert(
-                "ood",
-                "Outside the model's training distribution: this draft is not reliable",
-                f"The image is unlike those the model learned from{scored}. Read the study "
-                "unaided; the probabilities are folded away.",
+                "Its calibrated probability crossed the alert threshold. Confirm on the image; "
+                "a confirmed critical result is called in to the referring clinician at once.",
             )
         )
     for flag in signals.get("consistency_flags") or []:
-        found.append(Alert("consistency", "The draft contradicts itself", describe(flag)))
+        found.append(Alert("consistency", "The draft contradicts itself", flag_text(flag)))
     return found
-
-
-def describe(item: object) -> str:
-    """A flag or finding as one line, whether the draft stores it as text or as a mapping."""
-    if not isinstance(item, dict):
-        return str(item)
-    text = item.get("message") or item.get("detail")
-    observation = item.get("observation") or item.get("finding") or item.get("name")
-    if text and observation:
-        return f"{observation}: {text}"
-    if text or observation:
-        return str(text or observation)
-    return "; ".join(f"{key}: {value}" for key, value in item.items())

@@ -6,13 +6,20 @@ from pathlib import Path
 
 import pytest
 
+import dicom
 from dicom.draft import AlgorithmIdentity, DraftReport
+from model.trust import ConsistencyFlag, Trust
 from tests.dicom.factories import radiograph, save
 
 
 @pytest.fixture
 def frontal_file(tmp_path: Path) -> Path:
     return save(radiograph(WindowCenter=2048, WindowWidth=4096), tmp_path / "frontal.dcm")
+
+
+@pytest.fixture
+def study(frontal_file: Path) -> dicom.Study:
+    return dicom.read_study(frontal_file)
 
 
 @pytest.fixture
@@ -34,3 +41,23 @@ def draft(algorithm: AlgorithmIdentity) -> DraftReport:
         impression="Small right pleural effusion.",
         algorithm=algorithm,
     )
+
+
+@pytest.fixture
+def trust() -> Trust:
+    """Signals of a draft that must not be trusted: out of distribution, a suspected critical
+    finding, a contradiction."""
+    return Trust(
+        finding_probabilities={"Pleural Effusion": 0.81, "Pneumothorax": 0.62, "Edema": 0.07},
+        ood_score=7.5,
+        ood_threshold=3.25,
+        consistency_flags=[
+            ConsistencyFlag("Edema", "text-vs-head", "asserted in the text, probability 0.07")
+        ],
+        critical_findings=["Pneumothorax"],
+    )
+
+
+@pytest.fixture
+def trusted_draft(draft: DraftReport, trust: Trust) -> DraftReport:
+    return DraftReport(draft.findings, draft.impression, draft.algorithm, trust=trust.to_json())

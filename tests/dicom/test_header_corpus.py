@@ -44,12 +44,13 @@ def _bundle(ds: pydicom.Dataset, draft: DraftReport, folder: Path) -> dict[str, 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_every_accepted_header_gets_four_valid_report_files(
-    variant: str, draft: DraftReport, tmp_path: Path, dciodvfy: str
+    variant: str, draft: DraftReport, trusted_draft: DraftReport, tmp_path: Path, dciodvfy: str
 ) -> None:
-    """The draft and its signed version, both."""
+    """The draft (with its trust signals) and its signed version (without), both."""
     study = dicom.read_study(save(VARIANTS[variant], tmp_path / "source.dcm"))
     for signature in (None, SIGNATURE):
-        files = write_report_bundle(draft, study, tmp_path / str(signature), signature=signature)
+        text = trusted_draft if signature is None else draft
+        files = write_report_bundle(text, study, tmp_path / str(signature), signature=signature)
         assert sorted(files) == ["fhir", "json", "pdf", "sr"]
         for kind in ("sr", "pdf"):
             assert dciodvfy_errors(dciodvfy, files[kind]) == [], (kind, signature)

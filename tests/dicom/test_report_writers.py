@@ -27,11 +27,6 @@ from tests.dicom.factories import (
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def study(frontal_file: Path) -> dicom.Study:
-    return dicom.read_study(frontal_file)
-
-
 def test_sr_has_draft_flags_evidence_and_source_patient(
     draft: DraftReport, study: dicom.Study, tmp_path: Path, dciodvfy: str
 ) -> None:

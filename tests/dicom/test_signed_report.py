@@ -22,11 +22,6 @@ SIGNED_AT = SIGNATURE.signed_at
 
 
 @pytest.fixture
-def study(frontal_file: Path) -> dicom.Study:
-    return dicom.read_study(frontal_file)
-
-
-@pytest.fixture
 def edited(draft: DraftReport) -> DraftReport:
     """The text the radiologist signed: the draft, corrected."""
     return DraftReport(

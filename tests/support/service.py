@@ -11,10 +11,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
+from model.trust import ConsistencyFlag, Trust
 from service.database import upgrade
 from service.models import ROLES
 from service.users import add_user
@@ -104,3 +106,55 @@ def wait_for_job(client: TestClient, key: str, job_id: str, seconds: float = 120
             return dict(job)
         time.sleep(0.1)
     pytest.fail(f"job {job_id} did not finish within {seconds} s: {job}")
+
+
+# a draft not to be trusted: out of distribution, a suspected pneumothorax its text negates
+UNRELIABLE_CRITICAL = Trust(
+    finding_probabilities={"Pleural Effusion": 0.74, "Pneumothorax": 0.91},
+    ood_score=9.0,
+    ood_threshold=4.0,
+    consistency_flags=[
+        ConsistencyFlag("Pneumothorax", "text-vs-head", "negated in the text, probability 0.91")
+    ],
+    critical_findings=["Pneumothorax"],
+)
+DRAFT_FINDINGS = "Small right pleural effusion. No pneumothorax."
+DRAFT_IMPRESSION = "Small right pleural effusion."
+
+
+def record_trusted_draft(
+    settings: Settings, data: bytes, trust: Trust | None, priority: str = "routine"
+) -> tuple[str, str, str | None]:
+    """A study ingested and a draft carrying ``trust`` recorded through the workers' own write
+    path (``record_draft``: the four files, the report row, the job), as a model that computes
+    trust signals writes it; returns the study, job and report ids (None: not recorded).
+
+    Call it before the app starts or while it runs, never with the job left queued at a start:
+    the embedded pool would draft it again.
+    """
+    import dicom
+    from model.report import Report as DraftedReport
+    from workers import storage
+    from workers.generators import resolve_profile
+    from workers.ingest import ingest_in_transaction
+    from workers.jobs import Prepared, claim_job, record_draft
+
+    profile = resolve_profile(settings)
+    ingested = ingest_in_transaction(settings, profile, data, priority)
+    claim = claim_job(settings, ingested.job.id)
+    assert claim is not None
+    folder = storage.study_folder(settings.studies_dir, claim.study_id)
+    study = dicom.read_study(folder, decode_pixels=False)
+    drafted = DraftedReport(
+        findings=DRAFT_FINDINGS,
+        impression=DRAFT_IMPRESSION,
+        labels=None,
+        timings={"decode_s": 0.0, "reports": 1.0},
+        model_id="echocxr-trust-test/1",
+        checkpoint_sha256=profile.weights_sha256,
+        engine=profile.engine,
+        engine_options=profile.options,
+        trust=trust,
+    )
+    prepared = Prepared(claim, study, numpy.zeros((1, 1), numpy.float32), 0.0)
+    return claim.study_id, claim.job_id, record_draft(settings, prepared, drafted, 0.0)

@@ -10,11 +10,17 @@ import httpx
 import pydicom
 import pytest
 
-from tests.support.service import auth, phantom_bytes
+from tests.support.service import (
+    UNRELIABLE_CRITICAL,
+    auth,
+    phantom_bytes,
+    record_trusted_draft,
+)
 from tests.web.conftest import LiveServer, check_accessibility, new_page, screenshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("web-browser")]
 
+VISIBLE_WITHOUT_SCROLLING = 900  # the viewport's height (tests/web/conftest.py)
 MONOCHROME1_CASE = 4  # phantom case 4 is stored MONOCHROME1 (tests/dicom check the phantom)
 IMAGE_READY = (
     "() => { const i = document.getElementById('xray'); return i.complete && i.naturalWidth > 0; }"
@@ -154,4 +160,41 @@ def test_a_radiologist_cannot_open_the_admin_page(live_server: LiveServer, brows
     response = page.goto(f"{live_server.url}/app/admin")
     assert response.status == 403
     assert "cannot open this page" in page.get_by_role("alert").inner_text()
+    page.context.close()
+
+
+def test_an_unreliable_critical_draft_cannot_be_missed(
+    live_server: LiveServer, browser: Any, shots: Path
+) -> None:
+    """A draft whose signals say out of distribution, a suspected pneumothorax and a
+    contradiction (recorded through the workers' write path): red banners the screen reader
+    announces, the critical badge on the worklist and in the view, no percentages beside the
+    sentences."""
+    study_id, _, report_id = record_trusted_draft(
+        live_server.settings, phantom_bytes(31, downscale=4), UNRELIABLE_CRITICAL
+    )
+    assert report_id is not None
+    page = new_page(browser, live_server, "radiologist")
+    page.goto(f"{live_server.url}/app/worklist")
+    row = page.locator("tr", has=page.locator(f"a[href='/app/studies/{study_id}']"))
+    assert row.locator(".badge.critical").inner_text() == "Critical? Pneumothorax"
+    assert row.locator(".badge.ood").inner_text() == "Not reliable"
+    check_accessibility(page)
+    screenshot(page, shots, "worklist-critical")
+
+    page.goto(f"{live_server.url}/app/studies/{study_id}")
+    page.wait_for_function(IMAGE_READY)
+    banners = page.get_by_role("alert")
+    texts = banners.all_inner_texts()
+    assert "outside the model's training distribution — not reliable" in texts[0]
+    assert "(score 9.00 > threshold 4.00)" in texts[0]
+    assert texts[1].startswith("Suspected critical finding: Pneumothorax")
+    assert "Pneumothorax: negated in the text, probability 0.91" in texts[2]
+    first = page.locator(".alert").first
+    assert first.is_visible() and first.bounding_box()["y"] < VISIBLE_WITHOUT_SCROLLING
+    assert page.locator(".study-head .badge.critical").inner_text() == "Critical? Pneumothorax"
+    assert page.locator(".sentences .probability").count() == 0  # folded away, not reliable
+    assert page.locator("details.unreliable table.probabilities").count() == 1
+    check_accessibility(page)
+    screenshot(page, shots, "review-unreliable")
     page.context.close()

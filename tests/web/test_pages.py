@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from model.trust import Trust
 from service.main import create_app
 from service.models import AuditEvent, AuditRun
 from service.users import revoke_user
@@ -270,7 +271,12 @@ def test_a_draft_with_warnings_signs_only_once_they_are_acknowledged(
     with session_scope(settings.sqlalchemy_url) as session:
         draft = session.get(Report, draft_id)
         assert draft is not None
-        draft.labels = {**(draft.labels or {}), "Pneumothorax": 1}  # the labeler's reading
+        draft.trust = Trust(  # the signals of a checkpoint with trust statistics
+            finding_probabilities={"Pneumothorax": 0.9},
+            ood_score=1.0,
+            ood_threshold=4.0,
+            critical_findings=["Pneumothorax"],
+        ).to_json()
     csrf = log_in(app_client, key)
     page = app_client.get(f"/app/studies/{study['id']}", headers=HTML)
     assert "Suspected critical finding: Pneumothorax" in page.text

@@ -1,5 +1,5 @@
-"""What the reading view puts beside the text: the labeler's findings per sentence, and the
-warnings from the draft's trust signals (or, before a draft has them, from the labeler)."""
+"""What the reading view puts beside the text: the labeler's findings per sentence with the
+calibrated probabilities, and the warnings from the draft's trust signals."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import re
 
 import pytest
 
+from model.trust import ConsistencyFlag, Trust
 from service.web.reading import (
+    MarkedSentence,
     alerts,
     critical_findings,
     mark_sentences,
@@ -19,11 +21,14 @@ from workers.records import Report, Study, now
 pytestmark = pytest.mark.unit
 
 
-def _draft(labels: dict[str, int | None] | None = None, **signals: object) -> Report:
-    report = Report(findings="", impression="", labels=labels or {}, kind="draft")
-    for key, value in signals.items():
-        setattr(report, key, value)  # the trust-signals fields a draft gains with issue 30
-    return report
+def _draft(labels: dict[str, int | None] | None = None, trust: Trust | None = None) -> Report:
+    document = None if trust is None else trust.to_json()
+    return Report(findings="", impression="", labels=labels or {}, kind="draft", trust=document)
+
+
+def _trust(ood_score: float = 1.0, **fields: object) -> Trust:
+    given: dict = {"finding_probabilities": {"Pneumothorax": 0.1}, "ood_threshold": 3.0, **fields}
+    return Trust(ood_score=ood_score, **given)
 
 
 def _study() -> Study:
@@ -57,44 +62,43 @@ def test_each_sentence_carries_the_findings_read_in_it() -> None:
     assert mark_sentences("", "") == {"findings": (), "impression": ()}
 
 
-def test_without_trust_signals_the_labeler_flags_a_critical_finding() -> None:
+def test_without_trust_signals_nothing_is_suspected_or_flagged() -> None:
+    """The labeler's reading of the text is no calibrated signal: a draft from a checkpoint
+    without trust statistics raises no alert, whatever its text says."""
     draft = _draft({"Pneumothorax": 1})
-    assert critical_findings(draft) == ["Pneumothorax"]
-    (alert,) = alerts(draft)
-    assert alert.kind == "critical" and "labeler" in alert.detail
-    assert alerts(_draft({"Pneumothorax": 0})) == []
+    assert critical_findings(draft) == [] and alerts(draft) == [] and trust_signals(draft) == {}
 
 
-def test_the_drafts_own_signals_decide_when_present() -> None:
+def test_the_drafts_own_signals_raise_the_alerts_most_serious_first() -> None:
     draft = _draft(
-        {"Pneumothorax": 1},
-        critical_findings=[],
-        out_of_distribution=True,
-        ood_score=7.5,
-        consistency_flags=[{"observation": "Cardiomegaly", "message": "negated, then asserted"}],
+        {"Pneumothorax": 0},
+        _trust(
+            ood_score=7.5,
+            critical_findings=["Pneumothorax"],
+            consistency_flags=[
+                ConsistencyFlag("Cardiomegaly", "sections", "negated, then asserted")
+            ],
+        ),
     )
-    assert critical_findings(draft) == []  # the calibrated flag overrides the labeler
-    ood, consistency = alerts(draft)
-    assert ood.kind == "ood" and "(score 7.50)" in ood.detail
+    assert critical_findings(draft) == ["Pneumothorax"]  # the calibrated flag, not the labeler
+    ood, critical, consistency = alerts(draft)
+    assert ood.kind == "ood" and "outside the model's training distribution" in ood.title
+    assert "(score 7.50 > threshold 3.00)" in ood.detail
+    assert critical.title == "Suspected critical finding: Pneumothorax"
     assert (consistency.kind, consistency.detail) == (
         "consistency",
         "Cardiomegaly: negated, then asserted",
     )
+    assert alerts(_draft(trust=_trust())) == []  # in distribution, nothing critical or flagged
 
 
-def test_the_reading_view_folds_probabilities_away_out_of_distribution() -> None:
-    """The template's branch for drafts that carry calibrated probabilities."""
+def _render(draft: Report, marks: dict[str, tuple[MarkedSentence, ...]]) -> str:
+    """The reading view's template for ``draft``, as the route renders it."""
     from starlette.requests import Request
 
     from service.web.pages import TEMPLATES
     from service.web.session import Viewer
 
-    draft = _draft(
-        {"Pleural Effusion": 1},
-        out_of_distribution=True,
-        ood_score=3.0,
-        finding_probabilities={"Pleural Effusion": 0.81, "Edema": 0.07},
-    )
     request = Request(
         {
             "type": "http",
@@ -104,7 +108,7 @@ def test_the_reading_view_folds_probabilities_away_out_of_distribution() -> None
             "headers": [],
         }
     )
-    html = TEMPLATES.get_template("review.html").render(
+    return TEMPLATES.get_template("review.html").render(
         request=request,
         viewer=Viewer("u", "Dr A", "auditor", "", "token"),
         menu=[],
@@ -115,7 +119,7 @@ def test_the_reading_view_folds_probabilities_away_out_of_distribution() -> None
         reading="draft_ready",
         versions=[draft],
         shown=draft,
-        marks={"findings": (), "impression": ()},
+        marks=marks,
         alerts=alerts(draft),
         signals=trust_signals(draft),
         signable=False,
@@ -123,8 +127,34 @@ def test_the_reading_view_folds_probabilities_away_out_of_distribution() -> None
         error="",
         image={"error": "no image in this test"},
     )
+
+
+def test_the_reading_view_folds_probabilities_away_out_of_distribution() -> None:
+    """The template's branch for drafts that carry calibrated probabilities."""
+    probabilities = {"Pleural Effusion": 0.81, "Edema": 0.07}
+    draft = _draft(
+        {"Pleural Effusion": 1}, _trust(ood_score=4.0, finding_probabilities=probabilities)
+    )
+    html = _render(draft, mark_sentences("Small left pleural effusion.", ""))
     folded = html[html.index('<details class="unreliable">') : html.index("</details>")]
     table = folded[folded.index('<table class="probabilities">') :]
     rows = re.findall(r"<tr><td>([^<]+)</td><td>([^<]+)</td></tr>", table)
     assert rows[:2] == [("Pleural Effusion", "81 %"), ("Edema", "7 %")]
-    assert "Outside the model&#39;s training distribution" in html
+    assert "outside the model&#39;s training distribution — not reliable" in html
+    assert '<span class="badge ood">Not reliable</span>' in html
+    assert 'class="probability"' not in html  # no percentage beside the marks either
+
+
+def test_each_mark_shows_its_calibrated_probability() -> None:
+    draft = _draft(
+        {"Pleural Effusion": 1},
+        _trust(
+            finding_probabilities={"Pleural Effusion": 0.81, "Pneumothorax": 0.9},
+            critical_findings=["Pneumothorax"],
+        ),
+    )
+    html = _render(draft, mark_sentences("Small left pleural effusion. No pneumothorax.", ""))
+    assert re.search(r'Pleural Effusion: positive<span class="probability"[^>]*>81 %</span>', html)
+    assert re.search(r'Pneumothorax: negative<span class="probability"[^>]*>90 %</span>', html)
+    assert '<span class="badge critical">Critical? Pneumothorax</span>' in html
+    assert '<details class="unreliable">' not in html

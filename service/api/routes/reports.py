@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy.orm import Session
 
 import dicom
+from dicom.draft import trust_warnings
 from service.api.deps import (
     Caller,
     DispatcherDep,
@@ -164,7 +165,7 @@ def report_text(report: Report) -> str:
     if report.status == "final":
         header = f"FINAL - signed by {report.signed_by} at {report.signed_at:%Y-%m-%d %H:%M} UTC"
     else:
-        header = PRELIMINARY_BANNER
+        header = "\n".join([PRELIMINARY_BANNER, *trust_warnings(report.trust)])
     return f"{header}\n\nFINDINGS: {report.findings}\n\nIMPRESSION: {report.impression}\n"
 
 

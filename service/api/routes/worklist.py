@@ -1,9 +1,10 @@
 """The worklist: the studies a radiologist has to read, most urgent first.
 
 Order: STAT studies, then drafts with a suspected critical finding, then the oldest first. A
-critical finding is, for now, one of ``CRITICAL_OBSERVATIONS`` that the labeler reads as present
-in the draft's text; the calibrated per-finding probabilities of the trust-signals work will
-replace that reading.
+suspected critical finding is one the draft's trust signals list: an observation of
+``ECHOCXR_CRITICAL_FINDINGS`` whose calibrated probability crossed the checkpoint's threshold.
+A draft without trust signals (or a signed version) suspects none: the labeler's reading of the
+text is no calibrated signal, and the text of a confident wrong draft would rank it anyway.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from workers.records import FAILED, QUEUED, RUNNING, STAT, Job, Report, Study
 router = APIRouter(prefix="/worklist", tags=["worklist"])
 
 Reader = Annotated[Caller, Depends(allow(RADIOLOGIST, ADMIN))]
-CRITICAL_OBSERVATIONS = ("Pneumothorax",)
 ReadingState = Literal["drafting", "draft_ready", "signed", "failed"]
 StateFilter = Literal["to_read", "drafting", "draft_ready", "signed", "failed", "all"]
 TO_READ = ("drafting", "draft_ready", "failed")
@@ -108,11 +108,13 @@ def urgency(study: Study, report: Report | None) -> tuple[int, int, float]:
     """Sort key: STAT first, then a suspected critical finding, then the oldest."""
     return (
         0 if study.priority == STAT else 1,
-        0 if suspects_critical(report) else 1,
+        0 if critical_findings(report) else 1,
         study.created_at.timestamp(),
     )
 
 
-def suspects_critical(report: Report | None) -> bool:
-    labels = report.labels if report is not None and report.labels else {}
-    return any(labels.get(name) == 1 for name in CRITICAL_OBSERVATIONS)
+def critical_findings(report: Report | None) -> list[str]:
+    """The suspected critical findings of the study's newest version (none without trust)."""
+    if report is None or report.trust is None:
+        return []
+    return list(report.trust["critical_findings"])

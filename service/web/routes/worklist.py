@@ -9,11 +9,15 @@ from fastapi.responses import RedirectResponse
 
 from service.api.deps import DispatcherDep, ProfileDep, SessionDep, SettingsDep, audit
 from service.api.routes.studies import store_and_draft
-from service.api.routes.worklist import StateFilter, reading_state, rows_in_order
+from service.api.routes.worklist import (
+    StateFilter,
+    critical_findings,
+    reading_state,
+    rows_in_order,
+)
 from service.models import ADMIN, RADIOLOGIST, UPLOADER
 from service.schemas import Priority
 from service.web.pages import page
-from service.web.reading import critical_findings
 from service.web.session import COOKIE_PATH, CsrfChecked, Viewer, page_for
 
 router = APIRouter(include_in_schema=False)
@@ -47,6 +51,7 @@ def worklist(
             "job": job,
             "reading": reading_state(job, report),
             "critical": critical_findings(report),
+            "unreliable": bool(report and report.trust and report.trust["out_of_distribution"]),
         }
         for study, job, report in ordered[:limit]
     ]
