@@ -64,8 +64,7 @@ class ArchiveBar:
         )
         self.reading = self.progress.add_task("read", total=None)
         self.drafting = self.progress.add_task("drafted", total=None)
-        self.counts = {DRAFTED: 0, FAILED: 0}
-        self.entries = 0
+        self.entries, self.failed = 0, 0
 
     def planned(self, to_draft: int, kept: int) -> None:
         self.entries = to_draft + kept
@@ -76,9 +75,9 @@ class ArchiveBar:
         self.progress.update(self.reading, advance=1, refresh=True)
 
     def finished(self, outcome: Outcome) -> None:
-        self.counts[outcome.status] += 1
-        failed = f", {self.counts[FAILED]} failed" if self.counts[FAILED] else ""
-        self.progress.update(self.drafting, advance=1, description=f"drafted{failed}", refresh=True)
+        self.failed += outcome.status == FAILED
+        description = f"drafted, {self.failed} failed" if self.failed else "drafted"
+        self.progress.update(self.drafting, advance=1, description=description, refresh=True)
 
 
 class _RateColumn(ProgressColumn):
