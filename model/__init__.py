@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from model.report import ReportGenerator
+    from model.trust_stats import CriticalPolicy
 
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
 AR_CHECKPOINT = CHECKPOINTS / "ar-tiny"
@@ -43,13 +44,15 @@ def load(
     device: str = "cpu",
     batch_size: int = 16,
     engine_options: dict[str, Any] | None = None,
+    critical: CriticalPolicy | None = None,
 ) -> ReportGenerator:
     """Load a checkpoint with a decoding engine.
 
     With neither given: the default engine on its shipped checkpoint. With only an engine: the
     checkpoint shipped for it. With only a checkpoint: the engine of its training stage.
     ``engine_options`` go to the engine (e.g. ``{"ngram_candidates": 8}`` for one-step
-    decoding) and into every report's provenance.
+    decoding) and into every report's provenance. ``critical`` names the observations that mark
+    a draft critical and their thresholds (default: pneumothorax at the checkpoint's fitted one).
 
     Raises ``model.checkpoint.CheckpointError`` on a missing or corrupt checkpoint and
     ``model.decoding.EngineError`` on an unknown engine.
@@ -71,7 +74,7 @@ def load(
         )
     checkpoint = load_checkpoint(Path(checkpoint_dir), device=device)
     decoder = decoder or get_engine(ENGINE_FOR_STAGE[checkpoint.vlm.config.stage], **options)
-    return ReportGenerator(checkpoint, decoder, batch_size=batch_size)
+    return ReportGenerator(checkpoint, decoder, batch_size=batch_size, critical=critical)
 
 
 __all__ = [

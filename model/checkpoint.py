@@ -8,6 +8,8 @@ Layout::
     metrics.json        what the checkpoint reached, written by training and the benchmark
     report_ngrams.safetensors  (optional) the training reports' token n-grams, which one-step
                         decoding writes under (model/report_ngrams.py)
+    trust.json          (optional) the statistics of the trust signals, fitted for these weights
+                        by ``echocxr fit-trust`` (model/trust_stats.py)
 
 Loading re-hashes the files and checks the format version and every tensor shape, so a truncated
 download, a swapped tokenizer or a config edited by hand fails with a ``CheckpointError`` that says
@@ -33,6 +35,7 @@ from model.config import ConfigError, VLMConfig
 from model.partial_directory import new_partial_directory
 from model.report_ngrams import NGRAMS_FILE, ReportNgrams, ReportNgramsError
 from model.tokenizer import TOKENIZER_FILE, Tokenizer, TokenizerError
+from model.trust_stats import TrustStatistics, TrustStatisticsError, load_trust_statistics
 from model.vlm import VLM
 
 FORMAT_VERSION = 1
@@ -68,6 +71,7 @@ class LoadedCheckpoint:
     vlm: VLM
     tokenizer: Tokenizer
     manifest: dict[str, Any]
+    trust: TrustStatistics | None = None  # None where the checkpoint ships no trust.json
 
     @property
     def weights_sha256(self) -> str:
@@ -223,7 +227,13 @@ def load_checkpoint(directory: Path, device: str | torch.device = "cpu") -> Load
     vlm = VLM(config, tokenizer)
     load_state(vlm, directory / WEIGHTS_FILE)
     vlm.report_ngrams = load_report_ngrams(directory, manifest)
-    return LoadedCheckpoint(vlm=vlm.to(device).eval(), tokenizer=tokenizer, manifest=manifest)
+    try:
+        trust = load_trust_statistics(directory, manifest["weights"]["sha256"])
+    except TrustStatisticsError as err:
+        raise CheckpointError(str(err)) from err
+    return LoadedCheckpoint(
+        vlm=vlm.to(device).eval(), tokenizer=tokenizer, manifest=manifest, trust=trust
+    )
 
 
 def load_report_ngrams(directory: Path, manifest: dict[str, Any]) -> ReportNgrams | None:

@@ -1,5 +1,6 @@
-"""Training commands of ``echocxr``: one per stage (``train``, ``train-rad``, ``distill``) and
-``report-ngrams`` (the n-gram table a checkpoint's one-step decoding writes under).
+"""Training commands of ``echocxr``: one per stage (``train``, ``train-rad``, ``distill``),
+``report-ngrams`` (the n-gram table a checkpoint's one-step decoding writes under) and
+``fit-trust`` (the statistics of its trust signals).
 
 Each stage reads one recipe from ``model/configs/`` and writes a resumable run directory whose
 ``checkpoint/`` is the result; re-running the same command resumes an interrupted run. Heavy
@@ -142,3 +143,31 @@ def recipe_training_set(config: Path) -> tuple[int, int]:
     except (KeyError, TypeError, ValueError) as err:
         raise fail(f"recipe {config} does not say which studies it trained on: {err}") from err
     return seed, studies
+
+
+def fit_trust(
+    checkpoint: Annotated[
+        str, typer.Option(help="A shipped checkpoint's name (e.g. dcd-b4) or a directory.")
+    ],
+    cache_dir: CacheOption = DEFAULT_CACHE,
+    val_studies: Annotated[int, typer.Option(help="Validation studies it is fitted on.")] = 2000,
+    train_studies: Annotated[
+        int, typer.Option(help="Training studies the feature distribution is fitted on.")
+    ] = 2000,
+) -> None:
+    """Fit a checkpoint's trust statistics (finding calibration, out-of-distribution gate,
+    critical thresholds) on phantom studies read through DICOM; write them as its trust.json."""
+    from model import CHECKPOINTS
+    from model.checkpoint import CheckpointError
+    from model.data.datasets import DatasetError
+    from model.trust_fit import fit
+    from model.trust_stats import TrustStatisticsError
+
+    shipped = CHECKPOINTS / checkpoint
+    directory = shipped if "/" not in checkpoint and shipped.is_dir() else Path(checkpoint)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    try:
+        statistics = fit(directory, cache_dir, 0, val_studies, train_studies)
+    except (CheckpointError, DatasetError, TrustStatisticsError) as err:
+        raise fail(str(err)) from err
+    typer.echo(f"trust statistics written to {statistics.save(directory)}")

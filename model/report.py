@@ -21,6 +21,7 @@ from model.data.transforms import ImageInputError, images_to_batch
 from model.generation import Engine
 from model.tokenizer import pad_rows
 from model.trust import Trust
+from model.trust_stats import CriticalPolicy, image_signals
 
 SECTION = re.compile(
     r"FINDINGS:\s*(?P<findings>.*?)\s*(?:IMPRESSION:\s*(?P<impression>.*))?$", re.S
@@ -81,12 +82,15 @@ class ReportGenerator:
         checkpoint: LoadedCheckpoint,
         engine: Engine,
         batch_size: int = 16,
+        critical: CriticalPolicy | None = None,
     ) -> None:
         self.checkpoint = checkpoint
         self.vlm = checkpoint.vlm
         self.tokenizer = checkpoint.tokenizer
         self.engine = engine
         self.batch_size = batch_size
+        # which observations mark a draft critical (default: pneumothorax at its fitted threshold)
+        self.critical = critical or CriticalPolicy()
 
     @property
     def image_size(self) -> int:
@@ -149,6 +153,7 @@ class ReportGenerator:
             decode_seconds += seconds
             forwards += calls
         labels = label_texts(texts) if label else None
+        trust = self.trust_signals(pixels, texts, label)
         timings = {
             "preprocess_s": prepared - start,
             "decode_s": decode_seconds,
@@ -157,12 +162,42 @@ class ReportGenerator:
             "reports": float(len(texts)),  # the times and forwards above cover all of them
         }
         return [
-            self.make_report(text, None if labels is None else labels[i], timings)
+            self.make_report(text, None if labels is None else labels[i], timings, trust[i])
             for i, text in enumerate(texts)
         ]
 
+    def trust_signals(
+        self, pixels: torch.Tensor, texts: list[str], label: bool
+    ) -> list[Trust | None]:
+        """Each draft's trust signals; None for all where the checkpoint has no statistics.
+
+        The consistency checks read the labels of each section alone, so they run only when
+        the drafts are labelled (``label=True``).
+        """
+        statistics = self.checkpoint.trust
+        if statistics is None:
+            return [None] * len(texts)
+        features, logits = image_signals(self.vlm, pixels, self.batch_size)
+        sections = [parse_report(text) for text in texts]
+        labelled = (
+            label_texts([f for f, _ in sections] + [i for _, i in sections]) if label else None
+        )
+        return [
+            statistics.trust(
+                features[row],
+                logits[row],
+                None if labelled is None else (labelled[row], labelled[len(texts) + row]),
+                self.critical,
+            )
+            for row in range(len(texts))
+        ]
+
     def make_report(
-        self, text: str, labels: dict[str, int | None] | None, timings: dict[str, float]
+        self,
+        text: str,
+        labels: dict[str, int | None] | None,
+        timings: dict[str, float],
+        trust: Trust | None = None,
     ) -> Report:
         findings, impression = parse_report(text)
         return Report(
@@ -174,4 +209,5 @@ class ReportGenerator:
             self.checkpoint.weights_sha256,
             self.engine.name,
             dict(self.engine.options),  # the same weights decode differently with other options
+            trust=trust,
         )

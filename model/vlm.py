@@ -84,6 +84,14 @@ class VLM(nn.Module):
         finding_tokens, logits = self.findings(features, known_findings)  # (B, 14, D)
         return torch.cat([visual, finding_tokens], 1), logits
 
+    def image_signals(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pooled vision features ``(B, C)`` and finding-head logits ``(B, 14)``: what the trust
+        signals read (model/trust_stats.py), from the same encoder the draft is written from."""
+        if self.findings is None:
+            raise ValueError("this checkpoint has no finding head: no trust signals")
+        pooled = self.vision(pixels).mean(1)  # (B, C), what the finding head reads
+        return pooled, self.findings.head(pooled)
+
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         return self.lm.get_input_embeddings()(ids)  # (B, L) -> (B, L, D)
 

@@ -8,6 +8,10 @@
 #   stage 3 (DCD) dcd-b8.json                    -> model/checkpoints/dcd-b8
 #   B = 4         rad-b4.json, dcd-b4.json       -> model/checkpoints/dcd-b4  (the default engine's:
 #                 the B = 8 teacher continued at B = 4, then the dcd-b8 recipe from it)
+# Every shipped checkpoint then gets its trust statistics (trust.json: finding calibration,
+# out-of-distribution gate, critical thresholds; `echocxr fit-trust`, a few minutes each, the
+# first one renders the validation and training images). Training and fitting read phantom
+# studies through DICOM (read_study, to_model_input), as serving does.
 # Times on the project's 2-core CPU are in docs/model.md. BASELINES=1 also trains, into runs/
 # only, the factorized baselines the benchmark compares the students with (on their rollouts).
 set -euo pipefail
@@ -31,6 +35,9 @@ ship dcd-b8 dcd-b8
 $ECHOCXR train-rad --config model/configs/rad-b4.json --out runs/rad-b4 --seed 0
 $ECHOCXR distill --config model/configs/dcd-b4.json --out runs/dcd-b4 --seed 0
 ship dcd-b4 dcd-b4
+for name in ar-tiny rad-b8 dcd-b8 dcd-b4; do
+  $ECHOCXR fit-trust --checkpoint "$name"
+done
 if [ "$BASELINES" = 1 ]; then
   for b in 8 4; do
     $ECHOCXR distill --config "model/configs/dcd-factorized-b$b.json" \

@@ -52,15 +52,21 @@ def load_generator(
     engine_option: list[str] | None,
     batch_size: int = 1,
 ) -> ReportGenerator:
-    """The checkpoint and engine a command asked for; a bad choice ends it with a clear error."""
+    """The checkpoint and engine a command asked for, marking drafts critical as
+    ``ECHOCXR_CRITICAL_FINDINGS`` says; a bad choice ends it with a clear error."""
     import model
     from model.checkpoint import CheckpointError
     from model.decoding import EngineError, parse_engine_options
+    from model.trust_stats import CriticalPolicy, TrustStatisticsError
+    from workers.config import Settings
 
     try:
         options = parse_engine_options(engine_option or [])
-        return model.load(checkpoint, engine, batch_size=batch_size, engine_options=options)
-    except (CheckpointError, EngineError) as error:
+        critical = CriticalPolicy(Settings().critical_observations)
+        return model.load(
+            checkpoint, engine, batch_size=batch_size, engine_options=options, critical=critical
+        )
+    except (CheckpointError, EngineError, TrustStatisticsError) as error:
         raise fail(str(error)) from None
 
 

@@ -77,11 +77,18 @@ _loading = threading.Lock()  # the embedded pool's threads must not load one mod
 
 
 def report_generator(
-    profile: DraftProfile, device: str = "cpu", batch_size: int = 1
+    profile: DraftProfile, device: str, batch_size: int, critical: tuple[str, ...]
 ) -> ReportGenerator:
-    """The drafting model of ``profile``, loaded on first use and kept for the process."""
+    """The drafting model of ``profile``, loaded on first use and kept for the process;
+    ``critical`` names the observations that mark a draft critical (``Settings.critical_findings``).
+
+    Raises ``model.trust_stats.TrustStatisticsError`` for a critical observation that is no
+    CheXpert observation.
+    """
     with _loading:
-        return _load(profile.checkpoint, profile.engine, profile.options_json, device, batch_size)
+        return _load(
+            profile.checkpoint, profile.engine, profile.options_json, device, batch_size, critical
+        )
 
 
 def shipped_generator(engine: str, device: str = "cpu", batch_size: int = 1) -> ReportGenerator:
@@ -99,9 +106,23 @@ def assistant_generator(device: str = "cpu") -> ReportGenerator:
 
 @cache
 def _load(
-    checkpoint: Path, engine: str, options_json: str, device: str, batch_size: int
+    checkpoint: Path,
+    engine: str,
+    options_json: str,
+    device: str,
+    batch_size: int,
+    critical: tuple[str, ...] | None = None,
 ) -> ReportGenerator:
+    """``critical`` None: the checkpoint's default policy (the assistant never drafts)."""
     import model
+    from model.trust_stats import CriticalPolicy
 
     options = json.loads(options_json)
-    return model.load(checkpoint, engine, device, batch_size=batch_size, engine_options=options)
+    return model.load(
+        checkpoint,
+        engine,
+        device,
+        batch_size=batch_size,
+        engine_options=options,
+        critical=None if critical is None else CriticalPolicy(critical),
+    )

@@ -103,7 +103,9 @@ def run_drafts(settings: Settings, job_ids: list[str]) -> dict[str, str | None]:
         return drafted
     try:
         profile = resolve_profile(settings)
-        generator = report_generator(profile, settings.device, settings.draft_batch)
+        generator = report_generator(
+            profile, settings.device, settings.draft_batch, settings.critical_observations
+        )
     except Exception as error:
         for claim in claims:
             fail_job(settings, claim.job_id, failure_message(error))
@@ -302,8 +304,10 @@ def failure_message(error: Exception) -> str:
     import dicom
     from model.checkpoint import CheckpointError
     from model.decoding import EngineError
+    from model.trust_stats import TrustStatisticsError
 
-    if isinstance(error, dicom.DicomError | CheckpointError | EngineError | ProfileMismatchError):
+    known = dicom.DicomError | CheckpointError | EngineError | TrustStatisticsError
+    if isinstance(error, known | ProfileMismatchError):
         return str(error)
     logger.error("unexpected %s while drafting", type(error).__name__)
     return UNEXPECTED.format(kind=type(error).__name__)

@@ -3,13 +3,15 @@
 ``tests/model/test_shipped_drafts.py`` compares what the code writes today with
 ``tests/model/data/shipped_drafts.json``. That file was written by this module run on the code
 of commit 4f9c863, before issue 28 moved the model code around, so it records what the shipped
-checkpoints wrote then: a refactor that changes a single token of a draft fails the test.
+checkpoints wrote then: a refactor that changes a single token of a draft fails the test. Issue
+30 re-recorded the cache path alone, when the caches began to go through DICOM.
 
 Two paths to the model input are drafted, as the product and the benchmark take them:
 
 - ``serving``: each study written as a DICOM file, read by ``dicom.read_study`` and made into
   the model input by ``dicom.to_model_input`` (what ``echocxr report`` and the workers do);
-- ``cache``: the phantom render cache that training and ``echocxr bench`` read.
+- ``cache``: the phantom render cache that training and ``echocxr bench`` read: the same DICOM
+  path at the same matrix, rounded to 8 bits, so it drafts what serving drafts.
 
 Run (only to record a new fixture after a deliberate change of behaviour, saying why in the
 commit): ``.venv/bin/python -m tests.model.shipped_drafts``.

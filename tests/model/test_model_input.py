@@ -49,11 +49,19 @@ def test_the_generator_prepares_arrays_as_the_dicom_path_does() -> None:
     assert torch.equal(batch, torch.from_numpy(expected)[:, None])
 
 
-def test_the_phantom_training_images_are_the_model_input_of_its_renders() -> None:
-    from model.data.phantom import iter_cases, render
+def test_the_phantom_training_images_are_what_serving_reads_from_their_dicom(
+    tmp_path: Path,
+) -> None:
+    import dicom
+    from model.data.datasets import CACHE_DICOM_DOWNSCALE
+    from model.data.phantom import iter_cases, render, write_dicom
 
     (image, _), case = next(phantom_studies(0, 1, "test", 64)), next(iter_cases(0, 1, "test"))
-    assert np.array_equal(image, to_model_input(render(case, size=64), 64))
+    path = write_dicom(case, tmp_path / "study.dcm", downscale=CACHE_DICOM_DOWNSCALE)
+    served = to_model_input(dicom.read_study(path).frontal_images[0], 64)
+    assert np.array_equal(image, served)
+    # not the direct render, which skips the LUTs and the detector matrix
+    assert not np.allclose(image, to_model_input(render(case, size=64), 64), atol=0.02)
 
 
 def test_a_public_data_set_cache_holds_the_same_model_input(tmp_path: Path) -> None:

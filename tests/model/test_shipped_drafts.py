@@ -2,9 +2,11 @@
 
 The expected texts in ``tests/model/data/shipped_drafts.json`` are trustworthy because they were
 not produced by the code under test: ``tests/model/shipped_drafts.py`` wrote them running on
-commit 4f9c863, before the model code was pruned, split and re-wired, and the file has not been
-rewritten since. Every byte of every draft (both input paths, batched and one study at a time),
-the assistant's answers, the model inputs and the provenance a draft records must match.
+commit 4f9c863, before the model code was pruned, split and re-wired. Issue 30 re-recorded only
+the ``cache`` path (``cache_sha256``, ``cache_batch``), when the render caches began to read
+phantom studies through DICOM; every serving draft is still the one of 4f9c863. Every byte of
+every draft (both input paths, batched and one study at a time), the assistant's answers, the
+model inputs and the provenance a draft records must match.
 
 Greedy decoding on a CPU is deterministic for a given machine and thread count, which the
 recorder fixes to one; the fixture was recorded on the project's Intel VM type, where CI runs.
@@ -48,3 +50,9 @@ def test_every_shipped_run_writes_the_recorded_drafts(
     assert sorted(written["runs"]) == sorted(recorded["runs"])
     for key, expected in recorded["runs"].items():
         assert written["runs"][key] == expected, key
+
+
+def test_the_render_cache_drafts_what_serving_drafts(written: dict[str, Any]) -> None:
+    """Training and the bench read the studies through DICOM, as the product does (issue 30)."""
+    for key, run in written["runs"].items():
+        assert run["cache_batch"] == run["serving_batch"], key

@@ -2,9 +2,10 @@
 its files, ranking the worklist (STAT, then suspected critical, then oldest), and an
 out-of-distribution study refused when the service is set to.
 
-The shipped checkpoints do not compute trust signals yet, so the drafts here are recorded
-through the workers' own write path with signals built directly (``record_trusted_draft``);
-a draft without them (``trust=None``) must show null keys and raise nothing.
+Most drafts here are recorded through the workers' own write path with signals built directly
+(``record_trusted_draft``), to choose them; a draft without them (``trust=None``, a checkpoint
+without trust statistics) must show null keys and raise nothing. The last test drafts with the
+shipped model.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ from tests.support.service import (
     UNRELIABLE_CRITICAL,
     auth,
     make_keys,
+    noise_bytes,
     phantom_bytes,
     record_trusted_draft,
+    upload,
+    wait_for_job,
 )
 from workers.config import Settings
 from workers.db import session_scope
@@ -105,3 +109,29 @@ def test_a_refused_job_says_why_through_the_api(settings: Settings) -> None:
     assert job["state"] == "failed" and job["report_id"] is None
     assert "outside the model's training distribution" in job["error"]
     assert "Traceback" not in json.dumps(job)
+
+
+def test_the_shipped_model_drafts_with_trust_signals_and_a_noise_image_is_refused(
+    settings: Settings,
+) -> None:
+    """End to end through the embedded pool: a phantom study is drafted with its signals; with
+    ECHOCXR_REFUSE_OOD an image of noise fails its job with the reason and gets no draft."""
+    refusing = settings.model_copy(update={"refuse_ood": True})
+    key = make_keys(settings)["radiologist"]
+    with TestClient(create_app(refusing)) as client:
+        phantom = upload(client, key, phantom_bytes(32))
+        noise = upload(client, key, noise_bytes(33))
+        drafted = wait_for_job(client, key, phantom["job"]["id"])
+        refused = wait_for_job(client, key, noise["job"]["id"])
+        assert drafted["state"] == "done", drafted["error"]
+        (report,) = client.get(f"/v1/studies/{phantom['id']}/reports", headers=auth(key)).json()
+        assert len(report["finding_probabilities"]) == 14
+        assert report["out_of_distribution"] is False
+        assert report["ood_score"] < report["ood_threshold"]
+        assert isinstance(report["consistency_flags"], list)
+        assert isinstance(report["critical_findings"], list)
+        assert refused["state"] == "failed" and refused["report_id"] is None
+        assert refused["error"].startswith(
+            "the image lies outside the model's training distribution (score "
+        )
+        assert client.get(f"/v1/studies/{noise['id']}/reports", headers=auth(key)).json() == []

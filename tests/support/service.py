@@ -158,3 +158,21 @@ def record_trusted_draft(
     )
     prepared = Prepared(claim, study, numpy.zeros((1, 1), numpy.float32), 0.0)
     return claim.study_id, claim.job_id, record_draft(settings, prepared, drafted, 0.0)
+
+
+def noise_bytes(index: int, seed: int = 0) -> bytes:
+    """A phantom study's headers over uniform noise: a radiograph unlike anything the model was
+    trained on (its own study, so it is drafted on its own)."""
+    import pydicom
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    dataset = pydicom.dcmread(io.BytesIO(phantom_bytes(index, seed)))
+    pixels = dataset.pixel_array
+    noise = numpy.random.default_rng(index).integers(0, int(pixels.max()) + 1, pixels.shape)
+    dataset.PixelData = noise.astype(pixels.dtype).tobytes()
+    dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset.StudyInstanceUID, dataset.SOPInstanceUID = generate_uid(), generate_uid()
+    dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
