@@ -19,7 +19,13 @@ import torch
 
 from clinical_eval.observations import OBSERVATIONS
 from model.data.datasets import PHANTOM_INPUT_PATH, phantom_cache, read_cache
-from model.trust_stats import Calibration, OODModel, TrustStatistics, image_signals
+from model.trust_stats import (
+    Calibration,
+    OODModel,
+    TrustStatistics,
+    TrustStatisticsError,
+    image_signals,
+)
 
 # principal directions kept whole; the rest share one variance (the covariance's shrinkage)
 OOD_COMPONENTS = 64
@@ -53,6 +59,7 @@ def fit_calibration(logits: np.ndarray, positive: np.ndarray, *, bias: bool = Tr
 
 def fit_ood(train: np.ndarray, val: np.ndarray, components: int = OOD_COMPONENTS) -> OODModel:
     """Mean and probabilistic-PCA covariance of the training features; threshold on validation."""
+    components = min(components, train.shape[1] - 1)  # at least one direction shares the rest
     mean = train.mean(0)
     covariance = np.cov(train - mean, rowvar=False)
     eigenvalues, eigenvectors = np.linalg.eigh(covariance)  # ascending
@@ -110,6 +117,11 @@ def fit(
     from model.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(checkpoint_dir)
+    if loaded.vlm.findings is None:
+        raise TrustStatisticsError(
+            f"{checkpoint_dir} has no finding head (vision.finding_tokens): its drafts carry no "
+            "trust signals"
+        )
     size = loaded.vlm.config.image_size
     val_pixels, val_positive = split_inputs(cache_dir, seed, val_studies, "val", size)
     train_pixels, _ = split_inputs(cache_dir, seed, train_studies, "train", size)

@@ -64,3 +64,11 @@ def test_train_names_a_missing_recipe(tmp_path: Path) -> None:
         app, ["train", "--config", str(tmp_path / "x.json"), "--out", str(tmp_path)]
     )
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_fit_trust_refuses_a_checkpoint_without_a_finding_head_in_one_line(
+    trained_checkpoint: Path,
+) -> None:
+    result = runner.invoke(app, ["fit-trust", "--checkpoint", str(trained_checkpoint)])
+    assert result.exit_code == 2
+    assert "no finding head" in result.output and "Traceback" not in result.output
