@@ -20,6 +20,7 @@ from kombu import Queue
 
 from workers.config import Settings
 from workers.db import get_engine
+from workers.generators import set_torch_threads
 
 GENERATE, STAT, ASSISTANT, EVALUATE, PACS = "generate", "stat", "assistant", "evaluate", "pacs"
 QUEUES: tuple[str, ...] = (GENERATE, STAT, ASSISTANT, EVALUATE, PACS)
@@ -80,7 +81,9 @@ app = create_app()
 
 
 @worker_process_init.connect
-def _fresh_connections(**_: object) -> None:
-    """A forked pool child must not reuse the parent's pooled database connections."""
+def _init_pool_process(**_: object) -> None:
+    """A forked pool child must not reuse the parent's pooled database connections, and drafts
+    with its own share of the cores."""
     settings: Settings = app.conf.echocxr_settings
     get_engine(settings.sqlalchemy_url).dispose(close=False)
+    set_torch_threads(settings)
