@@ -48,7 +48,6 @@ def worker(
 ) -> None:
     """Run a Celery worker on the configured broker (ECHOCXR_BROKER_URL)."""
     from workers.app import QUEUES, app
-    from workers.generators import set_torch_threads
 
     settings = Settings()
     if settings.embedded:
@@ -59,8 +58,6 @@ def worker(
     if unknown or not names:
         typer.echo(f"error: unknown queue(s) {unknown}; choose from {', '.join(QUEUES)}", err=True)
         raise typer.Exit(2)
-    if pool != "prefork":  # tasks run in this process; prefork's children set their own
-        set_torch_threads(settings)
     app.worker_main(
         [
             "worker",

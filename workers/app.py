@@ -15,7 +15,7 @@ longest task.
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import celeryd_after_setup, worker_process_init
 from kombu import Queue
 
 from workers.config import Settings
@@ -87,3 +87,13 @@ def _init_pool_process(**_: object) -> None:
     settings: Settings = app.conf.echocxr_settings
     get_engine(settings.sqlalchemy_url).dispose(close=False)
     set_torch_threads(settings)
+
+
+@celeryd_after_setup.connect
+def _init_poolless_worker(instance: object, **_: object) -> None:
+    """A worker without a pool of processes (``--pool solo`` or ``threads``) drafts in its own
+    process: its share of the cores is set here, once its logging is set up."""
+    from celery.concurrency.prefork import TaskPool
+
+    if not issubclass(instance.pool_cls, TaskPool):  # type: ignore[attr-defined]
+        set_torch_threads(app.conf.echocxr_settings)

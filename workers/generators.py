@@ -78,8 +78,8 @@ def resolve_profile(settings: Settings) -> DraftProfile:
 def set_torch_threads(settings: Settings) -> None:
     """Give this drafting process its share of the cores (``Settings.torch_threads``).
 
-    Called once per process that drafts, before its first draft: each Celery pool process (on
-    ``worker_process_init``), a worker without a pool (``--pool solo``) and the embedded API.
+    Called once per process that drafts, before its first draft: each Celery pool process, a
+    worker without a pool (``--pool solo``; both in ``workers.app``) and the embedded API.
     Torch applies the count to each thread on that thread's first operation, so the threads
     that draft later (the embedded pool's) run with it. Unset, torch is left alone (and not
     imported: an API that only queues never needs it).

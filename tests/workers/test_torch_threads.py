@@ -41,22 +41,32 @@ def test_a_worker_pool_process_drafts_with_its_share(
             running_worker(settings, log, "stat,generate") as worker,
             TestClient(create_app(settings)) as api,
         ):
-            assert _pool_threads(worker) == [share]
+            assert _logged_threads(worker, "ForkPoolWorker-1") == share
             key = make_keys(settings)["uploader"]
             job = wait_for_job(api, key, upload(api, key, phantom_bytes(30))["job"]["id"])
             assert job["state"] == "done", (job, log.read_text()[-3000:])
 
 
-def _pool_threads(worker: LiveWorker, seconds: float = 30) -> list[int]:
-    """The thread counts the worker's pool processes logged at start."""
-    pattern = re.compile(r"ForkPoolWorker-\d+\] torch threads: (\d+)")
+def test_a_worker_without_a_pool_drafts_with_its_share(
+    share: int, request: pytest.FixtureRequest, redis_url: str, tmp_path: Path
+) -> None:
+    """``--pool solo``: tasks run in the worker's own process, which sets its count."""
+    with broker_settings("sqlite", request, redis_url, tmp_path / "data") as scale_out:
+        settings = scale_out.model_copy(update={"torch_threads": share})
+        with running_worker(settings, tmp_path / "worker.log", "generate", "solo") as worker:
+            assert _logged_threads(worker, "MainProcess") == share
+
+
+def _logged_threads(worker: LiveWorker, process: str, seconds: float = 30) -> int:
+    """The thread count that ``process`` of the worker read back from torch at its start."""
+    pattern = re.compile(rf"{process}\] torch threads: (\d+)")
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        counts = [int(n) for n in pattern.findall(worker.log.read_text(errors="replace"))]
-        if counts:
-            return counts
+        found = pattern.search(worker.log.read_text(errors="replace"))
+        if found:
+            return int(found.group(1))
         time.sleep(0.2)
-    pytest.fail(f"no pool process logged its torch threads: {worker.log.read_text()[-2000:]}")
+    pytest.fail(f"{process} logged no torch threads: {worker.log.read_text()[-2000:]}")
 
 
 def test_the_embedded_server_drafts_with_its_share(share: int, tmp_path: Path) -> None:
