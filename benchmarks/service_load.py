@@ -14,8 +14,9 @@ number nobody uses, and a queue prefix of its own) beside it, each given its sha
    and ``/healthz`` sampled every 0.2 s until the last draft.
 
 Each mode's result replaces that mode's entry in ``results/service_load.json``; the table and
-the plot are drawn from every entry, so the modes can be run one at a time. The machine is
-shared: run under ``nice`` and compare the modes of one result, not runs of different days.
+the plot are drawn from every entry, so the modes can be run one at a time (``--redraw`` only
+redraws; the md's closing "Reading" is written by hand, so carry it over). The machine is shared:
+run under ``nice`` and compare the modes of one result, not runs of different days.
 
     nice -n 5 python benchmarks/service_load.py --uploads 200 --mode embedded
     nice -n 5 python benchmarks/service_load.py --uploads 200 --mode celery --workers 2
