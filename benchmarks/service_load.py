@@ -40,7 +40,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,28 +97,39 @@ def phantom(index: int, downscale: int) -> bytes:
     return buffer.getvalue()
 
 
-def unused_redis_db(url: str) -> str:
-    """The URL of a Redis database number that holds no key: the run's tasks and results stay
-    apart from the tests' and other runs' (which also use queue prefixes)."""
+@contextmanager
+def unused_redis_db(url: str) -> Iterator[str]:
+    """The URL of a Redis database number that holds no key, emptied again afterwards (all it
+    holds then is the run's): the run's tasks stay apart from the tests' and other runs'."""
     import redis
 
     for number in range(15, 0, -1):
         client = redis.Redis.from_url(f"{url}/{number}")
-        try:
-            if client.dbsize() == 0:
-                return f"{url}/{number}"
-        finally:
-            client.close()
-    raise RuntimeError(f"every database of {url} holds keys; free one or pass another --redis")
+        if client.dbsize() == 0:
+            break
+        client.close()
+    else:
+        raise RuntimeError(f"every database of {url} holds keys; free one or pass another --redis")
+    try:
+        yield f"{url}/{number}"
+    finally:
+        client.flushdb()
+        client.close()
 
 
 @contextmanager
 def service(mode: str, workers: int, data: Path, redis: str) -> Iterator[tuple[str, str]]:
     """The API (and workers) running; yields its URL and a radiologist's key."""
-    env = {**os.environ, "ECHOCXR_DATA_DIR": str(data)}
-    if mode == "celery":
-        prefix = f"load{uuid.uuid4().hex[:8]}-"
-        env |= {"ECHOCXR_BROKER_URL": unused_redis_db(redis), "ECHOCXR_QUEUE_PREFIX": prefix}
+    with ExitStack() as stack:
+        env = {**os.environ, "ECHOCXR_DATA_DIR": str(data)}
+        if mode == "celery":
+            broker = stack.enter_context(unused_redis_db(redis))
+            prefix = f"load{uuid.uuid4().hex[:8]}-"
+            env |= {"ECHOCXR_BROKER_URL": broker, "ECHOCXR_QUEUE_PREFIX": prefix}
+        yield from _serving(mode, workers, data, env)
+
+
+def _serving(mode: str, workers: int, data: Path, env: dict[str, str]) -> Iterator[tuple[str, str]]:
     added = subprocess.run(
         [ECHOCXR, "users", "add", "Load Test", "--role", "radiologist"],
         env=env,
