@@ -1,20 +1,25 @@
 """Load on the service over loopback: many concurrent uploads, embedded and with Celery workers.
 
 Runs the real thing: ``echocxr serve`` as a subprocess on a fresh data folder (SQLite), and for
-the scale-out mode ``echocxr worker`` processes on the local Redis (a queue prefix of its own)
-beside it. Per mode:
+the scale-out mode ``--workers`` ``echocxr worker`` processes on the local Redis (a database
+number nobody uses, and a queue prefix of its own) beside it, each given its share of the cores
+(``ECHOCXR_TORCH_THREADS`` = cores / workers). Per mode:
 
-1. **Idle overhead**: studies uploaded one at a time, each waited for, so nothing queues. The
-   service's overhead per study is its upload-to-draft time less the model's own decoding
-   (``model_s``), split by stage from the job's timings.
-2. **Load**: ``--studies`` distinct studies uploaded by as many concurrent clients; every job is
-   followed to its end. Errors (non-201 uploads), lost jobs (not done within ``--timeout``),
-   upload-to-draft p50/p95, and ``/healthz`` latency sampled throughout.
+1. **One study at a time**: ``--idle`` studies uploaded one after the other, each waited for, so
+   nothing queues. The service's overhead per study is its upload-to-draft time less the
+   model's own decoding (``model_s``), split by stage from the job's timings.
+2. **Load**: ``--uploads`` distinct studies uploaded by as many concurrent clients. Upload errors
+   (no 201), lost jobs (uploaded but neither done nor failed when the queue drained or
+   ``--timeout`` passed), failed jobs, upload and upload-to-draft p50/p95, drafts per minute,
+   and ``/healthz`` sampled every 0.2 s until the last draft.
 
-Writes ``results/service_load.{json,md,png}``. Numbers from a shared machine are noisy: compare
-the modes of one run, not runs of different days.
+Each mode's result replaces that mode's entry in ``results/service_load.json``; the table and
+the plot are drawn from every entry, so the modes can be run one at a time (``--redraw`` only
+redraws; the md's closing "Reading" is written by hand, so carry it over). The machine is shared:
+run under ``nice`` and compare the modes of one result, not runs of different days.
 
-    python benchmarks/service_load.py --studies 200 --workers 2
+    nice -n 5 python benchmarks/service_load.py --uploads 200 --mode embedded
+    nice -n 5 python benchmarks/service_load.py --uploads 200 --mode celery --workers 2
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -31,10 +37,12 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,21 +51,30 @@ import httpx
 RESULTS = Path(__file__).parent / "results"
 ECHOCXR = str(Path(sys.executable).with_name("echocxr"))
 FINISHED = ("done", "failed", "cancelled")
+CORES = len(os.sched_getaffinity(0))
+# the stages of one study's upload-to-draft (ms); "label" is the rest of the model's call
+STAGES = ("upload", "queued", "read", "model", "label", "write", "total")
 
 
 @dataclass
 class ModeResult:
     mode: str
-    studies: int
+    uploads: int
+    downscale: int
+    workers: int  # drafting processes
+    torch_threads: int  # each drafting process's
+    started: str
+    load_average: float  # the machine's 1-minute load when the mode started
     upload_errors: int = 0
+    error_kinds: dict[str, int] = field(default_factory=dict)
     lost_jobs: int = 0
     failed_jobs: int = 0
-    wall_s: float = 0.0
+    wall_s: float = 0.0  # first upload to last draft
     upload_s: list[float] = field(default_factory=list)
     upload_to_draft_s: list[float] = field(default_factory=list)
-    healthz_ms: list[float] = field(default_factory=list)
+    model_s: list[float] = field(default_factory=list)  # per draft under load
+    healthz: list[tuple[float, float]] = field(default_factory=list)  # (s since start, ms)
     healthz_failures: int = 0  # errors or no answer within 30 s
-    idle_overhead_ms: list[float] = field(default_factory=list)
     idle_stages_ms: dict[str, list[float]] = field(default_factory=dict)
 
 
@@ -81,11 +98,38 @@ def phantom(index: int, downscale: int) -> bytes:
 
 
 @contextmanager
+def unused_redis_db(url: str) -> Iterator[str]:
+    """The URL of a Redis database number that holds no key, emptied again afterwards (all it
+    holds then is the run's): the run's tasks stay apart from the tests' and other runs'."""
+    import redis
+
+    for number in range(15, 0, -1):
+        client = redis.Redis.from_url(f"{url}/{number}")
+        if client.dbsize() == 0:
+            break
+        client.close()
+    else:
+        raise RuntimeError(f"every database of {url} holds keys; free one or pass another --redis")
+    try:
+        yield f"{url}/{number}"
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@contextmanager
 def service(mode: str, workers: int, data: Path, redis: str) -> Iterator[tuple[str, str]]:
     """The API (and workers) running; yields its URL and a radiologist's key."""
-    env = {**os.environ, "ECHOCXR_DATA_DIR": str(data)}
-    if mode == "celery":
-        env |= {"ECHOCXR_BROKER_URL": redis, "ECHOCXR_QUEUE_PREFIX": f"load{uuid.uuid4().hex[:8]}-"}
+    with ExitStack() as stack:
+        env = {**os.environ, "ECHOCXR_DATA_DIR": str(data)}
+        if mode == "celery":
+            broker = stack.enter_context(unused_redis_db(redis))
+            prefix = f"load{uuid.uuid4().hex[:8]}-"
+            env |= {"ECHOCXR_BROKER_URL": broker, "ECHOCXR_QUEUE_PREFIX": prefix}
+        yield from _serving(mode, workers, data, env)
+
+
+def _serving(mode: str, workers: int, data: Path, env: dict[str, str]) -> Iterator[tuple[str, str]]:
     added = subprocess.run(
         [ECHOCXR, "users", "add", "Load Test", "--role", "radiologist"],
         env=env,
@@ -99,8 +143,13 @@ def service(mode: str, workers: int, data: Path, redis: str) -> Iterator[tuple[s
     logs.mkdir()
     processes = [_start([ECHOCXR, "serve", "--port", str(port)], env, logs / "api.log")]
     if mode == "celery":
+        share = {"ECHOCXR_TORCH_THREADS": str(max(1, CORES // workers))}
         processes += [
-            _start([ECHOCXR, "worker", "--queues", "stat,generate"], env, logs / f"worker{i}.log")
+            _start(
+                [ECHOCXR, "worker", "--queues", "stat,generate"],
+                env | share,
+                logs / f"worker{i}.log",
+            )
             for i in range(workers)
         ]
     try:
@@ -134,75 +183,90 @@ def _wait_ready(url: str, seconds: float = 120) -> None:
     raise RuntimeError(f"{url} was not ready within {seconds} s")
 
 
-ERRORS: list[str] = []
+@dataclass
+class Upload:
+    job_id: str | None
+    started: float  # wall clock (time.time()), comparable with the server's timestamps
+    seconds: float
+    error: str | None = None
 
 
-def upload(client: httpx.Client, data: bytes) -> tuple[str | None, float]:
-    start = time.perf_counter()
+def upload(client: httpx.Client, data: bytes) -> Upload:
+    started, start = time.time(), time.perf_counter()
     try:
         response = client.post("/v1/studies", files={"file": ("study.dcm", data)})
     except httpx.HTTPError as error:
-        ERRORS.append(type(error).__name__)
-        return None, time.perf_counter() - start
+        return Upload(None, started, time.perf_counter() - start, type(error).__name__)
     elapsed = time.perf_counter() - start
     if response.status_code != 201:
-        ERRORS.append(f"{response.status_code} {response.text[:200]}")
-        return None, elapsed
-    return response.json()["job"]["id"], elapsed
+        return Upload(None, started, elapsed, f"{response.status_code} {response.text[:120]}")
+    return Upload(response.json()["job"]["id"], started, elapsed)
 
 
-def follow(client: httpx.Client, job_ids: list[str], timeout: float) -> dict[str, dict[str, Any]]:
-    """Each job's record once it ends (or as it stands at ``timeout``)."""
-    jobs: dict[str, dict[str, Any]] = {}
+def unfinished(client: httpx.Client) -> int:
+    """Jobs queued or running, from one ``/metrics`` scrape: following 200 jobs one by one
+    would load the API (every job read is an audit event) more than the uploads do."""
+    text = client.get("/metrics").text
+    counts = re.findall(r'^echocxr_jobs\{state="(queued|running)"\} (\S+)$', text, re.M)
+    return sum(int(float(count)) for _, count in counts)
+
+
+def drain(client: httpx.Client, job_ids: list[str], timeout: float) -> dict[str, dict[str, Any]]:
+    """Wait until nothing is queued or running (or ``timeout``), then read each job once."""
     deadline = time.monotonic() + timeout
-    pending = set(job_ids)
-    while pending and time.monotonic() < deadline:
-        for job_id in list(pending):
-            job = client.get(f"/v1/jobs/{job_id}").json()
-            jobs[job_id] = job
-            if job["state"] in FINISHED:
-                pending.discard(job_id)
-        time.sleep(0.5)
-    return jobs
+    while time.monotonic() < deadline:
+        try:
+            if unfinished(client) == 0:
+                break
+        except httpx.HTTPError:
+            pass  # a scrape lost under load: the next one tells
+        time.sleep(2)
+    return {job_id: client.get(f"/v1/jobs/{job_id}").json() for job_id in job_ids}
 
 
-def latency(job: dict[str, Any]) -> float:
-    from datetime import datetime
-
-    created = datetime.fromisoformat(job["created_at"])
-    finished = datetime.fromisoformat(job["finished_at"])
-    return (finished - created).total_seconds()
+def finished_at(job: dict[str, Any]) -> float:
+    return datetime.fromisoformat(job["finished_at"]).timestamp()
 
 
 def warm_up(client: httpx.Client, studies: list[bytes]) -> None:
-    """Load the models in every drafting process first: a first draft also loads the weights
+    """Load the model in every drafting process first: a first draft also loads the weights
     and the labeler, which is start-up cost, not per-study overhead."""
     with ThreadPoolExecutor(max_workers=len(studies)) as pool:
-        job_ids = [job_id for job_id, _ in pool.map(lambda data: upload(client, data), studies)]
-    follow(client, [job_id for job_id in job_ids if job_id], 300)
+        uploads = list(pool.map(lambda data: upload(client, data), studies))
+    drain(client, [u.job_id for u in uploads if u.job_id], 300)
 
 
-def idle_overhead(client: httpx.Client, studies: list[bytes], result: ModeResult) -> None:
-    """One study at a time: the latency a lone study sees, less the model's decoding."""
+def one_at_a_time(client: httpx.Client, studies: list[bytes], result: ModeResult) -> None:
+    """The latency a lone study sees, less the model's decoding, and where it goes."""
     for data in studies:
-        job_id, upload_s = upload(client, data)
-        assert job_id is not None
-        job = follow(client, [job_id], 120)[job_id]
+        sent = upload(client, data)
+        if sent.job_id is None:
+            raise RuntimeError(f"an upload on an idle service failed: {sent.error}")
+        job = drain(client, [sent.job_id], 120)[sent.job_id]
         if job["state"] != "done":
             continue
-        total = upload_s + latency(job)
-        result.idle_overhead_ms.append(1000 * (total - job["timings"]["model_s"]))
-        stages = {"upload_response": upload_s, **job["timings"]}
+        timings = job["timings"]
+        total = finished_at(job) - sent.started
+        stages = {
+            "upload": sent.seconds,
+            "queued": timings["queued_s"],
+            "read": timings["read_s"],
+            "model": timings["model_s"],
+            "label": timings["draft_s"] - timings["model_s"],
+            "write": timings["write_s"],
+            "total": total,
+        }
         for stage, seconds in stages.items():
             result.idle_stages_ms.setdefault(stage, []).append(1000 * seconds)
 
 
-def load(
-    client: httpx.Client, url: str, studies: list[bytes], timeout: float, result: ModeResult
-) -> None:
+@contextmanager
+def sampling_health(url: str, result: ModeResult) -> Iterator[None]:
+    """``/healthz`` asked every 0.2 s, on a connection of its own, while the block runs."""
     stop = threading.Event()
+    origin = time.perf_counter()
 
-    def sample_health() -> None:
+    def sample() -> None:
         with httpx.Client(base_url=url, timeout=30) as probe:
             while not stop.wait(0.2):
                 start = time.perf_counter()
@@ -210,41 +274,61 @@ def load(
                     answered = probe.get("/healthz").status_code == 200
                 except httpx.HTTPError:
                     answered = False
-                result.healthz_ms.append(1000 * (time.perf_counter() - start))
+                elapsed = time.perf_counter() - start
+                result.healthz.append((round(start - origin, 2), round(1000 * elapsed, 1)))
                 result.healthz_failures += not answered
 
-    sampler = threading.Thread(target=sample_health, daemon=True)
+    sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=len(studies)) as pool:
+    try:
+        yield
+    finally:
+        stop.set()
+        sampler.join()
+
+
+def under_load(
+    client: httpx.Client, url: str, studies: list[bytes], timeout: float, result: ModeResult
+) -> None:
+    with sampling_health(url, result), ThreadPoolExecutor(max_workers=len(studies)) as pool:
         uploads = list(pool.map(lambda data: upload(client, data), studies))
-    result.upload_s = [seconds for _, seconds in uploads]
-    job_ids = [job_id for job_id, _ in uploads if job_id is not None]
-    result.upload_errors = len(studies) - len(job_ids)
-    jobs = follow(client, job_ids, timeout)
-    result.wall_s = time.perf_counter() - start
-    stop.set()
-    sampler.join()
+        sent = {u.job_id: u for u in uploads if u.job_id is not None}
+        jobs = drain(client, list(sent), timeout)
+    result.upload_s = [u.seconds for u in uploads]
+    result.upload_errors = len(uploads) - len(sent)
+    result.error_kinds = dict(Counter(u.error for u in uploads if u.error))
     result.lost_jobs = sum(job["state"] not in FINISHED for job in jobs.values())
     result.failed_jobs = sum(job["state"] == "failed" for job in jobs.values())
-    result.upload_to_draft_s = [latency(job) for job in jobs.values() if job["state"] == "done"]
+    done = {job_id: job for job_id, job in jobs.items() if job["state"] == "done"}
+    result.upload_to_draft_s = [finished_at(job) - sent[i].started for i, job in done.items()]
+    result.model_s = [job["timings"]["model_s"] for job in done.values()]
+    first = min(u.started for u in uploads)
+    result.wall_s = max((finished_at(job) for job in done.values()), default=first) - first
 
 
-def run_mode(
-    mode: str, args: argparse.Namespace, studies: list[bytes], idle: list[bytes]
-) -> ModeResult:
+def run_mode(mode: str, args: argparse.Namespace) -> ModeResult:
+    workers = args.workers if mode == "celery" else 1
     result = ModeResult(
-        mode=f"{mode} ({args.workers} workers)" if mode == "celery" else mode, studies=len(studies)
+        mode=f"celery ({workers} workers)" if mode == "celery" else "embedded",
+        uploads=args.uploads,
+        downscale=args.downscale,
+        workers=workers,
+        torch_threads=max(1, CORES // workers) if mode == "celery" else CORES,
+        started=datetime.now(UTC).isoformat(timespec="seconds"),
+        load_average=os.getloadavg()[0],
     )
+    studies = [phantom(i, args.downscale) for i in range(args.uploads)]
+    idle = [phantom(100_000 + i, args.downscale) for i in range(args.idle)]
+    warm = [phantom(200_000 + i, args.downscale) for i in range(2 * workers + 1)]
     data = Path(tempfile.mkdtemp(prefix=f"echocxr-load-{mode}-"))
     try:
-        with service(mode, args.workers, data, args.redis) as (url, key):
-            limits = httpx.Limits(max_connections=len(studies) + 10)
+        with service(mode, workers, data, args.redis) as (url, key):
+            limits = httpx.Limits(max_connections=args.uploads + 10)
             headers = {"Authorization": f"Bearer {key}"}
             with httpx.Client(base_url=url, headers=headers, timeout=600, limits=limits) as client:
-                warm_up(client, [phantom(200_000 + i, args.downscale) for i in range(3)])
-                idle_overhead(client, idle, result)
-                load(client, url, studies, args.timeout, result)
+                warm_up(client, warm)
+                one_at_a_time(client, idle, result)
+                under_load(client, url, studies, args.timeout, result)
     finally:
         shutil.rmtree(data, ignore_errors=True)
     return result
@@ -257,59 +341,110 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def table(results: list[ModeResult], args: argparse.Namespace) -> str:
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def overheads(r: dict[str, Any], model_stages: tuple[str, ...]) -> list[float]:
+    """Per study, ms: upload start to draft less the stages counted as the model's."""
+    stages = r["idle_stages_ms"]
+    return [
+        total - sum(stages[name][i] for name in model_stages)
+        for i, total in enumerate(stages.get("total", []))
+    ]
+
+
+def _p50_p95(values: list[float]) -> str:
+    return f"{percentile(values, 0.5):.0f} / {percentile(values, 0.95):.0f}"
+
+
+def table(results: list[dict[str, Any]]) -> str:
     lines = [
         "# Service under load (benchmarks/service_load.py)",
         "",
-        f"{args.studies} distinct phantom studies (one frontal DX, downscale {args.downscale}: "
-        f"matrix ~{2000 // args.downscale} px), uploaded by as many concurrent clients on "
-        "loopback; SQLite; the shipped default model on the CPU; this machine's 2 cores "
-        "shared with other work, so absolute times are noisy.",
+        "Distinct phantom studies (one frontal DX each, downscaled: matrix ~2000 px / downscale) "
+        "uploaded by as many concurrent clients over loopback to `echocxr serve` on SQLite, the "
+        "shipped default model on the CPU. Embedded: the API drafts in its own pool (one "
+        "process, torch's default threads, up to 4 queued drafts decoded together). Celery: "
+        "`echocxr worker` processes on the local Redis, each with `ECHOCXR_TORCH_THREADS` = "
+        "cores / workers, drafting one study at a time.",
+        "",
+        f"**A shared machine**: {CORES} cores shared with other engineers' builds and tests, "
+        "each mode run under `nice -n 5`; the load average when each mode started and the "
+        "model's own time per study under load against one study at a time (`model_s`, "
+        "median) say how much of the machine the run had. Absolute times are noisy; compare "
+        "the modes.",
+        "",
+        "| mode | started (UTC) | load avg | uploads | downscale | threads per drafter | "
+        "model_s idle / under load |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['mode']} | {r['started']} | {r['load_average']:.1f} | {r['uploads']} | "
+            f"{r['downscale']} | {r['torch_threads']} | "
+            f"{_median(r['idle_stages_ms'].get('model', [])) / 1000:.2f} / "
+            f"{_median(r['model_s']):.2f} s |"
+        )
+    lines += [
+        "",
+        "## Under load",
+        "",
+        "Lost jobs: uploaded (201) but neither done nor failed once the queue drained. "
+        "Upload-to-draft: from the client starting its upload to the job's `finished_at`. "
+        "Drafts/min: drafts over the time from the first upload to the last draft. `/healthz` "
+        "asked every 0.2 s on a connection of its own from the first upload to the last draft.",
         "",
         "| mode | uploads | upload errors | lost jobs | failed jobs | upload p50 / p95 s | "
         "upload-to-draft p50 / p95 s | drafts/min | /healthz p50 / p95 / max ms (failed) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        health = [ms for _, ms in r["healthz"]]
+        wall = r["wall_s"] or float("nan")
         lines.append(
-            f"| {r.mode} | {r.studies} | {r.upload_errors} | {r.lost_jobs} | {r.failed_jobs} | "
-            f"{percentile(r.upload_s, 0.5):.2f} / {percentile(r.upload_s, 0.95):.2f} | "
-            f"{percentile(r.upload_to_draft_s, 0.5):.1f} / "
-            f"{percentile(r.upload_to_draft_s, 0.95):.1f} | "
-            f"{60 * len(r.upload_to_draft_s) / r.wall_s:.0f} | "
-            f"{percentile(r.healthz_ms, 0.5):.0f} / {percentile(r.healthz_ms, 0.95):.0f} / "
-            f"{max(r.healthz_ms, default=float('nan')):.0f} ({r.healthz_failures}) |"
+            f"| {r['mode']} | {r['uploads']} | {r['upload_errors']} | {r['lost_jobs']} | "
+            f"{r['failed_jobs']} | "
+            f"{percentile(r['upload_s'], 0.5):.2f} / {percentile(r['upload_s'], 0.95):.2f} | "
+            f"{percentile(r['upload_to_draft_s'], 0.5):.1f} / "
+            f"{percentile(r['upload_to_draft_s'], 0.95):.1f} | "
+            f"{60 * len(r['upload_to_draft_s']) / wall:.1f} | "
+            f"{percentile(health, 0.5):.0f} / {percentile(health, 0.95):.0f} / "
+            f"{max(health, default=float('nan')):.0f} ({r['healthz_failures']}) |"
         )
+    errors = {kind: n for r in results for kind, n in r["error_kinds"].items()}
+    if errors:
+        lines += ["", "Upload errors: " + "; ".join(f"{k} ×{n}" for k, n in errors.items())]
     lines += [
         "",
-        f"## One study at a time ({args.idle} studies each, nothing queued)",
+        "## One study at a time (nothing queued)",
         "",
-        "Overhead = upload-to-draft less the model's own decoding (`model_s`); the stages are "
-        "the job's timings (ms, median): `read_s` decodes the DICOM, `draft_s` is the model "
-        "plus labelling the text, `write_s` renders and stores JSON, SR, PDF and FHIR.",
+        "The service's overhead per study: upload-to-draft less the model's time; goal ≤ 100 "
+        "ms p95 on an idle machine. Counted two ways: less the decoding only (`model_s`), and "
+        "less the whole call to the model (`ReportGenerator.generate`: the image encoder, the "
+        "decoding and labelling the text). Stages, ms (median): `upload` the upload request as "
+        "the client sees it (reading, de-identifying and recording the study), `queued` from "
+        "the job's record to a drafter taking it, `read` decoding the stored DICOM into the "
+        "model's input, `model` the decoding, `label` the rest of the model's call (image "
+        "encoder, labelling), `write` rendering and storing JSON, SR, PDF and FHIR and "
+        "recording the draft; `total` is upload start to the job's `finished_at`.",
         "",
-        "| mode | overhead p50 / p95 ms | " + " | ".join(STAGES) + " |",
-        "|---|---|" + "---|" * len(STAGES),
+        "| mode | studies | overhead over decoding p50 / p95 ms | over the model's call | "
+        + " | ".join(STAGES)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(STAGES),
     ]
     for r in results:
-        stages = " | ".join(
-            f"{statistics.median(r.idle_stages_ms.get(s, [float('nan')])):.0f}" for s in STAGES
-        )
+        stages = " | ".join(f"{_median(r['idle_stages_ms'].get(s, [])):.0f}" for s in STAGES)
         lines.append(
-            f"| {r.mode} | {percentile(r.idle_overhead_ms, 0.5):.0f} / "
-            f"{percentile(r.idle_overhead_ms, 0.95):.0f} | {stages} |"
+            f"| {r['mode']} | {len(r['idle_stages_ms'].get('total', []))} | "
+            f"{_p50_p95(overheads(r, ('model',)))} | "
+            f"{_p50_p95(overheads(r, ('model', 'label')))} | {stages} |"
         )
     return "\n".join(lines) + "\n"
 
 
-def _median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
-STAGES = ("upload_response", "queued_s", "read_s", "model_s", "draft_s", "write_s", "total_s")
-
-
-def plot(results: list[ModeResult], path: Path) -> None:
+def plot(results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -317,13 +452,14 @@ def plot(results: list[ModeResult], path: Path) -> None:
 
     figure, axes = plt.subplots(1, 2, figsize=(11, 4))
     for r in results:
-        ordered = sorted(r.upload_to_draft_s)
-        axes[0].plot(
-            ordered, [i / max(1, len(ordered) - 1) for i in range(len(ordered))], label=r.mode
-        )
-        axes[1].plot(sorted(r.healthz_ms), label=r.mode)
+        ordered = sorted(r["upload_to_draft_s"])
+        shares = [(i + 1) / len(ordered) for i in range(len(ordered))]
+        axes[0].plot(ordered, shares, label=r["mode"])
+        if r["healthz"]:
+            seconds, ms = zip(*r["healthz"], strict=True)
+            axes[1].plot(seconds, ms, ".", markersize=2, label=r["mode"])
     axes[0].set(xlabel="upload-to-draft (s)", ylabel="share of studies", title="Drafts under load")
-    axes[1].set(xlabel="samples (sorted)", ylabel="/healthz (ms)", title="/healthz while busy")
+    axes[1].set(xlabel="s since the first upload", ylabel="/healthz (ms)", title="/healthz, busy")
     axes[1].set_yscale("log")
     for ax in axes:
         ax.legend()
@@ -333,25 +469,33 @@ def plot(results: list[ModeResult], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--studies", type=int, default=200)
-    parser.add_argument("--idle", type=int, default=20, help="studies for the idle overhead")
-    parser.add_argument("--workers", type=int, default=2, help="Celery worker processes")
-    parser.add_argument("--downscale", type=int, default=4)
-    parser.add_argument("--timeout", type=float, default=1800)
-    parser.add_argument("--modes", default="embedded,celery")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
-    args = parser.parse_args()
-    studies = [phantom(i, args.downscale) for i in range(args.studies)]
-    idle = [phantom(100_000 + i, args.downscale) for i in range(args.idle)]
-    results = [run_mode(mode, args, studies, idle) for mode in args.modes.split(",")]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "service_load.json").write_text(
-        json.dumps({"args": vars(args), "results": [asdict(r) for r in results]}, indent=1) + "\n"
+    parser.add_argument("--uploads", type=int, default=200, help="concurrent uploads")
+    parser.add_argument(
+        "--mode", action="append", choices=("embedded", "celery"), help="repeatable; default both"
     )
-    (RESULTS / "service_load.md").write_text(table(results, args))
+    parser.add_argument("--workers", type=int, default=2, help="Celery worker processes")
+    parser.add_argument("--idle", type=int, default=20, help="studies drafted one at a time")
+    parser.add_argument("--downscale", type=int, default=4)
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds for the queue")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379", help="without a db number")
+    parser.add_argument("--redraw", action="store_true", help="only redraw the table and plot")
+    args = parser.parse_args()
+    stored = RESULTS / "service_load.json"
+    runs = json.loads(stored.read_text()).get("runs", {}) if stored.exists() else {}
+    for mode in [] if args.redraw else args.mode or ["embedded", "celery"]:
+        runs[mode] = asdict(run_mode(mode, args))
+        RESULTS.mkdir(exist_ok=True)
+        stored.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
+        draw(runs)
+    if args.redraw:
+        draw(runs)
+
+
+def draw(runs: dict[str, dict[str, Any]]) -> None:
+    results = [runs[name] for name in ("embedded", "celery") if name in runs]
+    (RESULTS / "service_load.md").write_text(table(results))
     plot(results, RESULTS / "service_load.png")
-    print(table(results, args))
-    print("errors:", sorted(set(ERRORS))[:20])
+    print(table(results))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from service.web import mount_workspace
 from service.web.audit_runs import resume_audits
 from workers.config import Settings
 from workers.db import session_scope
-from workers.generators import resolve_profile
+from workers.generators import resolve_profile, set_torch_threads
 
 logger = logging.getLogger(__name__)
 REDISPATCH_EVERY_S = 60.0
@@ -74,6 +74,8 @@ def _start(app: FastAPI, settings: Settings) -> None:
     except (CheckpointError, EngineError) as error:
         # the service still serves what it has; /readyz says why it cannot draft
         app.state.profile, app.state.profile_problem = None, str(error)
+    if settings.embedded:  # this process drafts
+        set_torch_threads(settings)
     app.state.dispatcher = make_dispatcher(settings)
     # uploads are read and recorded a few at a time: a burst must not take every thread of the
     # request pool (the other routes run there) nor queue on SQLite's one writer

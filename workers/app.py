@@ -15,11 +15,12 @@ longest task.
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import celeryd_after_setup, worker_process_init
 from kombu import Queue
 
 from workers.config import Settings
 from workers.db import get_engine
+from workers.generators import set_torch_threads
 
 GENERATE, STAT, ASSISTANT, EVALUATE, PACS = "generate", "stat", "assistant", "evaluate", "pacs"
 QUEUES: tuple[str, ...] = (GENERATE, STAT, ASSISTANT, EVALUATE, PACS)
@@ -80,7 +81,19 @@ app = create_app()
 
 
 @worker_process_init.connect
-def _fresh_connections(**_: object) -> None:
-    """A forked pool child must not reuse the parent's pooled database connections."""
+def _init_pool_process(**_: object) -> None:
+    """A forked pool child must not reuse the parent's pooled database connections, and drafts
+    with its own share of the cores."""
     settings: Settings = app.conf.echocxr_settings
     get_engine(settings.sqlalchemy_url).dispose(close=False)
+    set_torch_threads(settings)
+
+
+@celeryd_after_setup.connect
+def _init_poolless_worker(instance: object, **_: object) -> None:
+    """A worker without a pool of processes (``--pool solo`` or ``threads``) drafts in its own
+    process: its share of the cores is set here, once its logging is set up."""
+    from celery.concurrency.prefork import TaskPool
+
+    if not issubclass(instance.pool_cls, TaskPool):  # type: ignore[attr-defined]
+        set_torch_threads(app.conf.echocxr_settings)

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     device
         Where the model runs: ``cpu`` or ``cuda`` (a GPU worker; pin one GPU per worker process
         with ``CUDA_VISIBLE_DEVICES``).
+    torch_threads
+        Torch's intra-op threads in each drafting process (a worker's pool process, or the
+        embedded API). Unset: torch's default, every core, which is right for one drafting
+        process per machine; N worker processes on C cores each want about C/N, or they fight
+        over the cores (benchmarks/results/service_load.md).
     embedded_workers
         Threads drafting in the embedded mode; the model is loaded once and shared.
     draft_batch
@@ -120,6 +125,7 @@ class Settings(BaseSettings):
     checkpoint: Path | None = None
     engine_options: str = ""
     device: str = "cpu"
+    torch_threads: int | None = Field(default=None, ge=1, le=256)
     embedded_workers: int = Field(default=1, ge=1, le=16)
     draft_batch: int = Field(default=4, ge=1, le=64)
     draft_attempts: int = Field(default=3, ge=1)

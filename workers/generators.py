@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 from dataclasses import dataclass
 from functools import cache
@@ -20,6 +21,7 @@ from workers.config import Settings
 if TYPE_CHECKING:
     from model.report import ReportGenerator
 
+logger = logging.getLogger(__name__)
 ASSISTANT_ENGINE = "ar"  # the assistant is the stage-1 model, whatever drafts the reports
 
 
@@ -71,6 +73,23 @@ def resolve_profile(settings: Settings) -> DraftProfile:
         options_json=json.dumps(resolved, sort_keys=True),
         weights_sha256=str(manifest["weights"]["sha256"]),
     )
+
+
+def set_torch_threads(settings: Settings) -> None:
+    """Give this drafting process its share of the cores (``Settings.torch_threads``).
+
+    Called once per process that drafts, before its first draft: each Celery pool process, a
+    worker without a pool (``--pool solo``; both in ``workers.app``) and the embedded API.
+    Torch applies the count to each thread on that thread's first operation, so the threads
+    that draft later (the embedded pool's) run with it. Unset, torch is left alone (and not
+    imported: an API that only queues never needs it).
+    """
+    if settings.torch_threads is None:
+        return
+    import torch
+
+    torch.set_num_threads(settings.torch_threads)
+    logger.info("torch threads: %d (ECHOCXR_TORCH_THREADS)", torch.get_num_threads())
 
 
 _loading = threading.Lock()  # the embedded pool's threads must not load one model twice

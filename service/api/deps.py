@@ -22,8 +22,11 @@ from workers.config import Settings
 from workers.db import session_scope
 from workers.generators import DraftProfile
 
+# The app's own objects are read in the event loop (``async def``): a sync dependency runs on
+# the request threads, and a burst of uploads that holds them all would hold ``/healthz`` too.
 
-def get_settings(request: Request) -> Settings:
+
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -41,7 +44,7 @@ def get_session(settings: SettingsDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-def get_dispatcher(request: Request) -> Dispatcher:
+async def get_dispatcher(request: Request) -> Dispatcher:
     dispatcher: Dispatcher = request.app.state.dispatcher
     return dispatcher
 
@@ -49,7 +52,7 @@ def get_dispatcher(request: Request) -> Dispatcher:
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
 
 
-def get_profile(request: Request) -> DraftProfile:
+async def get_profile(request: Request) -> DraftProfile:
     profile: DraftProfile = request.app.state.profile
     return profile
 

@@ -54,11 +54,14 @@ def environment(settings: Settings) -> dict[str, str]:
 
 
 @contextmanager
-def running_worker(settings: Settings, log: Path, queues: str) -> Iterator[LiveWorker]:
-    """``echocxr worker`` on ``queues`` (prefork, one child), stopped afterwards."""
+def running_worker(
+    settings: Settings, log: Path, queues: str, pool: str = "prefork"
+) -> Iterator[LiveWorker]:
+    """``echocxr worker`` on ``queues`` (prefork, one child, by default), stopped afterwards."""
+    echocxr = str(Path(sys.executable).with_name("echocxr"))
     with log.open("ab") as sink:
         process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("echocxr")), "worker", "--queues", queues],
+            [echocxr, "worker", "--queues", queues, "--pool", pool],
             cwd=REPO,
             env=environment(settings),
             stdout=sink,
