@@ -30,6 +30,7 @@ TASK_QUEUES = {
     "echocxr.evaluate_signoff": EVALUATE,
     "echocxr.audit": EVALUATE,
     "echocxr.draft_archive": GENERATE,
+    "echocxr.batch_chunk": GENERATE,
     "echocxr.pacs_pull": PACS,
     "echocxr.pacs_push": PACS,
 }
