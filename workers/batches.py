@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -49,7 +50,7 @@ from workers.records import (
 
 if TYPE_CHECKING:
     from model.report import Report as DraftedReport
-    from workers.readers import ReadStudy
+    from workers.readers import Outcome, Readers, ReadStudy
 
 logger = logging.getLogger(__name__)
 
@@ -335,13 +336,13 @@ def _draft(
 ) -> int:
     """Read the staged studies in reader processes, decode the readable ones together, write
     and record each draft."""
-    from workers.readers import ReadStudy, read_batches
+    from workers.readers import ReadStudy
 
     if not items:
         return 0
     start = time.perf_counter()
-    readers = min(settings.batch_readers, len(items))
-    read = next(read_batches([[paths[i.item_id] for i in items]], generator.image_size, readers))
+    entries = [paths[item.item_id] for item in items]
+    read = read_entries(entries, generator.image_size, settings.batch_readers)
     read_s = (time.perf_counter() - start) / len(items)
     readable = [(i, r) for i, r in zip(items, read, strict=True) if isinstance(r, ReadStudy)]
     for item, outcome in zip(items, read, strict=True):
@@ -364,6 +365,28 @@ def _draft(
         timings = {"read_s": read_s, "model_s": model_s}
         recorded += _write(settings, item, study, report, out, timings)
     return recorded
+
+
+_readers: dict[tuple[int, int], Readers] = {}
+_readers_lock = threading.Lock()
+
+
+def read_entries(entries: list[Path], image_size: int, processes: int) -> list[ReadStudy | Outcome]:
+    """Read a chunk's entries in this process's reader processes (none: in this process).
+
+    The readers live as long as the worker process: starting one costs seconds (it imports
+    torch and the decoders), more than reading a chunk. Readers whose dispatching failed are
+    replaced.
+    """
+    from workers.readers import Readers, read_entry
+
+    if processes == 0:
+        return [read_entry(entry, image_size) for entry in entries]
+    with _readers_lock:
+        readers = _readers.get((processes, image_size))
+        if readers is None or readers.failure is not None:
+            readers = _readers[(processes, image_size)] = Readers(processes, image_size)
+    return readers.results(readers.queue(entries))
 
 
 def _write(

@@ -36,8 +36,11 @@ def archives(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def batch_settings(settings: Settings, archives: Path) -> Settings:
-    """The test's settings, reading archives under ``archives``, in chunks of 2 studies."""
-    return settings.model_copy(update={"batch_roots": str(archives), "batch_chunk": 2})
+    """The test's settings, reading archives under ``archives``, in chunks of 2 studies, with
+    one reader process."""
+    return settings.model_copy(
+        update={"batch_roots": str(archives), "batch_chunk": 2, "batch_readers": 1}
+    )
 
 
 @pytest.fixture
