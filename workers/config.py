@@ -105,6 +105,9 @@ class Settings(BaseSettings):
         Reader processes of a chunk (``workers.readers``): they read the DICOM beside the
         model, and a decoder that crashes or hangs costs its study, not the worker. 0 reads in
         the worker's own process, without that protection.
+    api_url, api_key
+        Where ``echocxr batch`` finds the service, and the API key it sends (a user of the
+        auditor or admin role, from ``echocxr users add``).
     dimse_quiet_s
         A study received over DIMSE is ingested once its association is released and no new
         instance of it came for this long: a modality that sends one instance per association
@@ -145,6 +148,8 @@ class Settings(BaseSettings):
     dimse_peers: str = ""
     dimse_quiet_s: float = Field(default=5.0, ge=0)
     batch_roots: str = ""
+    api_url: str = "http://127.0.0.1:8000"
+    api_key: str | None = None
     batch_chunk: int = Field(default=16, ge=1, le=256)
     batch_readers: int = Field(default=2, ge=0, le=16)
 

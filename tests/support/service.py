@@ -4,6 +4,7 @@ real PostgreSQL), users of every role, phantom studies, and waiting for a job to
 from __future__ import annotations
 
 import io
+import threading
 import time
 import uuid
 import zipfile
@@ -49,6 +50,31 @@ def database_settings(
         with admin.connect() as connection:
             connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+@contextmanager
+def serving(settings: Settings) -> Iterator[str]:
+    """The app served by uvicorn on a free loopback port, for clients that speak real HTTP (a
+    browser, ``echocxr batch``); yields its URL."""
+    import uvicorn
+
+    from service.main import create_app
+    from tests.support.components import free_port
+
+    port = free_port()
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)
 
 
 def make_keys(settings: Settings) -> dict[str, str]:
