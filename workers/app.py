@@ -14,6 +14,10 @@ longest task.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from multiprocessing.process import AuthenticationString
+
 from celery import Celery
 from celery.signals import worker_process_init
 from kombu import Queue
@@ -81,7 +85,17 @@ app = create_app()
 
 
 @worker_process_init.connect
-def _fresh_connections(**_: object) -> None:
-    """A forked pool child must not reuse the parent's pooled database connections."""
+def _pool_child_init(**_: object) -> None:
+    """A forked pool child must not reuse the parent's pooled database connections.
+
+    It is also marked daemonic, and ``multiprocessing`` refuses children to a daemonic
+    process; a batch chunk needs the reader processes of ``workers.readers``, which cannot
+    outlive it (each ends at the EOF of its pipe from this process). And billiard's key for
+    its own processes refuses to be sent to a spawned one: the readers get a key of their own.
+    """
     settings: Settings = app.conf.echocxr_settings
     get_engine(settings.sqlalchemy_url).dispose(close=False)
+    # billiard's Process stands in the standard library's place; its setters would wrap the key
+    # in billiard's class again
+    config: dict[str, object] = vars(multiprocessing.current_process())["_config"]
+    config["daemon"], config["authkey"] = False, AuthenticationString(os.urandom(32))

@@ -292,6 +292,7 @@ def claim_chunk(
             claimed.append(Claimed(item.id, item.entry))
         if claimed and batch.state == QUEUED:
             batch.state, batch.started_at = RUNNING, batch.started_at or now()
+        session.flush()
         session.expunge(batch)
         return claimed, batch
 
@@ -340,9 +341,16 @@ def _draft(
 
     if not items:
         return 0
+    from workers.jobs import failure_message
+
     start = time.perf_counter()
     entries = [paths[item.item_id] for item in items]
-    read = read_entries(entries, generator.image_size, settings.batch_readers)
+    try:
+        read = read_entries(entries, generator.image_size, settings.batch_readers)
+    except Exception as error:  # the readers broke, not an entry: recorded, never lost
+        for item in items:
+            fail_item(settings, item.item_id, failure_message(error))
+        return 0
     read_s = (time.perf_counter() - start) / len(items)
     readable = [(i, r) for i, r in zip(items, read, strict=True) if isinstance(r, ReadStudy)]
     for item, outcome in zip(items, read, strict=True):
@@ -354,8 +362,6 @@ def _draft(
     try:
         reports = generator.generate([r.pixels for _, r in readable])
     except Exception as error:
-        from workers.jobs import failure_message
-
         for item, _ in readable:
             fail_item(settings, item.item_id, failure_message(error))
         return 0
