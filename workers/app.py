@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from multiprocessing.process import AuthenticationString
+from multiprocessing.process import AuthenticationString  # type: ignore[attr-defined]
 
 from celery import Celery
 from celery.signals import worker_process_init
