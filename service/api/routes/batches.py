@@ -205,6 +205,12 @@ def batch_detail(session: Session, batch: Batch, limit: int, offset: int) -> Bat
 def cancel(batch_id: str, caller: QualityTeam, session: SessionDep) -> BatchPublic:
     """Stop a batch: studies not drafted yet are cancelled (a chunk being drafted finishes, its
     drafts not recorded); ``resume`` queues them again."""
+    return cancel_batch(session, caller, batch_id)
+
+
+def cancel_batch(session: Session, caller: Caller, batch_id: str) -> BatchPublic:
+    """Cancel, recorded; the API and the workspace both cancel this way. Raises
+    ``HTTPException`` (404, 409 for a batch that has ended)."""
     batch = find_batch(session, batch_id, lock=True)
     if not batches.cancel_batch(session, batch):
         raise HTTPException(
@@ -222,6 +228,15 @@ def resume(
     dispatcher: DispatcherDep,
 ) -> BatchPublic:
     """Queue a cancelled batch's cancelled studies again."""
+    return resume_batch(settings, dispatcher, caller, batch_id)
+
+
+def resume_batch(
+    settings: Settings, dispatcher: Dispatcher, caller: Caller, batch_id: str
+) -> BatchPublic:
+    """Queue the cancelled studies again, recorded, and hand their chunks over; the API and
+    the workspace both resume this way. Raises ``HTTPException`` (404, 409 for a batch that
+    was not cancelled)."""
     with session_scope(settings.sqlalchemy_url) as session:
         batch = find_batch(session, batch_id, lock=True)
         chunks = batches.resume_batch(session, batch)
