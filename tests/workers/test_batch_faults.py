@@ -50,7 +50,7 @@ def _submit(api: TestClient, key: str, folder: Path) -> str:
     return str(response.json()["id"])
 
 
-def _wait(api: TestClient, key: str, batch_id: str, seconds: float = 400) -> dict:
+def _wait(api: TestClient, key: str, batch_id: str, seconds: float = 900) -> dict:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         batch = api.get(f"/v1/batches/{batch_id}", headers=auth(key)).json()
@@ -67,7 +67,7 @@ def _items(settings: Settings, state: str) -> list[BatchItem]:
     return items
 
 
-def _wait_for_item(settings: Settings, state: str, seconds: float = 240) -> BatchItem:
+def _wait_for_item(settings: Settings, state: str, seconds: float = 600) -> BatchItem:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         found = _items(settings, state)
@@ -108,7 +108,7 @@ def test_a_worker_killed_mid_chunk_has_its_chunk_redone(
     assert attempts.count(2) >= 1 and attempts.count(1) >= 3, attempts
 
 
-def _reading(workers: list[LiveWorker], seconds: float = 120) -> list[int]:
+def _reading(workers: list[LiveWorker], seconds: float = 600) -> list[int]:
     """The pool processes of the first worker seen reading a chunk (its reader processes are
     its children)."""
     deadline = time.monotonic() + seconds
