@@ -41,7 +41,9 @@ def test_auditor_drafts_an_archive_of_20_and_watches_it_finish(
     screenshot(page, shots, "archive-running")
 
     # the page polls the batch's state and reloads itself once it has ended
-    page.get_by_text("19 drafted, 1 failed").wait_for(timeout=400_000)
+    page.get_by_text("19 drafted, 1 failed").wait_for(
+        timeout=900_000
+    )  # a loaded CI machine: minutes
     failures = page.get_by_role("table", name="Why studies failed, most frequent first")
     assert failures.locator("tbody tr").count() == 1
     findings = page.get_by_role("table", name="For each observation")
