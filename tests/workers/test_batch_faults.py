@@ -103,7 +103,7 @@ def test_a_worker_killed_mid_chunk_has_its_chunk_redone(
         for pid in _reading(workers):
             os.kill(pid, signal.SIGKILL)
         batch = _wait(api, key, batch_id)
-    _drafted_exactly_once(batch, settings, 4)
+    _drafted_exactly_once(batch, settings, 6)
     attempts = sorted(item.attempts for item in _items(settings, "done"))
     assert attempts.count(2) >= 1 and attempts.count(1) >= 3, attempts
 
