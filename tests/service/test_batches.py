@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,14 +18,12 @@ from sqlalchemy import func, select
 
 from service.main import create_app
 from tests.support.archives import phantom_archive
-from tests.support.service import auth, make_keys, zipped
+from tests.support.service import auth, make_keys, wait_for_batch, zipped
 from workers.config import Settings
 from workers.db import session_scope
 from workers.records import Batch, BatchItem
 
 pytestmark = pytest.mark.integration
-
-FINISHED = ("done", "failed", "cancelled")
 
 
 @pytest.fixture
@@ -47,16 +44,6 @@ def batch_settings(settings: Settings, archives: Path) -> Settings:
 def api(batch_settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(batch_settings)) as client:
         yield client
-
-
-def wait_for_batch(client: TestClient, key: str, batch_id: str, seconds: float = 240) -> dict:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        batch = client.get(f"/v1/batches/{batch_id}", headers=auth(key)).json()
-        if batch["state"] in FINISHED:
-            return dict(batch)
-        time.sleep(0.2)
-    pytest.fail(f"batch {batch_id} did not finish within {seconds} s: {batch}")
 
 
 def submit(client: TestClient, key: str, **form: str) -> dict:

@@ -122,11 +122,20 @@ def upload(
     return dict(response.json())
 
 
+def wait_for_batch(client: TestClient, key: str, batch_id: str, seconds: float = 240) -> dict:
+    """The batch once it has ended (``GET /v1/batches/{id}``)."""
+    return _wait_until_ended(client, key, f"/v1/batches/{batch_id}", seconds)
+
+
 def wait_for_job(client: TestClient, key: str, job_id: str, seconds: float = 120) -> dict:
+    return _wait_until_ended(client, key, f"/v1/jobs/{job_id}", seconds)
+
+
+def _wait_until_ended(client: TestClient, key: str, url: str, seconds: float) -> dict:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}", headers=auth(key)).json()
-        if job["state"] in FINISHED:
-            return dict(job)
+        found = client.get(url, headers=auth(key)).json()
+        if found["state"] in FINISHED:
+            return dict(found)
         time.sleep(0.1)
-    pytest.fail(f"job {job_id} did not finish within {seconds} s: {job}")
+    pytest.fail(f"{url} did not end within {seconds} s: {found}")

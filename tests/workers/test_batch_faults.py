@@ -22,15 +22,13 @@ from sqlalchemy import select
 from service.main import create_app
 from tests.support.archives import phantom_archive
 from tests.support.components import free_port, missing, wait_for_port
-from tests.support.service import auth, database_settings, make_keys
+from tests.support.service import auth, database_settings, make_keys, wait_for_batch
 from tests.workers.conftest import LiveWorker, running_worker
 from workers.config import Settings
 from workers.db import session_scope
 from workers.records import BatchItem
 
 pytestmark = pytest.mark.integration
-
-FINISHED = ("done", "failed", "cancelled")
 
 
 def _settings(tmp_path: Path, broker_url: str, **extra: object) -> Iterator[Settings]:
@@ -48,16 +46,6 @@ def _submit(api: TestClient, key: str, folder: Path) -> str:
     response = api.post("/v1/batches", data={"folder": str(folder)}, headers=auth(key))
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
-
-
-def _wait(api: TestClient, key: str, batch_id: str, seconds: float = 900) -> dict:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        batch = api.get(f"/v1/batches/{batch_id}", headers=auth(key)).json()
-        if batch["state"] in FINISHED:
-            return dict(batch)
-        time.sleep(0.5)
-    pytest.fail(f"batch {batch_id} did not finish within {seconds} s: {batch}")
 
 
 def _items(settings: Settings, state: str) -> list[BatchItem]:
@@ -102,7 +90,7 @@ def test_a_worker_killed_mid_chunk_has_its_chunk_redone(
         _wait_for_item(settings, "running")
         for pid in _reading(workers):
             os.kill(pid, signal.SIGKILL)
-        batch = _wait(api, key, batch_id)
+        batch = wait_for_batch(api, key, batch_id, seconds=900)
     _drafted_exactly_once(batch, settings, 6)
     attempts = sorted(item.attempts for item in _items(settings, "done"))
     assert attempts.count(2) >= 1 and attempts.count(1) >= 3, attempts
@@ -185,5 +173,5 @@ def test_a_batch_completes_after_redis_restarts(tmp_path: Path) -> None:
         time.sleep(3)
         subprocess.run(start, check=True, capture_output=True, timeout=30)
         assert wait_for_port("127.0.0.1", port, 10)
-        batch = _wait(api, key, batch_id)
+        batch = wait_for_batch(api, key, batch_id, seconds=900)
     _drafted_exactly_once(batch, settings, 4)
