@@ -16,7 +16,7 @@ from dicom import cli as dicom_cli
 from model import bench as model_bench
 from model import cli as model_cli
 from model.data.phantom import cli as phantom_cli
-from service import archive, demo, reporting, serve, users
+from service import archive, batch_cli, demo, reporting, serve, users
 from service.pacs import cli as pacs_cli
 
 app = typer.Typer(
@@ -58,6 +58,7 @@ app.command("report-ngrams")(model_cli.report_ngrams)
 app.command("fit-trust")(model_cli.fit_trust)
 app.command("report")(reporting.report)
 app.command("report-archive")(archive.report_archive)
+app.add_typer(batch_cli.batch, name="batch")
 app.command("demo")(demo.demo)
 app.command("audit")(clinical_eval_cli.audit)
 app.command("ingest")(dicom_cli.ingest)

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import select
 
-from workers import jobs, pacs
+from workers import batches, jobs, pacs
 from workers.app import ASSISTANT, EVALUATE, GENERATE, PACS, QUEUES, STAT, create_app, queue_for
 from workers.audits import audit_folder, run_audit_folder
 from workers.config import Settings
@@ -58,6 +58,7 @@ class Dispatcher(Protocol):
         self, study_id: str, question: str, history: list[tuple[str, str]]
     ) -> dict[str, str]: ...
     def pull(self, study_uid: str, priority: str) -> None: ...
+    def batch_chunk(self, batch_id: str, chunk: int) -> None: ...
     def push(self, push_id: str, delay_s: float = 0.0) -> None: ...
     def queue_depths(self) -> dict[str, int]: ...
     def broker_problem(self) -> str | None: ...
@@ -65,8 +66,10 @@ class Dispatcher(Protocol):
 
 
 # the pool serves questions (a person waits) before the PACS's pulls and pushes (short), routine
-# drafts and evaluations; STAT drafts come first of all
-RANK = {STAT: 0, ASSISTANT: 1, PACS: 2, GENERATE: 3, EVALUATE: 4}
+# drafts and evaluations; STAT drafts come first of all, archives' chunks last (a quality team's
+# archive must not hold up the drafts a radiologist waits for)
+BATCH = "batch"
+RANK = {STAT: 0, ASSISTANT: 1, PACS: 2, GENERATE: 3, EVALUATE: 4, BATCH: 5}
 
 
 @dataclass(order=True)
@@ -111,6 +114,9 @@ class EmbeddedDispatcher:
 
     def pull(self, study_uid: str, priority: str) -> None:
         self._put(PACS, lambda: self._pull(study_uid, priority))
+
+    def batch_chunk(self, batch_id: str, chunk: int) -> None:
+        self._put(BATCH, lambda: batches.run_chunk(self.settings, batch_id, chunk))
 
     def _pull(self, study_uid: str, priority: str) -> None:
         profile = resolve_profile(self.settings)
@@ -170,7 +176,9 @@ class EmbeddedDispatcher:
 
     def queue_depths(self) -> dict[str, int]:
         with self.lock:
-            return {name: self.waiting[name] for name in QUEUES}
+            depths = {name: self.waiting[name] for name in QUEUES}
+            depths[GENERATE] += self.waiting[BATCH]  # a broker's workers take chunks from there
+        return depths
 
     def broker_problem(self) -> str | None:
         if not all(thread.is_alive() for thread in self.threads):
@@ -248,6 +256,14 @@ class CeleryDispatcher:
             "echocxr.pacs_pull",
             args=[study_uid, priority],
             queue=self.settings.queue(PACS),
+            ignore_result=True,
+        )
+
+    def batch_chunk(self, batch_id: str, chunk: int) -> None:
+        self.app.send_task(
+            "echocxr.batch_chunk",
+            args=[batch_id, chunk],
+            queue=self.settings.queue(GENERATE),
             ignore_result=True,
         )
 
@@ -339,8 +355,25 @@ def hand_over_evaluation(dispatcher: Dispatcher, signoff_id: str) -> bool:
     return True
 
 
+def hand_over_chunks(
+    dispatcher: Dispatcher, settings: Settings, batch_id: str, chunks: list[int]
+) -> int:
+    """Queue chunks of a committed batch; returns how many the broker took (``redispatch``
+    hands over the others: their studies are queued in the records)."""
+    taken = 0
+    for chunk in chunks:
+        try:
+            dispatcher.batch_chunk(batch_id, chunk)
+        except Exception as error:
+            logger.warning("batch %s not handed over (%s)", batch_id, type(error).__name__)
+            break
+        batches.mark_chunk_dispatched(settings, batch_id, chunk)
+        taken += 1
+    return taken
+
+
 def redispatch(dispatcher: Dispatcher, settings: Settings, *, everything: bool) -> int:
-    """Hand over again the jobs and pushes that need it; returns how many.
+    """Hand over again the jobs, batch chunks and pushes that need it; returns how many.
 
     ``everything`` (the embedded pool at start): every job queued or running and every pending
     push, since the pool's queue and timers died with the last process. Otherwise (Celery): the
@@ -357,5 +390,7 @@ def redispatch(dispatcher: Dispatcher, settings: Settings, *, everything: bool) 
         if everything or (state == QUEUED and (dispatched is None or dispatched < stale))
     ]
     handed = sum(hand_over(dispatcher, settings, job_id, priority) for job_id, priority in due)
+    chunks = batches.pending_chunks(settings, None if everything else stale)
+    handed += sum(hand_over_chunks(dispatcher, settings, b, [c]) for b, c in chunks)
     overdue = None if everything else PUSH_GRACE_S
     return handed + hand_over_pushes(dispatcher, pacs.pending_pushes(settings, overdue_s=overdue))

@@ -18,7 +18,16 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 
-from service.api.routes import dicomweb, health, jobs, pacs, reports, studies, worklist
+from service.api.routes import (
+    batches,
+    dicomweb,
+    health,
+    jobs,
+    pacs,
+    reports,
+    studies,
+    worklist,
+)
 from service.dispatch import make_dispatcher, redispatch
 from service.limits import BodySizeLimit
 from service.pacs.polling import keep_polling
@@ -54,7 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.add_middleware(BodySizeLimit, limit_bytes=settings.max_upload_mb * 1024 * 1024)
     app.include_router(health.router)
-    for router in (studies.router, jobs.router, reports.router, worklist.router, pacs.router):
+    routers = (studies, jobs, reports, worklist, pacs, batches)
+    for router in (module.router for module in routers):
         app.include_router(router, prefix="/v1")
     app.include_router(dicomweb.router)
     mount_workspace(app)

@@ -179,3 +179,53 @@ class PacsNotified(BaseModel):
 
 class ErrorDetail(BaseModel):
     detail: str
+
+
+BatchState = Literal["queued", "running", "done", "failed", "cancelled"]
+
+
+class BatchPublic(BaseModel):
+    """An archive drafted through the service: where it came from and how far it got."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    source_kind: Literal["folder", "upload", "pacs_query"]
+    source: str
+    state: BatchState
+    total: int
+    chunk_size: int
+    created_by: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    counts: dict[str, int] = Field(
+        default_factory=dict, description="Studies by state: queued, running, done, failed…"
+    )
+
+
+class BatchItemPublic(BaseModel):
+    """One study of a batch: its outcome and, once drafted, the draft's text."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    number: int
+    entry: str
+    study_uid: str | None
+    state: JobState
+    attempts: int
+    detail: str | None
+    seconds: float | None
+    findings: str | None
+    impression: str | None
+
+
+class BatchDetail(BatchPublic):
+    """The batch, failures by reason, the drafts' labels (per observation, how many drafts call
+    it positive, uncertain or negative), where the time went (seconds summed over its studies:
+    read, model, write), and a page of its studies."""
+
+    failures: dict[str, int]
+    labels: dict[str, dict[str, int]]
+    seconds: dict[str, float]
+    items: list[BatchItemPublic]

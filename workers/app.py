@@ -14,6 +14,10 @@ longest task.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from multiprocessing.process import AuthenticationString  # type: ignore[attr-defined]
+
 from celery import Celery
 from celery.signals import celeryd_after_setup, worker_process_init
 from kombu import Queue
@@ -31,6 +35,7 @@ TASK_QUEUES = {
     "echocxr.evaluate_signoff": EVALUATE,
     "echocxr.audit": EVALUATE,
     "echocxr.draft_archive": GENERATE,
+    "echocxr.batch_chunk": GENERATE,
     "echocxr.pacs_pull": PACS,
     "echocxr.pacs_push": PACS,
 }
@@ -83,10 +88,20 @@ app = create_app()
 @worker_process_init.connect
 def _init_pool_process(**_: object) -> None:
     """A forked pool child must not reuse the parent's pooled database connections, and drafts
-    with its own share of the cores."""
+    with its own share of the cores.
+
+    It is also marked daemonic, and ``multiprocessing`` refuses children to a daemonic
+    process; a batch chunk needs the reader processes of ``workers.readers``, which cannot
+    outlive it (each ends at the EOF of its pipe from this process). And billiard's key for
+    its own processes refuses to be sent to a spawned one: the readers get a key of their own.
+    """
     settings: Settings = app.conf.echocxr_settings
     get_engine(settings.sqlalchemy_url).dispose(close=False)
     set_torch_threads(settings)
+    # billiard's Process stands in the standard library's place; its setters would wrap the key
+    # in billiard's class again
+    config: dict[str, object] = vars(multiprocessing.current_process())["_config"]
+    config["daemon"], config["authkey"] = False, AuthenticationString(os.urandom(32))
 
 
 @celeryd_after_setup.connect

@@ -107,6 +107,20 @@ class Settings(BaseSettings):
         When true, a study whose image lies outside the model's training distribution fails
         its job with that reason and gets no draft; when false (the default) the draft is
         written and marked not reliable in every output.
+    batch_roots
+        Server folders (separated by ``:`` or ``,``) under which ``POST /v1/batches`` may read
+        an archive; empty (the default) refuses every server folder, so only uploads and PACS
+        queries make batches.
+    batch_chunk
+        Studies per chunk of a batch: the unit a worker takes, redoes after a crash, and
+        decodes together.
+    batch_readers
+        Reader processes of a chunk (``workers.readers``): they read the DICOM beside the
+        model, and a decoder that crashes or hangs costs its study, not the worker. 0 reads in
+        the worker's own process, without that protection.
+    api_url, api_key
+        Where ``echocxr batch`` finds the service, and the API key it sends (a user of the
+        auditor or admin role, from ``echocxr users add``).
     dimse_quiet_s
         A study received over DIMSE is ingested once its association is released and no new
         instance of it came for this long: a modality that sends one instance per association
@@ -149,6 +163,11 @@ class Settings(BaseSettings):
     dimse_quiet_s: float = Field(default=5.0, ge=0)
     critical_findings: str = "Pneumothorax"
     refuse_ood: bool = False
+    batch_roots: str = ""
+    api_url: str = "http://127.0.0.1:8000"
+    api_key: str | None = None
+    batch_chunk: int = Field(default=16, ge=1, le=256)
+    batch_readers: int = Field(default=2, ge=0, le=16)
 
     @field_validator("database_url")
     @classmethod
@@ -203,6 +222,20 @@ class Settings(BaseSettings):
     @property
     def allowed_dimse_peers(self) -> frozenset[str]:
         return frozenset(aet.strip() for aet in self.dimse_peers.split(",") if aet.strip())
+
+    @property
+    def batch_root_folders(self) -> list[Path]:
+        return [
+            Path(p.strip()).resolve()
+            for p in self.batch_roots.replace(",", ":").split(":")
+            if p.strip()
+        ]
+
+    @property
+    def batches_dir(self) -> Path:
+        """One folder per batch: an upload's entries (``input/``) and the drafts
+        (``reports/<entry>/``)."""
+        return self.data_dir / "batches"
 
     def queue(self, name: str) -> str:
         """The broker's name for one of the queues (``generate``, ``stat``, …)."""

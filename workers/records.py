@@ -210,3 +210,64 @@ class Push(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(default=now)
     created_at: Mapped[datetime] = mapped_column(default=now)
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+FOLDER, UPLOAD, PACS_QUERY = "folder", "upload", "pacs_query"
+BATCH_SOURCES = (FOLDER, UPLOAD, PACS_QUERY)
+
+
+class Batch(Base):
+    """An archive drafted through the service: a server folder, an uploaded ZIP/TAR, or the
+    studies a PACS query found; one ``BatchItem`` per study, drafted in chunks by every worker.
+
+    Its drafts are files in the batch's folder (``workers.batches``), not worklist reports: a
+    quality team's archive of thousands must not flood the radiologists' worklist. The counts
+    are the items' states, counted when asked (a stored counter would be a row every worker
+    fights over).
+    """
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    source_kind: Mapped[str] = mapped_column(String(16))
+    # what was asked for, in words: the folder, the upload's file name, the query
+    source: Mapped[str] = mapped_column(String(500))
+    # where the entries are read: the server folder, or the batch's own copy of an upload
+    # (empty for a PACS query: each study is pulled when its chunk runs)
+    folder: Mapped[str] = mapped_column(String(1000), default="")
+    state: Mapped[str] = mapped_column(String(16), index=True, default=QUEUED)
+    total: Mapped[int] = mapped_column(Integer)
+    chunk_size: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_by_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    started_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class BatchItem(Base):
+    """One study of a batch: drafted at most once, whatever the redeliveries of its chunk (the
+    claim takes only a queued item, or a running one whose worker died)."""
+
+    __tablename__ = "batch_items"
+    __table_args__ = (UniqueConstraint("batch_id", "number"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    chunk: Mapped[int] = mapped_column(Integer)
+    # the entry's name in the folder, or the StudyInstanceUID a PACS query found
+    entry: Mapped[str] = mapped_column(String(500))
+    study_uid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    state: Mapped[str] = mapped_column(String(16), index=True, default=QUEUED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    findings: Mapped[str | None] = mapped_column(Text, nullable=True)
+    impression: Mapped[str | None] = mapped_column(Text, nullable=True)
+    labels: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # read, model and write seconds of this study (its share of the model's batch)
+    timings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    dispatched_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)

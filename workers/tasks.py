@@ -128,6 +128,15 @@ def audit(run_id: str, metrics: list[str], resamples: int) -> bool:
     return run_audit_folder(audit_folder(settings(), run_id), metrics, resamples)
 
 
+@app.task(name="echocxr.batch_chunk", ignore_result=True, soft_time_limit=3600, time_limit=3700)
+def batch_chunk(batch_id: str, chunk: int) -> int:
+    """Draft one chunk of a batch (``workers.batches``); a redelivered chunk drafts only the
+    studies not recorded yet. Returns how many this delivery recorded."""
+    from workers.batches import run_chunk
+
+    return run_chunk(settings(), batch_id, chunk)
+
+
 @app.task(name="echocxr.draft_archive", soft_time_limit=24 * 3600, time_limit=24 * 3600 + 300)
 def draft_archive(
     archive: str, out: str, engine: str | None = None, batch_size: int = 64

@@ -54,6 +54,7 @@ MENU = (
     MenuItem("Worklist", f"{COOKIE_PATH}/worklist", (RADIOLOGIST, ADMIN)),
     MenuItem("Upload", f"{COOKIE_PATH}/upload", (UPLOADER, RADIOLOGIST, ADMIN)),
     MenuItem("Audits", f"{COOKIE_PATH}/audits", (AUDITOR, ADMIN)),
+    MenuItem("Archives", f"{COOKIE_PATH}/archives", (AUDITOR, ADMIN)),
     MenuItem("Admin", f"{COOKIE_PATH}/admin", (ADMIN,)),
 )
 

@@ -33,6 +33,12 @@ ALLOWED = {
     ("POST", "/v1/reports/{report_id}/sign"): {"radiologist"},
     ("POST", "/v1/pacs/notify"): {"uploader", "admin"},
     ("POST", "/dicomweb/studies"): {"uploader", "admin"},
+    ("POST", "/v1/batches"): {"auditor", "admin"},
+    ("GET", "/v1/batches"): {"auditor", "admin"},
+    ("GET", "/v1/batches/{batch_id}"): {"auditor", "admin"},
+    ("POST", "/v1/batches/{batch_id}/cancel"): {"auditor", "admin"},
+    ("POST", "/v1/batches/{batch_id}/resume"): {"auditor", "admin"},
+    ("GET", "/v1/batches/{batch_id}/results"): {"auditor", "admin"},
 }
 OPEN = {"/healthz", "/readyz", "/metrics"}  # no key: they carry no study data
 
@@ -70,7 +76,12 @@ def test_each_role_is_refused_where_it_does_not_belong(
 ) -> None:
     study = upload(client, keys["uploader"], phantom_bytes(11))
     job = wait_for_job(client, keys["uploader"], study["job"]["id"])
-    ids = {"study_id": study["id"], "job_id": job["id"], "report_id": job["report_id"]}
+    ids = {
+        "study_id": study["id"],
+        "job_id": job["id"],
+        "report_id": job["report_id"],
+        "batch_id": "0" * 32,
+    }
     for (method, path), roles in ALLOWED.items():
         url = path.format(**ids)
         for role, key in keys.items():

@@ -30,6 +30,8 @@ TABLES = {
     "pushes",
     "web_sessions",
     "audit_runs",
+    "batches",
+    "batch_items",
 }
 
 

@@ -14,13 +14,17 @@ if TYPE_CHECKING:
     from workers.readers import Outcome, ReadStudy
 
 
-def phantom_archive(root: Path, n: int) -> list[Path]:
-    """``n`` phantom studies, one DICOM file each, as a PACS export folder holds them."""
+def phantom_archive(root: Path, n: int, downscale: int = 8) -> list[Path]:
+    """``n`` phantom studies, one DICOM file each, as a PACS export folder holds them; small
+    (``downscale`` 8) unless asked."""
     from model.data.phantom import sample_case
     from model.data.phantom.dicom_export import write_dicom
 
     root.mkdir(parents=True, exist_ok=True)
-    return [write_dicom(sample_case(7, i), root / f"study-{i}.dcm", downscale=8) for i in range(n)]
+    return [
+        write_dicom(sample_case(7, i), root / f"study-{i}.dcm", downscale=downscale)
+        for i in range(n)
+    ]
 
 
 def read_or_die(entry: Path, image_size: int) -> ReadStudy | Outcome:

@@ -4,6 +4,7 @@ real PostgreSQL), users of every role, phantom studies, and waiting for a job to
 from __future__ import annotations
 
 import io
+import threading
 import time
 import uuid
 import zipfile
@@ -53,6 +54,31 @@ def database_settings(
         admin.dispose()
 
 
+@contextmanager
+def serving(settings: Settings) -> Iterator[str]:
+    """The app served by uvicorn on a free loopback port, for clients that speak real HTTP (a
+    browser, ``echocxr batch``); yields its URL."""
+    import uvicorn
+
+    from service.main import create_app
+    from tests.support.components import free_port
+
+    port = free_port()
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 180  # a loaded machine takes its time to import and start
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)
+
+
 def make_keys(settings: Settings) -> dict[str, str]:
     """One user per role; their keys by role."""
     keys = {}
@@ -98,14 +124,23 @@ def upload(
     return dict(response.json())
 
 
+def wait_for_batch(client: TestClient, key: str, batch_id: str, seconds: float = 240) -> dict:
+    """The batch once it has ended (``GET /v1/batches/{id}``)."""
+    return _wait_until_ended(client, key, f"/v1/batches/{batch_id}", seconds)
+
+
 def wait_for_job(client: TestClient, key: str, job_id: str, seconds: float = 120) -> dict:
+    return _wait_until_ended(client, key, f"/v1/jobs/{job_id}", seconds)
+
+
+def _wait_until_ended(client: TestClient, key: str, url: str, seconds: float) -> dict:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}", headers=auth(key)).json()
-        if job["state"] in FINISHED:
-            return dict(job)
+        found = client.get(url, headers=auth(key)).json()
+        if found["state"] in FINISHED:
+            return dict(found)
         time.sleep(0.1)
-    pytest.fail(f"job {job_id} did not finish within {seconds} s: {job}")
+    pytest.fail(f"{url} did not end within {seconds} s: {found}")
 
 
 # a draft not to be trusted: out of distribution, a suspected pneumothorax its text negates

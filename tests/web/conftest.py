@@ -9,20 +9,16 @@ browser context (cookies of its own). Screenshots go under the test's tmp folder
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
-from service.main import create_app
 from tests.service.conftest import keys, settings  # noqa: F401  (fixtures, on both databases)
-from tests.support.components import free_port, missing, require_tool
-from tests.support.service import database_settings, make_keys
+from tests.support.components import missing, require_tool
+from tests.support.service import database_settings, make_keys, serving
 from workers.config import Settings
 
 AXE = Path(__file__).parent / "assets" / "axe.min.js"
@@ -42,24 +38,8 @@ class LiveServer:
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     data = tmp_path_factory.mktemp("web") / "data"
-    with database_settings("sqlite", data, None) as configured:
-        role_keys = make_keys(configured)
-        port = free_port()
-        config = uvicorn.Config(
-            create_app(configured), host="127.0.0.1", port=port, log_level="warning"
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 60
-        while not server.started and thread.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert server.started, "uvicorn did not start"
-        try:
-            yield LiveServer(f"http://127.0.0.1:{port}", configured, role_keys)
-        finally:
-            server.should_exit = True
-            thread.join(timeout=60)
+    with database_settings("sqlite", data, None) as configured, serving(configured) as url:
+        yield LiveServer(url, configured, make_keys(configured))
 
 
 @pytest.fixture(scope="session")

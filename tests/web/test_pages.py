@@ -42,6 +42,13 @@ ALLOWED = {
     ("GET", "/app/audits/{run_id}"): {"auditor", "admin"},
     ("GET", "/app/audits/{run_id}/state"): {"auditor", "admin"},
     ("GET", "/app/audits/{run_id}/report.html"): {"auditor", "admin"},
+    ("GET", "/app/archives"): {"auditor", "admin"},
+    ("POST", "/app/archives"): {"auditor", "admin"},
+    ("GET", "/app/archives/{batch_id}"): {"auditor", "admin"},
+    ("GET", "/app/archives/{batch_id}/state"): {"auditor", "admin"},
+    ("GET", "/app/archives/{batch_id}/results"): {"auditor", "admin"},
+    ("POST", "/app/archives/{batch_id}/cancel"): {"auditor", "admin"},
+    ("POST", "/app/archives/{batch_id}/resume"): {"auditor", "admin"},
     ("GET", "/app/admin"): {"admin"},
 }
 OPEN_TO_ALL = {
@@ -92,7 +99,12 @@ def test_each_role_opens_its_pages_and_is_refused_elsewhere(
 ) -> None:
     study = upload(app_client, keys["radiologist"], phantom_bytes(12))
     job = wait_for_job(app_client, keys["radiologist"], study["job"]["id"])
-    ids = {"study_id": study["id"], "report_id": job["report_id"], "run_id": "0" * 32}
+    ids = {
+        "study_id": study["id"],
+        "report_id": job["report_id"],
+        "run_id": "0" * 32,
+        "batch_id": "0" * 32,
+    }
     for role, key in keys.items():
         app_client.cookies.clear()
         csrf = log_in(app_client, key)

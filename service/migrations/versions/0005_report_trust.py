@@ -2,10 +2,8 @@
 consistency flags, critical findings)
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-06
-
-Revises 0003 until 0004 (batches) lands; then ``down_revision`` becomes "0004".
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
