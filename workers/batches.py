@@ -248,7 +248,10 @@ def run_chunk(settings: Settings, batch_id: str, chunk: int) -> int:
         return 0
     try:
         generator = report_generator(
-            resolve_profile(settings), settings.device, settings.draft_batch
+            resolve_profile(settings),
+            settings.device,
+            settings.draft_batch,
+            settings.critical_observations,
         )
     except Exception as error:
         for item in claimed:
