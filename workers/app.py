@@ -63,7 +63,10 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # a task running when the broker goes away finishes its study (its results go to the
+        # database, not the broker); its unacknowledged message comes back after the visibility
+        # timeout and finds the work done. Cancelled instead, the study would wait that long.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
