@@ -186,10 +186,13 @@ class EmbeddedDispatcher:
         return None
 
     def close(self) -> None:
+        from workers.batches import close_readers
+
         for _ in self.threads:
             self.work.put(_Work(-1, next(self.numbers), "", lambda: None))  # wakes, then stops
         for thread in self.threads:
             thread.join(timeout=30)
+        close_readers()  # the batch chunks' readers outlive each chunk, not the server
 
     def _put(self, name: str, run: Callable[[], Any], job_id: str | None = None) -> None:
         with self.lock:

@@ -398,6 +398,14 @@ def read_entries(entries: list[Path], image_size: int, processes: int) -> list[R
     return readers.results(readers.queue(entries))
 
 
+def close_readers() -> None:
+    """Stop this process's reader processes (the embedded server does when it shuts down)."""
+    with _readers_lock:
+        for readers in _readers.values():
+            readers.close()
+        _readers.clear()
+
+
 def _write(
     settings: Settings,
     item: Claimed,

@@ -1,9 +1,10 @@
 """The three training stages compute today exactly what they computed before issue 28's refactor.
 
-The expected weight digests and losses in ``tests/model/data/tiny_training.json`` are
-trustworthy because they were not produced by the code under test: ``tests/model/tiny_training.py``
-wrote them running on commit 4f9c863, before the rejected training options were removed and
-``distill.py`` was split, and the file has not been rewritten since. The runs are a few steps
+The expected weight digests and losses in ``tests/model/data/tiny_training.json`` were first
+written by ``tests/model/tiny_training.py`` on commit 4f9c863, before the rejected training options
+were removed and ``distill.py`` was split. They were re-recorded once, when the render caches began
+reading the phantom through DICOM (issue 30), by training code that had just passed against the
+first recording and did not change in between: only the images differ. The runs are a few steps
 each (stage 1 of the shipped AR recipe from scratch; RAD from ``ar-tiny``; DCD with the shipped
 recipe's settings and the factorized baseline from ``rad-b8``), on one thread, as recorded.
 """

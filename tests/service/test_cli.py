@@ -43,7 +43,8 @@ def test_every_default_output_folder_is_named_after_its_command() -> None:
     }
     assert {"report", "report-archive", "demo", "audit", "phantom"} <= set(defaults)
     for name, default in defaults.items():
-        assert Path(str(default)).name == f"{name}-output", (name, default)
+        # a subcommand's folder joins its words: `batch results` -> batch-results-output
+        assert Path(str(default)).name == f"{name.replace(' ', '-')}-output", (name, default)
 
 
 def test_ask_answers_with_the_assistant_whatever_drafts_reports(tmp_path: Path) -> None:
