@@ -22,7 +22,7 @@ from service.database import upgrade
 from service.models import ROLES
 from service.users import add_user
 from workers.config import Settings
-from workers.db import session_scope
+from workers.db import get_engine, session_scope
 
 FINISHED = ("done", "failed", "cancelled")
 
@@ -49,6 +49,9 @@ def database_settings(
         upgrade(settings)
         yield settings
     finally:
+        # the process's engine for this schema keeps its pooled connections open: closed here,
+        # or a worker running many PostgreSQL tests exhausts the server's max_connections
+        get_engine(url).dispose()
         with admin.connect() as connection:
             connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
