@@ -12,6 +12,7 @@ PACS files the draft under the right patient (OHIF #3148 shows what an empty Pat
 
 from __future__ import annotations
 
+import logging
 import re
 import warnings
 from collections.abc import Iterator
@@ -41,6 +42,10 @@ from pydicom.valuerep import DT, validate_value
 from dicom.draft import DraftReport, Signature, derived_uid, flag_text
 from dicom.errors import ReportInputError
 from dicom.read import Study
+
+# highdicom logs, at INFO, the UID of each dataset whose patient and study attributes it copies:
+# identifiers that must not reach the service's logs
+logging.getLogger("highdicom").setLevel(logging.WARNING)
 
 DIAGNOSTIC_IMAGING_REPORT = CodedConcept("18748-4", "LN", "Diagnostic Imaging Report")
 FINDINGS_SECTION = CodedConcept("59776-5", "LN", "Findings")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -55,6 +56,16 @@ def test_sr_has_draft_flags_evidence_and_source_patient(
     assert equipment.ManufacturerModelName == "EchoCXR test model"
     assert equipment.PurposeOfReferenceCodeSequence[0].CodeValue == "109102"  # Processing Equipment
     assert dciodvfy_errors(dciodvfy, path) == []
+
+
+def test_writing_the_sr_logs_no_identifier(
+    draft: DraftReport, study: dicom.Study, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    write_sr(draft, study)
+    image = study.frontal_images[0]
+    for identifier in (study.study_instance_uid, image.sop_instance_uid, PATIENT_ID, PATIENT_NAME):
+        assert identifier not in caplog.text
 
 
 def test_dsrdump_renders_the_tid_2000_tree(

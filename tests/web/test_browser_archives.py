@@ -14,8 +14,7 @@ import pytest
 from tests.support.archives import phantom_archive
 from tests.web.conftest import LiveServer, check_accessibility, new_page, screenshot
 
-# an archive of 20 drafted while the browser watches takes minutes: `make test-slow` runs it
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("web-browser")]
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("web-browser")]
 
 
 def archive_zip(folder: Path, count: int) -> Path:

@@ -28,8 +28,7 @@ from workers.config import Settings
 from workers.db import session_scope
 from workers.records import BatchItem
 
-# minutes each (real Celery workers drafting real chunks): `make test-slow` runs them
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 
 def _settings(tmp_path: Path, broker_url: str, **extra: object) -> Iterator[Settings]:
