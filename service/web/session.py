@@ -26,7 +26,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from service.api.deps import Caller, SessionDep, SettingsDep, client_address, record_refusal
-from service.models import ApiKey, User, WebSession
+from service.models import ADMIN, AUDITOR, ApiKey, User, WebSession
 from service.users import hash_key
 from workers.records import now
 
@@ -120,6 +120,10 @@ def page_for(*roles: str) -> Callable[..., Viewer]:
         return viewer
 
     return check
+
+
+QualityTeamPage = Annotated[Viewer, Depends(page_for(AUDITOR, ADMIN))]
+"""The quality team's pages (audits, archives): auditors and admins."""
 
 
 async def check_csrf(request: Request, viewer: ViewerDep) -> Viewer:

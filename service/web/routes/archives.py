@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request, Response, UploadFile, status
+from fastapi import APIRouter, Form, HTTPException, Request, Response, UploadFile, status
 from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 
@@ -24,21 +24,19 @@ from service.api.routes.batches import (
     results,
     resume_batch,
 )
-from service.models import ADMIN, AUDITOR
 from service.web.pages import page
-from service.web.session import COOKIE_PATH, CsrfChecked, Viewer, page_for
+from service.web.session import COOKIE_PATH, CsrfChecked, QualityTeamPage, Viewer
 from workers.db import session_scope
 from workers.records import Batch
 
 router = APIRouter(prefix="/archives", include_in_schema=False)
 
-QualityTeam = Annotated[Viewer, Depends(page_for(AUDITOR, ADMIN))]
 SHOWN_STUDIES = 500
 
 
 @router.get("")
 def archives(
-    request: Request, viewer: QualityTeam, session: SessionDep, settings: SettingsDep
+    request: Request, viewer: QualityTeamPage, session: SessionDep, settings: SettingsDep
 ) -> Response:
     """Every batch, newest first, with its progress; and the form to submit one."""
     audit(session, viewer, "web.archives", "batch", None)
@@ -70,7 +68,7 @@ def _list_page(
 @router.post("")
 def submit(
     request: Request,
-    viewer: QualityTeam,
+    viewer: QualityTeamPage,
     _: CsrfChecked,
     settings: SettingsDep,
     dispatcher: DispatcherDep,
@@ -102,7 +100,7 @@ def submit(
 
 @router.get("/{batch_id}")
 def archive_page(
-    request: Request, batch_id: str, viewer: QualityTeam, session: SessionDep
+    request: Request, batch_id: str, viewer: QualityTeamPage, session: SessionDep
 ) -> Response:
     """One batch: progress, failures by reason, the drafts' labels, its studies, downloads."""
     batch = find_batch(session, batch_id)
@@ -119,7 +117,7 @@ def archive_page(
 
 
 @router.get("/{batch_id}/state")
-def archive_state(batch_id: str, viewer: QualityTeam, session: SessionDep) -> Any:
+def archive_state(batch_id: str, viewer: QualityTeamPage, session: SessionDep) -> Any:
     """Progress for the page that waits (not a view: no audit event)."""
     public = batch_public(session, find_batch(session, batch_id))
     ended = sum(public.counts.get(state, 0) for state in ("done", "failed", "cancelled"))
@@ -129,7 +127,7 @@ def archive_state(batch_id: str, viewer: QualityTeam, session: SessionDep) -> An
 @router.get("/{batch_id}/results")
 def download(
     batch_id: str,
-    viewer: QualityTeam,
+    viewer: QualityTeamPage,
     session: SessionDep,
     settings: SettingsDep,
     format: ResultFormat = "csv",
@@ -139,7 +137,7 @@ def download(
 
 
 @router.post("/{batch_id}/cancel")
-def cancel(batch_id: str, viewer: QualityTeam, _: CsrfChecked, session: SessionDep) -> Response:
+def cancel(batch_id: str, viewer: QualityTeamPage, _: CsrfChecked, session: SessionDep) -> Response:
     """Cancel the batch (one that has ended is left as it is) and show it again."""
     with _unless_ended():
         cancel_batch(session, viewer, batch_id)
@@ -149,7 +147,7 @@ def cancel(batch_id: str, viewer: QualityTeam, _: CsrfChecked, session: SessionD
 @router.post("/{batch_id}/resume")
 def resume(
     batch_id: str,
-    viewer: QualityTeam,
+    viewer: QualityTeamPage,
     _: CsrfChecked,
     settings: SettingsDep,
     dispatcher: DispatcherDep,

@@ -7,7 +7,7 @@ import json
 from datetime import date, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request, Response, UploadFile, status
+from fastapi import APIRouter, Form, HTTPException, Request, Response, UploadFile, status
 from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from clinical_eval.errors import ClinicalEvalError
 from clinical_eval.scoring import METRIC_GROUPS, chosen_groups
 from service.api.deps import DispatcherDep, SessionDep, SettingsDep, audit
-from service.models import ADMIN, AUDITOR, AuditRun
+from service.models import AuditRun
 from service.web.audit_runs import (
     CSV,
     DEFAULT_METRICS,
@@ -26,21 +26,20 @@ from service.web.audit_runs import (
     start_audit,
 )
 from service.web.pages import page
-from service.web.session import COOKIE_PATH, CsrfChecked, Viewer, page_for
+from service.web.session import COOKIE_PATH, CsrfChecked, QualityTeamPage, Viewer
 from workers.audits import audit_folder
 from workers.config import Settings
 from workers.db import session_scope
 
 router = APIRouter(prefix="/audits", include_in_schema=False)
 
-Auditor = Annotated[Viewer, Depends(page_for(AUDITOR, ADMIN))]
 REPORT_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'self'"
 """The audit page is clinical_eval's own HTML (inline styles, plots as data: PNGs, no script)."""
 
 
 @router.get("")
 def audits(
-    request: Request, viewer: Auditor, session: SessionDep, settings: SettingsDep
+    request: Request, viewer: QualityTeamPage, session: SessionDep, settings: SettingsDep
 ) -> Response:
     """Every audit, newest first, with its progress; and the form to start one."""
     runs = list(session.scalars(select(AuditRun).order_by(AuditRun.created_at.desc()).limit(100)))
@@ -76,7 +75,7 @@ def _list_page(
 @router.post("")
 def start(
     request: Request,
-    viewer: Auditor,
+    viewer: QualityTeamPage,
     _: CsrfChecked,
     settings: SettingsDep,
     dispatcher: DispatcherDep,
@@ -126,7 +125,11 @@ def _audit_input(
 
 @router.get("/{run_id}")
 def audit_page(
-    request: Request, run_id: str, viewer: Auditor, session: SessionDep, settings: SettingsDep
+    request: Request,
+    run_id: str,
+    viewer: QualityTeamPage,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> Response:
     """One audit: its progress, then its headline figures, worst studies and full page."""
     run = _find(session, run_id)
@@ -141,7 +144,9 @@ def audit_page(
 
 
 @router.get("/{run_id}/state")
-def audit_state(run_id: str, viewer: Auditor, session: SessionDep, settings: SettingsDep) -> Any:
+def audit_state(
+    run_id: str, viewer: QualityTeamPage, session: SessionDep, settings: SettingsDep
+) -> Any:
     """Progress for the page that waits (not a view: no audit event)."""
     state = run_state(audit_folder(settings, _find(session, run_id).id))
     return {"state": state.state, "percent": state.percent, "stage": state.stage}
@@ -150,7 +155,7 @@ def audit_state(run_id: str, viewer: Auditor, session: SessionDep, settings: Set
 @router.get("/{run_id}/report.html")
 def report(
     run_id: str,
-    viewer: Auditor,
+    viewer: QualityTeamPage,
     session: SessionDep,
     settings: SettingsDep,
     download: bool = False,
