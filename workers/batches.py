@@ -247,12 +247,7 @@ def run_chunk(settings: Settings, batch_id: str, chunk: int) -> int:
         settle(settings, batch_id)
         return 0
     try:
-        generator = report_generator(
-            resolve_profile(settings),
-            settings.device,
-            settings.draft_batch,
-            settings.critical_observations,
-        )
+        generator = report_generator(resolve_profile(settings), settings)
     except Exception as error:
         for item in claimed:
             fail_item(settings, item.item_id, failure_message(error))

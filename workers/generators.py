@@ -95,18 +95,22 @@ def set_torch_threads(settings: Settings) -> None:
 _loading = threading.Lock()  # the embedded pool's threads must not load one model twice
 
 
-def report_generator(
-    profile: DraftProfile, device: str, batch_size: int, critical: tuple[str, ...]
-) -> ReportGenerator:
-    """The drafting model of ``profile``, loaded on first use and kept for the process;
-    ``critical`` names the observations that mark a draft critical (``Settings.critical_findings``).
+def report_generator(profile: DraftProfile, settings: Settings) -> ReportGenerator:
+    """The drafting model of ``profile``, loaded on first use and kept for the process, on the
+    settings' device and batch size, marking critical the observations of
+    ``Settings.critical_findings``.
 
     Raises ``model.trust_stats.TrustStatisticsError`` for a critical observation that is no
     CheXpert observation.
     """
     with _loading:
         return _load(
-            profile.checkpoint, profile.engine, profile.options_json, device, batch_size, critical
+            profile.checkpoint,
+            profile.engine,
+            profile.options_json,
+            settings.device,
+            settings.draft_batch,
+            settings.critical_observations,
         )
 
 

@@ -103,9 +103,7 @@ def run_drafts(settings: Settings, job_ids: list[str]) -> dict[str, str | None]:
         return drafted
     try:
         profile = resolve_profile(settings)
-        generator = report_generator(
-            profile, settings.device, settings.draft_batch, settings.critical_observations
-        )
+        generator = report_generator(profile, settings)
     except Exception as error:
         for claim in claims:
             fail_job(settings, claim.job_id, failure_message(error))
