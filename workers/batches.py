@@ -31,7 +31,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from workers.config import Settings
@@ -455,12 +455,19 @@ def _end(item: BatchItem, state: str, detail: str | None) -> None:
 
 
 def settle(settings: Settings, batch_id: str) -> None:
-    """A batch whose studies are all drafted or failed is done."""
+    """A batch whose studies have all ended is done, or failed when not one study was drafted:
+    an archive of nothing but unreadable files must not look like a finished run to whoever
+    scripts against the state (``echocxr batch status`` exits non-zero on it)."""
     with session_scope(settings.sqlalchemy_url) as session:
         batch = session.get(Batch, batch_id, with_for_update=True)
         if batch is None or batch.state not in UNFINISHED or chunks_of(session, batch_id):
             return
-        batch.state, batch.finished_at = DONE, now()
+        drafted = session.scalar(
+            select(func.count())
+            .select_from(BatchItem)
+            .where(BatchItem.batch_id == batch_id, BatchItem.state == DONE)
+        )
+        batch.state, batch.finished_at = (DONE if drafted else FAILED), now()
 
 
 def report_folder(settings: Settings, batch_id: str) -> Path:

@@ -83,6 +83,19 @@ def test_a_server_folder_is_drafted_with_its_failures_and_results(
     assert [b["id"] for b in listed] == [created["id"]]
 
 
+def test_a_batch_without_one_drafted_study_ends_failed(
+    api: TestClient, batch_settings: Settings, archives: Path
+) -> None:
+    """Scripts read the state: an archive of unreadable files is not a finished run."""
+    key = make_keys(batch_settings)["auditor"]
+    (archives / "scans").mkdir(parents=True)
+    for name in ("a.dcm", "b.dcm"):
+        (archives / "scans" / name).write_bytes(b"DICM but not a DICOM file")
+    batch = wait_for_batch(api, key, submit(api, key, folder=str(archives / "scans"))["id"])
+    assert batch["state"] == "failed"
+    assert batch["counts"]["failed"] == 2 and batch["counts"]["done"] == 0
+
+
 def test_an_uploaded_archive_is_drafted(
     api: TestClient, batch_settings: Settings, tmp_path: Path
 ) -> None:
