@@ -109,7 +109,10 @@ class DicomWebClient:
         return self._search(f"{self.base_url}/studies", params=dict(query))
 
     def _retrieve(self, url: str) -> list[bytes]:
-        accept = f'multipart/related; type="{DICOM_MEDIA_TYPE}"'
+        # transfer-syntax=* asks for the instances as stored (PS3.18 8.7.3.5.2): without it the
+        # server must transcode to Explicit VR Little Endian, which PACSs fail for codecs they
+        # cannot decode (Orthanc answers HTTP 500 on JPEG 2000); read_study decodes them all.
+        accept = f'multipart/related; type="{DICOM_MEDIA_TYPE}"; transfer-syntax=*'
         response = self._request("GET", url, headers={"Accept": accept})
         return multipart_payloads(response.headers.get("Content-Type", ""), response.content)
 
