@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from dicom.pixels import PixelSpacing
     from dicom.read import FrontalImage, Series, SetAside, Study, read_study
     from dicom.sources import ReadLimits
-    from dicom.sr import write_sr
+    from dicom.sr import cited_images, write_sr
     from dicom.summary import describe_study, summarize_study
     from dicom.transforms import to_model_input
 
@@ -54,6 +54,7 @@ _MODULE_OF = {
     "ReportState": "dicom.draft",
     "Signature": "dicom.draft",
     "write_sr": "dicom.sr",
+    "cited_images": "dicom.sr",
     "write_encapsulated_pdf": "dicom.pdf",
     "fhir_diagnostic_report": "dicom.fhir",
     "write_report_bundle": "dicom.bundle",
@@ -131,6 +132,7 @@ __all__ = [
     "Study",
     "TruncatedError",
     "UnsupportedTransferSyntaxError",
+    "cited_images",
     "deidentify",
     "describe_study",
     "detect_burned_in",

@@ -13,13 +13,16 @@ import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydicom import config
 from pydicom.uid import generate_uid
 from pydicom.valuerep import validate_value
 
 from dicom.errors import ReportInputError
+
+if TYPE_CHECKING:
+    from dicom.read import Study
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # The words every output shows above an out-of-distribution draft (issue 30, item 4).
@@ -295,20 +298,24 @@ def _is_latin_1(text: str) -> bool:
 
 
 def derived_uid(
-    study_instance_uid: str,
+    study: Study,
     algorithm: AlgorithmIdentity,
     purpose: str,
     signature: Signature | None = None,
 ) -> str:
-    """A UID fixed by (study, model id, checkpoint hash, decoding, purpose): a re-run replaces,
-    not adds.
+    """A UID fixed by (study, the frontal images it was read from, model id, checkpoint hash,
+    decoding, purpose): a re-run on the same images replaces, not adds.
 
-    ``purpose`` separates the objects of one draft (``"sr-series"``, ``"sr-instance"``, …). A
-    signed version adds the signing time, so it is a new object beside the draft it replaces,
-    and signing again (an addendum) makes another.
+    The images are in it because one UID must name one content (PS3.5 9.1): a study that grew
+    is drafted again, and a PACS keeps the first of two instances sharing a UID, so a second
+    draft under the first one's UIDs would never reach the reader. ``purpose`` separates the
+    objects of one draft (``"sr-series"``, ``"sr-instance"``, …). A signed version adds the
+    signing time, so it is a new object beside the draft it replaces, and signing again (an
+    addendum) makes another.
     """
     sources = [
-        study_instance_uid,
+        study.study_instance_uid,
+        *sorted(image.sop_instance_uid for image in study.frontal_images),
         algorithm.model_id,
         algorithm.checkpoint_sha256,
         algorithm.decoding,

@@ -48,11 +48,11 @@ def fhir_diagnostic_report(
     """
     issued = (signature.signed_at if signature else datetime.now(UTC)).isoformat(timespec="seconds")
     study_uid = study.study_instance_uid
-    sr_uid = derived_uid(study_uid, draft.algorithm, "sr-instance", signature)
+    sr_uid = derived_uid(study, draft.algorithm, "sr-instance", signature)
     observations = trust_observations(draft)
     resource: dict[str, object] = {
         "resourceType": "DiagnosticReport",
-        "id": derived_uid(study_uid, draft.algorithm, "fhir-report", signature)[-64:],
+        "id": derived_uid(study, draft.algorithm, "fhir-report", signature)[-64:],
         "contained": [
             _device(draft),
             *_signer(signature),
@@ -180,7 +180,7 @@ def _provenance(
     if signature is None:
         provenance["agent"] = [_author("#model")]
         return provenance
-    draft_sr = derived_uid(study.study_instance_uid, draft.algorithm, "sr-instance")
+    draft_sr = derived_uid(study, draft.algorithm, "sr-instance")
     on_behalf = {"onBehalfOf": {"reference": "#organization"}}
     provenance["agent"] = [{**_author("#radiologist"), **on_behalf}]
     provenance["entity"] = [

@@ -213,12 +213,12 @@ def write_encapsulated_pdf(
     ReportInputError
         When the study holds no frontal image to take the Patient and Study modules from.
     """
-    study_uid, algorithm = study.study_instance_uid, draft.algorithm
-    sop_uid = derived_uid(study_uid, algorithm, "pdf-instance", signature)
+    algorithm = draft.algorithm
+    sop_uid = derived_uid(study, algorithm, "pdf-instance", signature)
     ds = Dataset()
     ds.file_meta = _file_meta(sop_uid)
     copy_patient_and_study(report_source(_first_header(study)), ds)
-    _document_series(ds, derived_uid(study_uid, algorithm, "pdf-series", signature), signature)
+    _document_series(ds, derived_uid(study, algorithm, "pdf-series", signature), signature)
     _equipment(ds, draft)
     _document(ds, render_pdf(draft, study, signature), signature)
     ds.SOPClassUID = EncapsulatedPDFStorage

@@ -15,6 +15,7 @@ import io
 import logging
 import re
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
@@ -127,6 +128,12 @@ class Study:
     def images(self) -> list[FrontalImage]:
         """The frontal images, under the short name callers of the model use."""
         return self.frontal_images
+
+    def restricted_to(self, sop_instance_uids: Collection[str]) -> Study:
+        """The study with only the frontal images named: as a report written before it grew
+        saw it (``dicom.cited_images`` of that report's SR)."""
+        images = [i for i in self.frontal_images if i.sop_instance_uid in sop_instance_uids]
+        return replace(self, frontal_images=images)
 
     def without_pixels(self) -> Study:
         """The study with its images' pixel data released, headers and UIDs kept.

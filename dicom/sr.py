@@ -138,13 +138,9 @@ def write_sr(draft: DraftReport, study: Study, signature: Signature | None = Non
         sr = hd.sr.EnhancedSR(
             evidence=sources,
             content=diagnostic_imaging_report(draft, signature),
-            series_instance_uid=derived_uid(
-                study.study_instance_uid, algorithm, "sr-series", signature
-            ),
+            series_instance_uid=derived_uid(study, algorithm, "sr-series", signature),
             series_number=SERIES_NUMBER if signature is None else SIGNED_SERIES_NUMBER,
-            sop_instance_uid=derived_uid(
-                study.study_instance_uid, algorithm, "sr-instance", signature
-            ),
+            sop_instance_uid=derived_uid(study, algorithm, "sr-instance", signature),
             instance_number=1,
             manufacturer=algorithm.manufacturer,
             contributing_equipment=[contributing_equipment(draft)],
@@ -196,10 +192,21 @@ def draft_sr_reference(draft: DraftReport, study: Study) -> Dataset:
     algorithm = draft.algorithm
     reference = Dataset()
     reference.StudyInstanceUID = study.study_instance_uid
-    reference.SeriesInstanceUID = derived_uid(study.study_instance_uid, algorithm, "sr-series")
+    reference.SeriesInstanceUID = derived_uid(study, algorithm, "sr-series")
     reference.SOPClassUID = EnhancedSRStorage
-    reference.SOPInstanceUID = derived_uid(study.study_instance_uid, algorithm, "sr-instance")
+    reference.SOPInstanceUID = derived_uid(study, algorithm, "sr-instance")
     return reference
+
+
+def cited_images(sr: Dataset) -> frozenset[str]:
+    """The SOPInstanceUIDs an SR cites in CurrentRequestedProcedureEvidenceSequence: the images
+    its report was written from."""
+    return frozenset(
+        str(instance.ReferencedSOPInstanceUID)
+        for study in sr.get("CurrentRequestedProcedureEvidenceSequence", [])
+        for series in study.get("ReferencedSeriesSequence", [])
+        for instance in series.get("ReferencedSOPSequence", [])
+    )
 
 
 @contextmanager

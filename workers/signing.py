@@ -10,8 +10,11 @@ quality signal.
 
 from __future__ import annotations
 
+import io
 from datetime import datetime
+from typing import TYPE_CHECKING
 
+import pydicom
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -20,6 +23,9 @@ from workers.config import Settings
 from workers.drafting import algorithm_identity
 from workers.jobs import next_version, report_text, store_renderings
 from workers.records import DRAFT, SIGNED, Report, SignOff
+
+if TYPE_CHECKING:
+    import dicom
 
 
 class SignError(ValueError):
@@ -59,6 +65,28 @@ def check_signable(session: Session, draft: Report) -> None:
         )
 
 
+def as_drafted(settings: Settings, draft: Report) -> dicom.Study:
+    """The study as the draft saw it: only the frontal images its SR cites.
+
+    A study that grew after its draft (its next draft still on the way) holds images the draft
+    never read; the signed version cites what the signed text was written from, and the draft SR
+    it revises is named by UIDs derived from those images.
+    """
+    import dicom
+
+    folder = storage.study_folder(settings.studies_dir, draft.study_id)
+    study = dicom.read_study(folder, decode_pixels=False)
+    draft_sr = pydicom.dcmread(io.BytesIO(storage.read(settings.files_dir, draft.files["sr"])))
+    cited = dicom.cited_images(draft_sr)
+    seen = study.restricted_to(cited)
+    if len(seen.frontal_images) != len(cited):
+        raise dicom.ReportInputError(
+            "the images this draft was written from are no longer all stored with the study; "
+            "upload the study again to have it drafted anew"
+        )
+    return seen
+
+
 def sign(
     session: Session,
     settings: Settings,
@@ -81,9 +109,7 @@ def sign(
         raise SignError("a signed report needs findings or impression text")
     signer_id, signer_name = signer
     signature = dicom.Signature(signer_name, settings.organization, signed_at)
-    study = dicom.read_study(
-        storage.study_folder(settings.studies_dir, draft.study_id), decode_pixels=False
-    )
+    study = as_drafted(settings, draft)
     text = dicom.DraftReport(findings.strip(), impression.strip(), algorithm_identity(draft))
     files = store_renderings(
         settings, lambda folder: dicom.write_report_bundle(text, study, folder, signature=signature)

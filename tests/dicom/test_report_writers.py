@@ -6,6 +6,7 @@ import json
 import logging
 import subprocess
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pydicom
@@ -111,6 +112,26 @@ def test_other_decoding_of_the_same_weights_gets_its_own_uids_and_says_so(
     described = processing_equipment(other).ContributionDescription
     assert described.endswith("; decoding diffusion-multistep steps=2")
     assert "decoding" not in processing_equipment(first).ContributionDescription
+
+
+def test_a_study_that_grew_gets_new_objects_and_its_first_images_the_same_ones(
+    draft: DraftReport, study: dicom.Study
+) -> None:
+    """One UID names one content: a PACS keeps the first of two instances sharing a UID, so the
+    draft of a grown study must not reuse the first draft's UIDs; the signed version finds the
+    draft it revises by restricting the study to what the draft cites."""
+    [image] = study.frontal_images
+    later = replace(image, sop_instance_uid=image.sop_instance_uid + ".2")
+    grown = replace(study, frontal_images=[image, later])
+    first, second = write_sr(draft, study), write_sr(draft, grown)
+    assert first.SOPInstanceUID != second.SOPInstanceUID
+    assert first.SeriesInstanceUID != second.SeriesInstanceUID
+    assert write_encapsulated_pdf(draft, grown).SOPInstanceUID != (
+        write_encapsulated_pdf(draft, study).SOPInstanceUID
+    )
+    assert dicom.cited_images(first) == {image.sop_instance_uid}
+    as_drafted = grown.restricted_to(dicom.cited_images(first))
+    assert write_sr(draft, as_drafted).SOPInstanceUID == first.SOPInstanceUID
 
 
 def test_encapsulated_pdf_passes_dciodvfy(

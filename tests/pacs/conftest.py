@@ -4,7 +4,6 @@ test (its storage starts empty), the API served on a loopback port when Orthanc 
 
 from __future__ import annotations
 
-import io
 import subprocess
 import threading
 import time
@@ -16,11 +15,10 @@ from pathlib import Path
 from typing import TypeVar
 
 import httpx
-import pydicom
 import pytest
 import uvicorn
 from pydicom import Dataset
-from pydicom.uid import EncapsulatedPDFStorage, EnhancedSRStorage, generate_uid
+from pydicom.uid import EncapsulatedPDFStorage, EnhancedSRStorage
 
 from dicom.dicomweb import DicomWebClient
 from service.main import create_app
@@ -166,18 +164,6 @@ def send_with_storescu(storescu: str, orthanc: OrthancServer, *files: Path) -> N
         [storescu, *orthanc.storescu_peer, *map(str, files)], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-
-
-def another_instance(data: bytes, number: int) -> bytes:
-    """A further frontal image of the same study (a new series and instance): the study grows."""
-    ds = pydicom.dcmread(io.BytesIO(data))
-    ds.SeriesInstanceUID = generate_uid(entropy_srcs=[str(ds.SeriesInstanceUID), str(number)])
-    ds.SOPInstanceUID = generate_uid(entropy_srcs=[str(ds.SOPInstanceUID), str(number)])
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.SeriesNumber, ds.InstanceNumber = 100 + number, 1
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 def reports_in_pacs(orthanc: OrthancServer, study_uid: str) -> dict[str, list[Dataset]]:

@@ -15,9 +15,9 @@ from sqlalchemy import select
 
 from service.dispatch import EmbeddedDispatcher
 from service.pacs.dimse import listening
-from tests.pacs.conftest import another_instance, wait_until
+from tests.pacs.conftest import wait_until
 from tests.support.components import free_port, wait_for_port
-from tests.support.service import phantom_bytes
+from tests.support.service import another_instance, phantom_bytes
 from tests.workers.conftest import environment
 from workers.config import Settings
 from workers.db import session_scope

@@ -15,13 +15,12 @@ from sqlalchemy import func, select
 from dicom import DicomWebError
 from tests.pacs.conftest import (
     Rig,
-    another_instance,
     reports_in_pacs,
     send_with_storescu,
     wait_until,
 )
 from tests.support.orthanc import OrthancServer
-from tests.support.service import auth, phantom_bytes
+from tests.support.service import another_instance, auth, phantom_bytes
 from workers.config import Settings
 from workers.db import session_scope
 from workers.records import Job, Push, Report, Study

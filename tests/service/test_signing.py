@@ -13,7 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from tests.support.service import auth, phantom_bytes, upload, wait_for_job
+import dicom
+from tests.support.service import another_instance, auth, phantom_bytes, upload, wait_for_job
+from workers import storage
 from workers.config import Settings
 from workers.db import session_scope
 from workers.records import SignOff
@@ -102,6 +104,31 @@ def _evaluated_signoff(settings: Settings, signed_id: str, seconds: float = 60) 
                 return signoff
         time.sleep(0.1)
     pytest.fail("the sign-off was not evaluated")
+
+
+def test_a_draft_signed_after_its_study_grew_cites_and_revises_what_it_was_written_from(
+    client: TestClient, keys: dict[str, str], settings: Settings
+) -> None:
+    """A further image arrived (the study's next draft still on its way) before the radiologist
+    signed the draft on screen: the signed SR cites the images that draft read and names that
+    draft as its predecessor, not a draft of the grown study that does not exist."""
+    key = keys["radiologist"]
+    study, draft = _drafted(client, key, 33)
+    draft_sr = _sr(client, key, draft["id"])
+    folder = storage.study_folder(settings.studies_dir, study["id"])
+    (folder / "arrived-later.dcm").write_bytes(another_instance(phantom_bytes(33), 1))
+    body = {"findings": draft["findings"], "impression": draft["impression"]}
+    response = client.post(f"/v1/reports/{draft['id']}/sign", json=body, headers=auth(key))
+    assert response.status_code == 201, response.text
+    signed_sr = _sr(client, key, response.json()["id"])
+    assert dicom.cited_images(signed_sr) == dicom.cited_images(draft_sr)
+    predecessor = signed_sr.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0]
+    assert predecessor.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == draft_sr.SOPInstanceUID
+
+
+def _sr(client: TestClient, key: str, report_id: str) -> pydicom.Dataset:
+    sr = client.get(f"/v1/reports/{report_id}?format=sr", headers=auth(key))
+    return pydicom.dcmread(io.BytesIO(sr.content))
 
 
 def test_only_the_newest_draft_signs_and_only_once(

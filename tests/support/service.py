@@ -109,6 +109,21 @@ def phantom_bytes(index: int, seed: int = 0, downscale: int = 8) -> bytes:
     return buffer.getvalue()
 
 
+def another_instance(data: bytes, number: int) -> bytes:
+    """A further frontal image of the same study (a new series and instance): the study grows."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    ds = pydicom.dcmread(io.BytesIO(data))
+    ds.SeriesInstanceUID = generate_uid(entropy_srcs=[str(ds.SeriesInstanceUID), str(number)])
+    ds.SOPInstanceUID = generate_uid(entropy_srcs=[str(ds.SOPInstanceUID), str(number)])
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.SeriesNumber, ds.InstanceNumber = 100 + number, 1
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
 def zipped(files: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
