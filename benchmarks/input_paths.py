@@ -1,6 +1,6 @@
-"""The shipped checkpoints' quality on three inputs made from the same phantom test studies.
+"""The checkpoints' quality on three inputs made from the same phantom test studies.
 
-Run: ``.venv/bin/python benchmarks/input_paths.py [--studies 150]``.
+Run: ``.venv/bin/python benchmarks/input_paths.py [--studies 150] [--before DIR]``.
 Writes ``benchmarks/results/input_paths.{md,json,png}``.
 
 - ``direct``: the phantom rendered straight at the model's size, then ``to_model_input`` and
@@ -9,10 +9,12 @@ Writes ``benchmarks/results/input_paths.{md,json,png}``.
   ``dicom.read_study``, ``to_model_input``, 8-bit: what the caches and the bench read now;
 - ``dicom-full``: the full detector matrix, read as ``echocxr report`` and the workers read it.
 
-Each input is drafted by AR (``ar-tiny``) and the default one-step engine (``dcd-b4``); macro-F1
-(14) against the phantom labels, with a paired bootstrap 95% interval of each DICOM input
-against ``direct``. The shipped checkpoints were trained on ``direct``: the gap is the
-train/serve skew a rebuild through the DICOM caches removes.
+Each input is drafted by AR (``ar-tiny``) and the default one-step engine (``dcd-b4``) of the
+shipped checkpoints and, with ``--before``, of the checkpoints in that folder (those shipped
+before the rebuild through DICOM, ``git archive`` of an earlier commit). Macro-F1 (14) against
+the phantom labels, with paired bootstrap 95% intervals for issue 30's two targets: served
+(``dicom-full``) within 0.01 of what the bench reads (``dicom-cache``), and no lower than the
+earlier checkpoints on ``direct`` (the figure published before).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from model.trust_fit import split_inputs  # noqa: E402
 SIZE = 128
 TEST_CACHE = 500  # the test studies' DICOM-path cache the other trust benchmarks read too
 RUNS = (("ar-tiny", "ar"), ("dcd-b4", "diffusion-onestep"))
+PATHS = ("direct", "dicom-cache", "dicom-full")
 MACRO = "chexpert_rule_f1_macro14_unc0"
 
 
@@ -65,7 +68,7 @@ def inputs(n: int, cache: Path) -> dict[str, torch.Tensor]:
     }
 
 
-def measure(n: int, cache: Path) -> dict[str, Any]:
+def measure(n: int, cache: Path, before: Path | None) -> dict[str, Any]:
     torch.set_num_threads(1)
     pixels = inputs(n, cache)
     references = [record.labels for record in phantom_records(0, n, "test")]
@@ -80,52 +83,83 @@ def measure(n: int, cache: Path) -> dict[str, Any]:
         "runs": {},
     }
     for checkpoint, engine in RUNS:
-        generator = model.load(model.CHECKPOINTS / checkpoint, engine)
-        labels = {
-            name: [r.labels or {} for r in generator.generate(x)] for name, x in pixels.items()
-        }
-        run: dict[str, Any] = {
-            name: {"macro_f1_14": label_f1(found, references)[MACRO]}
-            for name, found in labels.items()
-        }
-        for name in ("dicom-cache", "dicom-full"):
-            test = compare_systems(labels["direct"], labels[name], references)[MACRO]
-            run[name]["vs_direct"] = test.as_dict()
+        shipped = drafted_labels(model.CHECKPOINTS / checkpoint, engine, pixels)
+        run: dict[str, Any] = {name: macro(shipped[name], references) for name in PATHS}
+        run["served_vs_bench"] = compare_systems(
+            shipped["dicom-cache"], shipped["dicom-full"], references
+        )[MACRO].as_dict()
+        if before is not None:
+            earlier = drafted_labels(before / checkpoint, engine, pixels)
+            run["before"] = {name: macro(earlier[name], references) for name in PATHS}
+            run["served_vs_before_direct"] = compare_systems(
+                earlier["direct"], shipped["dicom-full"], references
+            )[MACRO].as_dict()
         result["runs"][f"{checkpoint} {engine}"] = run
     return result
 
 
+def drafted_labels(
+    checkpoint: Path, engine: str, pixels: dict[str, torch.Tensor]
+) -> dict[str, list[dict[str, int | None]]]:
+    generator = model.load(checkpoint, engine)
+    return {name: [r.labels or {} for r in generator.generate(x)] for name, x in pixels.items()}
+
+
+def macro(found: list[dict[str, int | None]], references: list[Any]) -> float:
+    return float(label_f1(found, references)[MACRO])
+
+
+def interval(test: dict[str, float]) -> str:
+    return f"{test['delta']:+.3f} [{test['low']:+.3f}, {test['high']:+.3f}]"
+
+
 def markdown(result: dict[str, Any]) -> str:
     pixel = result["mean_abs_pixel_difference_vs_direct"]
+    runs = result["runs"]
+    before = all("before" in run for run in runs.values())
     lines = [
-        "# One image path: the shipped checkpoints on direct renders and through DICOM",
+        "# One image path: the checkpoints on direct renders and through DICOM",
         "",
         f"The same {result['studies']} phantom test studies (seed 0), batch 16, one thread. "
         "Mean absolute difference per pixel of the model input against `direct`: "
         f"dicom-cache {pixel['dicom-cache']:.4f}, dicom-full {pixel['dicom-full']:.4f}; "
         "dicom-cache against dicom-full "
-        f"{result['mean_abs_pixel_difference_cache_vs_full']:.4f}.",
+        f"{result['mean_abs_pixel_difference_cache_vs_full']:.4f}. `direct` is what training "
+        "and the bench read until issue 30, `dicom-cache` what they read now, `dicom-full` "
+        "what the product serves.",
         "",
-        "| checkpoint, engine | direct (old caches, old bench) | dicom-cache (caches and "
-        "bench now) | − direct [95% CI] | dicom-full (serving) | − direct [95% CI] |",
-        "|---|---|---|---|---|---|",
+        "| checkpoints, engine | direct | dicom-cache | dicom-full (served) "
+        "| served − cache [95% CI] |" + (" served − before on direct [95% CI] |" if before else ""),
+        "|---|---|---|---|---|" + ("---|" if before else ""),
     ]
-    for name, run in result["runs"].items():
-        cells = [f"{run['direct']['macro_f1_14']:.3f}"]
-        for path in ("dicom-cache", "dicom-full"):
-            test = run[path]["vs_direct"]
-            cells += [
-                f"{run[path]['macro_f1_14']:.3f}",
-                f"{test['delta']:+.3f} [{test['low']:+.3f}, {test['high']:+.3f}]",
-            ]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "The shipped checkpoints were trained on `direct` inputs. Their recipes now train on "
-        "`dicom-cache` inputs, so the next `scripts/rebuild-checkpoints.sh` trains on what the "
-        "product serves.",
-    ]
+    for name, run in runs.items():
+        if before:
+            earlier = [f"{run['before'][p]:.3f}" for p in PATHS]
+            lines.append(f"| before the rebuild: {name} | " + " | ".join(earlier) + " | | |")
+        cells = [f"{run[p]:.3f}" for p in PATHS] + [interval(run["served_vs_bench"])]
+        if before:
+            cells.append(interval(run["served_vs_before_direct"]))
+        label = f"shipped (trained through DICOM): {name}" if before else name
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", *targets(runs, before)]
     return "\n".join(lines) + "\n"
+
+
+def targets(runs: dict[str, Any], before: bool) -> list[str]:
+    """Issue 30's two targets, as the numbers above decide them."""
+    said = []
+    for name, run in runs.items():
+        gap = run["dicom-full"] - run["dicom-cache"]
+        line = f"- {name}: served {'within' if abs(gap) <= 0.01 else 'NOT within'} 0.01 of the "
+        line += f"bench's input ({gap:+.3f})"
+        if before:
+            change = run["dicom-full"] - run["before"]["direct"]
+            line += (
+                f"; served {'no lower than' if change >= 0 else 'LOWER than'} the earlier "
+                f"checkpoints' direct figure ({change:+.3f})"
+            )
+        said.append(line + ".")
+    return said
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
@@ -134,15 +168,18 @@ def plot(result: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    paths = ("direct", "dicom-cache", "dicom-full")
-    figure, axis = plt.subplots(figsize=(7, 4))
-    width = 0.35
-    for offset, (name, run) in enumerate(result["runs"].items()):
-        values = [run[p]["macro_f1_14"] for p in paths]
-        axis.bar(np.arange(3) + offset * width, values, width, label=name)
-    axis.set_xticks(np.arange(3) + width / 2, paths)
+    bars = []
+    for name, run in result["runs"].items():
+        if "before" in run:
+            bars.append((f"before: {name}", [run["before"][p] for p in PATHS]))
+        bars.append((f"shipped: {name}", [run[p] for p in PATHS]))
+    figure, axis = plt.subplots(figsize=(8, 4))
+    width = 0.8 / len(bars)
+    for offset, (label, values) in enumerate(bars):
+        axis.bar(np.arange(len(PATHS)) + offset * width, values, width, label=label)
+    axis.set_xticks(np.arange(len(PATHS)) + 0.4 - width / 2, PATHS)
     axis.set_ylabel("macro-F1 (14), phantom test")
-    axis.legend()
+    axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=90)
 
@@ -150,10 +187,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
 def main() -> None:
     parser = arguments(__doc__, ROOT / DEFAULT_CACHE, checkpoint=False)
     parser.add_argument("--studies", type=int, default=150)
+    parser.add_argument("--before", type=Path, help="a folder of earlier checkpoints to compare")
     args = parser.parse_args()
     if not 0 < args.studies <= TEST_CACHE:
         parser.error(f"--studies must be within 1..{TEST_CACHE}")
-    result = measure(args.studies, args.cache_dir)
+    result = measure(args.studies, args.cache_dir, args.before)
     write_results("input_paths", result, markdown, plot)
 
 
