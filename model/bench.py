@@ -265,9 +265,9 @@ def run_bench(
             **quality(decoded["texts"], dataset, labels),
             **per_observation_scores(labels, references),
         }
-        if row.engine == "ar":
-            ar_labels = labels
-        elif ar_labels is not None:  # rows are sorted with ar first
+        if ar_labels is None and row.engine == "ar":  # rows are sorted with ar first
+            ar_labels = labels  # the first AR row is every later row's reference, as for speed
+        elif ar_labels is not None:
             result |= paired_vs_ar(ar_labels, labels, references)
         result["tokens_per_forward"] = result["tokens_per_report"] / max(
             result["forwards_per_report"], 1e-9
