@@ -19,6 +19,7 @@ earlier checkpoints on ``direct`` (the figure published before).
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -85,12 +86,14 @@ def measure(n: int, cache: Path, before: Path | None) -> dict[str, Any]:
     for checkpoint, engine in RUNS:
         shipped = drafted_labels(model.CHECKPOINTS / checkpoint, engine, pixels)
         run: dict[str, Any] = {name: macro(shipped[name], references) for name in PATHS}
+        run["weights_sha256"] = weights_sha256(model.CHECKPOINTS / checkpoint)
         run["served_vs_bench"] = compare_systems(
             shipped["dicom-cache"], shipped["dicom-full"], references
         )[MACRO].as_dict()
         if before is not None:
             earlier = drafted_labels(before / checkpoint, engine, pixels)
             run["before"] = {name: macro(earlier[name], references) for name in PATHS}
+            run["before"]["weights_sha256"] = weights_sha256(before / checkpoint)
             run["served_vs_before_direct"] = compare_systems(
                 earlier["direct"], shipped["dicom-full"], references
             )[MACRO].as_dict()
@@ -103,6 +106,10 @@ def drafted_labels(
 ) -> dict[str, list[dict[str, int | None]]]:
     generator = model.load(checkpoint, engine)
     return {name: [r.labels or {} for r in generator.generate(x)] for name, x in pixels.items()}
+
+
+def weights_sha256(checkpoint: Path) -> str:
+    return str(json.loads((checkpoint / "config.json").read_text())["weights"]["sha256"])
 
 
 def macro(found: list[dict[str, int | None]], references: list[Any]) -> float:
@@ -139,7 +146,10 @@ def markdown(result: dict[str, Any]) -> str:
         cells = [f"{run[p]:.3f}" for p in PATHS] + [interval(run["served_vs_bench"])]
         if before:
             cells.append(interval(run["served_vs_before_direct"]))
-        label = f"shipped (trained through DICOM): {name}" if before else name
+        label = name
+        if before:
+            rebuilt = run["weights_sha256"] != run["before"]["weights_sha256"]
+            label = f"{'rebuilt through DICOM' if rebuilt else 'shipped, unchanged'}: {name}"
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", *targets(runs, before)]
     return "\n".join(lines) + "\n"
@@ -179,7 +189,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
         axis.bar(np.arange(len(PATHS)) + offset * width, values, width, label=label)
     axis.set_xticks(np.arange(len(PATHS)) + 0.4 - width / 2, PATHS)
     axis.set_ylabel("macro-F1 (14), phantom test")
-    axis.legend(fontsize=8)
+    low = min(value for _, values in bars for value in values)
+    axis.set_ylim(max(0.0, low - 0.05), None)  # the differences, not the bars' common base
+    axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
     figure.tight_layout()
     figure.savefig(path, dpi=90)
 
