@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom import Dataset
 from sqlalchemy import func, select
 
-from dicom import DicomWebError
+from dicom import DicomWebError, cited_images
 from tests.pacs.conftest import (
     Rig,
     reports_in_pacs,
@@ -40,15 +39,6 @@ def _drafted(orthanc: OrthancServer, study_uid: str, unverified: bool = True) ->
     flags = {str(sr.VerificationFlag) for sr in found["sr"]}
     wanted = {"UNVERIFIED"} if unverified else {"VERIFIED"}
     return found if flags == wanted and found["pdf"] else None
-
-
-def _evidence(sr: Dataset) -> int:
-    """How many source images the SR cites (CurrentRequestedProcedureEvidenceSequence)."""
-    return sum(
-        len(series.ReferencedSOPSequence)
-        for study in sr.CurrentRequestedProcedureEvidenceSequence
-        for series in study.ReferencedSeriesSequence
-    )
 
 
 def _records(settings: Settings, study_uid: str) -> tuple[list[Job], list[Report], list[Push]]:
@@ -87,7 +77,7 @@ def test_a_study_sent_to_the_pacs_comes_back_drafted_then_signed(
     for filed in (sr, pdf):
         assert filed.StudyInstanceUID == uid
         assert (filed.PatientID, filed.PatientName) == (header.PatientID, header.PatientName)
-    assert pdf.Modality == "DOC" and _evidence(sr) == 1
+    assert pdf.Modality == "DOC" and len(cited_images(sr)) == 1
     patients = rig.orthanc.get_json("/patients")
     assert isinstance(patients, list) and len(patients) == 1  # filed under the source patient
 
@@ -140,7 +130,7 @@ def test_a_study_that_grows_is_drafted_again_and_its_draft_replaced(
     uid = str(pydicom.dcmread(first, stop_before_pixels=True).StudyInstanceUID)
     send_with_storescu(storescu, rig.orthanc, first)
     found = wait_until(lambda: _drafted(rig.orthanc, uid), DRAFT_WAIT_S, "no first draft")
-    assert _evidence(found["sr"][0]) == 1
+    assert len(cited_images(found["sr"][0])) == 1
 
     second = tmp_path / "second.dcm"
     second.write_bytes(another_instance(first.read_bytes(), 1))
@@ -148,7 +138,7 @@ def test_a_study_that_grows_is_drafted_again_and_its_draft_replaced(
 
     def replaced() -> dict | None:
         now = _drafted(rig.orthanc, uid)
-        return now if now and _evidence(now["sr"][0]) == 2 else None
+        return now if now and len(cited_images(now["sr"][0])) == 2 else None
 
     found = wait_until(replaced, DRAFT_WAIT_S, "the draft of the grown study did not replace it")
     assert [len(found[kind]) for kind in ("sr", "pdf", "other")] == [1, 1, 2]
