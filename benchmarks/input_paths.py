@@ -140,14 +140,12 @@ def markdown(result: dict[str, Any]) -> str:
         "|---|---|---|---|---|" + ("---|" if before else ""),
     ]
     for name, run in runs.items():
+        cells = [f"{run[p]:.3f}" for p in PATHS] + [interval(run["served_vs_bench"])]
+        label = name
         if before:
             earlier = [f"{run['before'][p]:.3f}" for p in PATHS]
             lines.append(f"| before the rebuild: {name} | " + " | ".join(earlier) + " | | |")
-        cells = [f"{run[p]:.3f}" for p in PATHS] + [interval(run["served_vs_bench"])]
-        if before:
             cells.append(interval(run["served_vs_before_direct"]))
-        label = name
-        if before:
             rebuilt = run["weights_sha256"] != run["before"]["weights_sha256"]
             label = f"{'rebuilt through DICOM' if rebuilt else 'shipped, unchanged'}: {name}"
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
