@@ -22,6 +22,7 @@ from dicom.bundle import dicom_bytes
 from dicom.errors import DicomWebError
 
 DICOM_MEDIA_TYPE = "application/dicom"
+NOT_ACCEPTABLE = 406
 
 
 class DicomWebClient:
@@ -112,8 +113,17 @@ class DicomWebClient:
         # transfer-syntax=* asks for the instances as stored (PS3.18 8.7.3.5.2): without it the
         # server must transcode to Explicit VR Little Endian, which PACSs fail for codecs they
         # cannot decode (Orthanc answers HTTP 500 on JPEG 2000); read_study decodes them all.
-        accept = f'multipart/related; type="{DICOM_MEDIA_TYPE}"; transfer-syntax=*'
-        response = self._request("GET", url, headers={"Accept": accept})
+        # A server that does not take the wildcard answers 406 Not Acceptable: ask again for
+        # its default, which serves every study it can transcode.
+        multipart = f'multipart/related; type="{DICOM_MEDIA_TYPE}"'
+        try:
+            response = self._request(
+                "GET", url, headers={"Accept": f"{multipart}; transfer-syntax=*"}
+            )
+        except DicomWebError as error:
+            if error.status_code != NOT_ACCEPTABLE:
+                raise
+            response = self._request("GET", url, headers={"Accept": multipart})
         return multipart_payloads(response.headers.get("Content-Type", ""), response.content)
 
     def _search(self, url: str, params: dict[str, str] | None = None) -> list[Dataset]:
@@ -131,7 +141,8 @@ class DicomWebClient:
             ) from error
         if response.status_code >= 400:
             raise DicomWebError(
-                f"{method} {url} answered HTTP {response.status_code}; check the server's log"
+                f"{method} {url} answered HTTP {response.status_code}; check the server's log",
+                response.status_code,
             )
         return response
 

@@ -62,4 +62,9 @@ class ReidentificationError(DicomError, ValueError):
 
 
 class DicomWebError(DicomError, RuntimeError):
-    """A DICOMweb server refused or failed a request."""
+    """A DICOMweb server refused or failed a request; ``status_code`` is its HTTP status when it
+    answered (None when it could not be reached)."""
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pydicom
@@ -12,6 +13,7 @@ from dicom.dicomweb import DicomWebClient
 from dicom.draft import DraftReport
 from dicom.pdf import write_encapsulated_pdf
 from dicom.sr import write_sr
+from tests.support.faults import faulty_proxy
 from tests.support.orthanc import OrthancServer
 
 pytestmark = pytest.mark.integration
@@ -45,3 +47,27 @@ def test_unreachable_server_is_a_dicomweb_error(draft: DraftReport, frontal_file
         pytest.raises(dicom.DicomWebError, match="reachable"),
     ):
         client.store([sr])
+
+
+def test_a_server_refusing_instances_as_stored_is_asked_for_its_default(
+    orthanc: OrthancServer, frontal_file: Path
+) -> None:
+    source = pydicom.dcmread(frontal_file)
+    with DicomWebClient(orthanc.dicomweb_url) as client:
+        client.store([source])
+    study_uid, series_uid = str(source.StudyInstanceUID), str(source.SeriesInstanceUID)
+    with faulty_proxy(orthanc.url, "no-wildcard") as proxy:
+        with DicomWebClient(f"{proxy.url}/dicom-web") as client:
+            parts = client.retrieve_series(study_uid, series_uid)
+        assert proxy.requests == 2  # refused with 406, then asked without the wildcard
+    (only,) = parts
+    assert pydicom.dcmread(io.BytesIO(only)).SOPInstanceUID == source.SOPInstanceUID
+
+
+def test_a_missing_series_is_an_error_with_its_status(orthanc: OrthancServer) -> None:
+    with (
+        DicomWebClient(orthanc.dicomweb_url) as client,
+        pytest.raises(dicom.DicomWebError, match="HTTP 404") as raised,
+    ):
+        client.retrieve_series("1.2.3.4", "1.2.3.4.5")
+    assert raised.value.status_code == 404  # not retried: only 406 asks again

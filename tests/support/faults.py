@@ -1,5 +1,7 @@
 """A PACS that fails on demand: an HTTP proxy on loopback in front of the real Orthanc that
-passes requests through, answers 503, or never answers (until it is stopped).
+passes requests through, answers 503, never answers (until it is stopped), or answers 406 Not
+Acceptable to WADO-RS asking for instances as stored (``transfer-syntax=*``), as a server that
+only sends what it transcodes does.
 
 Orthanc cannot be made to fail this way by configuration; its being down is tested by stopping
 it (or pointing at a closed port), these two by the proxy.
@@ -18,7 +20,7 @@ import httpx
 
 from tests.support.components import free_port
 
-Mode = Literal["pass", "error", "hang"]
+Mode = Literal["pass", "error", "hang", "no-wildcard"]
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
 
@@ -37,7 +39,7 @@ class FaultyProxy:
 
     def failing(self) -> bool:
         if self.failures_left is None:
-            return self.mode != "pass"
+            return self.mode in ("error", "hang")
         if self.failures_left > 0:
             self.failures_left -= 1
             return True
@@ -49,6 +51,12 @@ def _handler(proxy: FaultyProxy) -> type[http.server.BaseHTTPRequestHandler]:
         def _relay(self) -> None:
             proxy.requests += 1
             body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+            as_stored = "transfer-syntax=*" in self.headers.get("Accept", "")
+            if proxy.mode == "no-wildcard" and as_stored:
+                self.send_response(406)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             if proxy.failing():
                 if proxy.mode == "hang":
                     proxy.released.wait(60)
