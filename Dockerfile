@@ -2,7 +2,7 @@
 # GPU worker needs; set TORCH_INDEX_URL to PyTorch's CPU wheel index for slim CPU-only images.
 FROM python:3.11-slim
 ARG TORCH_INDEX_URL=""
-RUN apt-get update && apt-get install -y --no-install-recommends dcmtk default-jre-headless \
+RUN apt-get update && apt-get install -y --no-install-recommends dcmtk default-jre-headless fonts-dejavu-core \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/echocxr
 COPY pyproject.toml constraints-cpu.txt README.md ./

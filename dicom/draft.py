@@ -277,24 +277,16 @@ def _valid_as(vr: str, value: str) -> bool:
 
 
 def person_name_parts(name: str) -> tuple[str, str, str, str, str]:
-    """Family, given, middle, prefix and suffix of a DICOM person name (PS3.5 6.2.1).
-
-    Of its component groups (alphabetic, ideographic, phonetic) the first that is Latin-1 is
-    taken, as the PDF's standard fonts draw only Latin-1; else the first non-empty one.
-    """
-    groups = [group for group in name.split("=") if group.strip("^ ")]
-    drawable = [group for group in groups if _is_latin_1(group)]
-    chosen = (drawable or groups or [""])[0]
+    """Family, given, middle, prefix and suffix of a DICOM person name (PS3.5 6.2.1), from its
+    first component group that holds a name (alphabetic, else ideographic, else phonetic)."""
+    chosen = (person_name_groups(name) or [""])[0]
     family, given, middle, prefix, suffix = (chosen.split("^") + [""] * 5)[:5]
     return family, given, middle, prefix, suffix
 
 
-def _is_latin_1(text: str) -> bool:
-    try:
-        text.encode("latin-1")
-    except UnicodeEncodeError:
-        return False
-    return True
+def person_name_groups(name: str) -> list[str]:
+    """The component groups of a person name that hold a name, in their order."""
+    return [group for group in name.split("=") if group.strip("^ ")]
 
 
 def derived_uid(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime
-from xml.sax.saxutils import escape
 
 from pydicom import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
@@ -22,8 +21,15 @@ from reportlab.lib.styles import ParagraphStyle, StyleSheet1, getSampleStyleShee
 from reportlab.lib.units import mm
 from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from dicom.draft import DraftReport, Signature, derived_uid, person_name_parts
+from dicom.draft import (
+    DraftReport,
+    Signature,
+    derived_uid,
+    person_name_groups,
+    person_name_parts,
+)
 from dicom.errors import ReportInputError
+from dicom.pdf_fonts import report_fonts
 from dicom.read import Study
 from dicom.sr import (
     COMPLETION_DESCRIPTION,
@@ -49,11 +55,11 @@ def render_pdf(draft: DraftReport, study: Study, signature: Signature | None = N
     ReportInputError
         When the study holds no frontal image to take the identifiers from.
     """
-    styles = getSampleStyleSheet()
+    styles = report_styles()
     title = DOCUMENT_TITLE if signature is None else SIGNED_DOCUMENT_TITLE
     story = [
-        Paragraph(escape(title), styles["Title"]),
-        Paragraph(escape(status_line(signature)), styles["Heading3"]),
+        Paragraph(markup(title), styles["Title"]),
+        Paragraph(markup(status_line(signature)), styles["Heading3"]),
         *_warning_box(draft.warnings(), styles["BodyText"]),
         _identifying_table(identifying_rows(study), styles["BodyText"]),
         Spacer(1, 12),
@@ -62,14 +68,31 @@ def render_pdf(draft: DraftReport, study: Study, signature: Signature | None = N
         if text.strip():
             story += [
                 Paragraph(heading, styles["Heading2"]),
-                Paragraph(escape(text), styles["BodyText"]),
+                Paragraph(markup(text), styles["BodyText"]),
             ]
     story += _probability_table(draft, styles)
     model = model_line(draft)
-    story += [Spacer(1, 12), Paragraph(escape(model), styles["Italic"])]
+    story += [Spacer(1, 12), Paragraph(markup(model), styles["Italic"])]
     buffer = io.BytesIO()
     SimpleDocTemplate(buffer, pagesize=A4, title=title, author=model).build(story)
     return buffer.getvalue()
+
+
+def report_styles() -> StyleSheet1:
+    """reportlab's sample styles set in the report's fonts (``dicom.pdf_fonts``)."""
+    fonts, styles = report_fonts(), getSampleStyleSheet()
+    for name in ("Title", "Heading2", "Heading3"):
+        styles[name].fontName = fonts.bold
+    # DejaVu Sans runs ~15% wider than Helvetica: the status words stay on the title's first line
+    styles["Title"].fontSize, styles["Title"].leading = 16, 20
+    styles["BodyText"].fontName = fonts.regular
+    styles["Italic"].fontName = fonts.italic
+    return styles
+
+
+def markup(text: str) -> str:
+    """``text`` as Paragraph markup that prints every character it can (``dicom.pdf_fonts``)."""
+    return report_fonts().markup(text)
 
 
 def status_line(signature: Signature | None) -> str:
@@ -122,10 +145,14 @@ def exam_description(study: Study) -> str:
 
 
 def person_display(name: str) -> str:
-    """'Family, Given Middle' from a DICOM person name (``person_name_parts``)."""
+    """'Family, Given Middle' from a DICOM person name (``person_name_parts``), its other
+    component groups after it: 'Yamada, Tarou (山田 太郎; やまだ たろう)', as a Japanese or
+    Korean reader matches a patient by the ideographic and phonetic names."""
     family, given, middle, prefix, suffix = person_name_parts(name)
     rest = " ".join(part for part in (prefix, given, middle, suffix) if part)
-    return ", ".join(part for part in (family, rest) if part)
+    first = ", ".join(part for part in (family, rest) if part)
+    others = [" ".join(p for p in group.split("^") if p) for group in person_name_groups(name)[1:]]
+    return f"{first} ({'; '.join(others)})" if others else first
 
 
 def _date(value: object) -> str:
@@ -143,7 +170,7 @@ def _time(value: object) -> str:
 def _identifying_table(rows: list[tuple[str, str]], style: ParagraphStyle) -> Table:
     """Label and value side by side; values wrap, so a long name never leaves the page."""
     cells = [
-        [Paragraph(f"<b>{escape(label)}</b>", style), Paragraph(escape(value), style)]
+        [Paragraph(f"<b>{markup(label)}</b>", style), Paragraph(markup(value), style)]
         for label, value in rows
     ]
     table = Table(cells, colWidths=[45 * mm, 120 * mm], hAlign="LEFT")
@@ -156,7 +183,7 @@ def _warning_box(lines: list[str], style: ParagraphStyle) -> list[Flowable]:
     of the printed draft cannot miss them. Nothing when there is nothing to warn of."""
     if not lines:
         return []
-    cells = [[Paragraph(f"<b>{escape(line)}</b>", style)] for line in lines]
+    cells = [[Paragraph(f"<b>{markup(line)}</b>", style)] for line in lines]
     box = Table(cells, colWidths=[165 * mm], hAlign="LEFT")
     box.setStyle(
         TableStyle(
@@ -185,13 +212,14 @@ def _probability_table(draft: DraftReport, styles: StyleSheet1) -> list[Flowable
     table.setStyle(
         TableStyle(
             [
-                ("FONTNAME", (0, 0), (-1, 0), "Helvetica-Bold"),
+                ("FONTNAME", (0, 0), (-1, -1), report_fonts().regular),
+                ("FONTNAME", (0, 0), (-1, 0), report_fonts().bold),
                 ("LINEBELOW", (0, 0), (-1, 0), 0.75, colors.black),
                 ("ALIGN", (1, 0), (1, -1), "RIGHT"),
             ]
         )
     )
-    return [Paragraph(escape(heading), styles["Heading2"]), table]
+    return [Paragraph(markup(heading), styles["Heading2"]), table]
 
 
 def _first_header(study: Study) -> Dataset:

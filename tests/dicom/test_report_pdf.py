@@ -100,3 +100,47 @@ def test_a_study_is_reidentified_only_with_its_own_map(tmp_path: Path) -> None:
     clean, _ = deidentify(radiograph(), uid_salt=SALT)
     with pytest.raises(dicom.ReidentificationError, match=r"\(0020,000D\)"):
         reidentify_study(_study(clean, tmp_path), other_entry)
+
+
+# (SpecificCharacterSet, PatientName, what the printed header shows); the page is read back with
+# pypdf, which maps each drawn glyph to its character, so a black box or a '?' fails here
+NAMES_AS_PRINTED = {
+    "Czech": ("ISO_IR 192", "Dvořák^Jiří", "Dvořák, Jiří"),
+    "Cyrillic": ("ISO_IR 144", "Иванов^Иван", "Иванов, Иван"),
+    "Greek": ("ISO_IR 126", "Παπαδόπουλος^Γιώργος", "Παπαδόπουλος, Γιώργος"),
+    "Japanese, three groups": (
+        ["", "ISO 2022 IR 87"],
+        "Yamada^Tarou=山田^太郎=やまだ^たろう",
+        "Yamada, Tarou (山田 太郎; やまだ たろう)",
+    ),
+    "Japanese, ideographic only": (["", "ISO 2022 IR 87"], "=山田^太郎", "山田, 太郎"),
+    "Korean": (
+        ["", "ISO 2022 IR 149"],
+        "Hong^Gildong=洪^吉洞=홍^길동",
+        "Hong, Gildong (洪 吉洞; 홍 길동)",
+    ),
+}
+
+
+@pytest.mark.parametrize("label", list(NAMES_AS_PRINTED))
+def test_a_name_in_any_script_prints_as_written(
+    label: str, draft: DraftReport, tmp_path: Path
+) -> None:
+    character_set, name, printed = NAMES_AS_PRINTED[label]
+    source = radiograph(SpecificCharacterSet=character_set, PatientName=name)
+    assert f"Patient\n{printed}\n" in pdf_text(
+        write_encapsulated_pdf(draft, _study(source, tmp_path))
+    )
+
+
+def test_an_edited_report_prints_its_symbols_and_marks_what_no_font_draws(
+    draft: DraftReport, tmp_path: Path
+) -> None:
+    edited = DraftReport(
+        findings="Apical pneumothorax ≥ 2 cm, 30° rotation; 5 µm.",
+        impression="Pneumothorax — call placed ก.",  # a Thai letter: no font here draws it
+        algorithm=draft.algorithm,
+    )
+    text = pdf_text(write_encapsulated_pdf(edited, _study(radiograph(), tmp_path)))
+    assert "Apical pneumothorax ≥ 2 cm, 30° rotation; 5 µm." in text
+    assert "Pneumothorax — call placed \ufffd." in text
