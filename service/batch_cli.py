@@ -38,17 +38,40 @@ def _call(method: str, path: str, **options: Any) -> httpx.Response:
         with _client() as client:
             response = client.request(method, path, **options)
     except httpx.TransportError as error:
-        raise _fail(
-            f"the service at {Settings().api_url} does not answer ({type(error).__name__}); "
-            "check ECHOCXR_API_URL and that `echocxr serve` runs"
-        ) from None
+        raise _down(error) from None
+    _refused(response)
+    return response
+
+
+def _download(path: str, destination: Path, **options: Any) -> None:
+    """A GET written to ``destination`` as it arrives: a large batch's report files never sit
+    in memory whole. Refusals and a service that is down are told as by ``_call``."""
+    try:
+        with _client() as client, client.stream("GET", path, **options) as response:
+            if response.status_code >= 400:
+                response.read()
+                _refused(response)
+            with destination.open("wb") as handle:
+                for chunk in response.iter_bytes():
+                    handle.write(chunk)
+    except httpx.TransportError as error:
+        raise _down(error) from None
+
+
+def _down(error: httpx.TransportError) -> typer.Exit:
+    return _fail(
+        f"the service at {Settings().api_url} does not answer ({type(error).__name__}); "
+        "check ECHOCXR_API_URL and that `echocxr serve` runs"
+    )
+
+
+def _refused(response: httpx.Response) -> None:
     if response.status_code >= 400:
         try:
             detail = response.json().get("detail", response.text)
         except ValueError:
             detail = response.text
         raise _fail(f"{response.status_code}: {detail}")
-    return response
 
 
 def _fail(message: str) -> typer.Exit:
@@ -137,13 +160,15 @@ def results(
     ] = Path("batch-results-output"),
 ) -> None:
     """Download the results: CSV and JSON Lines, and every report file, unpacked."""
-    import io
+    import tempfile
     import zipfile
 
     out.mkdir(parents=True, exist_ok=True)
-    lines = _call("GET", f"/v1/batches/{batch_id}/results", params={"format": "jsonl"})
-    (out / "results.jsonl").write_bytes(lines.content)
-    bundle = _call("GET", f"/v1/batches/{batch_id}/results", params={"format": "zip"})
-    with zipfile.ZipFile(io.BytesIO(bundle.content)) as archive:
-        archive.extractall(out)  # our own service's archive: names are entry/file
+    results = f"/v1/batches/{batch_id}/results"
+    _download(results, out / "results.jsonl", params={"format": "jsonl"})
+    with tempfile.TemporaryDirectory(dir=out) as scratch:
+        bundle = Path(scratch) / "results.zip"
+        _download(results, bundle, params={"format": "zip"})
+        with zipfile.ZipFile(bundle) as archive:
+            archive.extractall(out)  # our own service's archive: names are entry/file
     typer.echo(f"{out}: results.csv, results.jsonl and the report files")

@@ -38,6 +38,11 @@ def test_submit_watch_and_fetch_the_results(tmp_path: Path) -> None:
         assert (out / "results.csv").is_file() and (
             out / "study-2.dcm" / "report.pdf.dcm"
         ).is_file()
+        assert not list(out.glob("tmp*"))  # the streamed ZIP is gone once unpacked
+        none = tmp_path / "none"
+        missing = runner.invoke(app, ["batch", "results", "no-such", "--out", str(none)], env=env)
+        assert missing.exit_code == 2 and "404: No batch with id 'no-such'" in missing.output
+        assert list(none.iterdir()) == []  # nothing half-written
         refused = runner.invoke(app, ["batch", "submit", "/etc"], env=env)
         assert refused.exit_code == 2 and "ECHOCXR_BATCH_ROOTS" in refused.output
         done = runner.invoke(app, ["batch", "cancel", batch_id], env=env)
