@@ -8,9 +8,11 @@ recipe from scratch; three RAD steps from the shipped AR model; and from the shi
 teacher a DCD run with the shipped recipe's settings (teacher rolled out left to right, length
 buckets, a student-prefix round written under the report n-grams) and the factorized baseline
 on the same rollouts; each on a handful of phantom studies. Equal losses and weight norms mean
-the refactor left every training step unchanged. Weights are compared by their norm, not their
-bytes: their last float bits differ between CPU models (an AMD VM against the Intel one that
-first recorded them), the losses do not.
+the refactor left every training step unchanged. The runs that start from a shipped checkpoint
+were re-recorded, with the training code unchanged, when it was rebuilt through DICOM (issue 30:
+the RAD steps with `ar-tiny`, the DCD and factorized steps with `rad-b8`). Weights are compared
+by their norm, not their bytes: their last float bits differ between CPU models (an AMD VM
+against the Intel one that first recorded them), the losses do not.
 
 Run (only to record a new fixture after a deliberate change, saying why in the commit):
 ``.venv/bin/python -m tests.model.tiny_training``.
