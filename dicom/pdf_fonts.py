@@ -58,8 +58,9 @@ class ReportFonts:
         and characters no font draws replaced by U+FFFD."""
         runs: list[tuple[str | None, str]] = []  # (font, text); None: the body font
         for character in text:
-            font = None if self.draws(character) else cjk_font(character)
-            if font is None and not self.draws(character):
+            drawn = self.draws(character)
+            font = None if drawn else cjk_font(character)
+            if not drawn and font is None:
                 character = NOT_PRINTABLE if self.draws(NOT_PRINTABLE) else "?"
             if runs and runs[-1][0] == font:
                 runs[-1] = (font, runs[-1][1] + character)

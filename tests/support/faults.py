@@ -53,17 +53,13 @@ def _handler(proxy: FaultyProxy) -> type[http.server.BaseHTTPRequestHandler]:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
             as_stored = "transfer-syntax=*" in self.headers.get("Accept", "")
             if proxy.mode == "no-wildcard" and as_stored:
-                self.send_response(406)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                self._empty(406)
                 return
             if proxy.failing():
                 if proxy.mode == "hang":
                     proxy.released.wait(60)
                     return
-                self.send_response(503)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                self._empty(503)
                 return
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
             answer = httpx.request(
@@ -76,6 +72,11 @@ def _handler(proxy: FaultyProxy) -> type[http.server.BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(answer.content)))
             self.end_headers()
             self.wfile.write(answer.content)
+
+        def _empty(self, status: int) -> None:
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
         do_GET = do_POST = do_DELETE = do_PUT = _relay  # noqa: N815
 
